@@ -1,0 +1,99 @@
+//! Throughput of each pipeline stage on generated traffic: decode, resolve,
+//! Arrow assembly and Parquet encoding. Reported as events/s (elements) and
+//! input MB/s (bytes). End-to-end figures are in the README.
+
+use auditlake::decode::{decode_unit, Decoded};
+use auditlake::lake::batch::{BatchBuilder, RowContext};
+use auditlake::lake::{writer_properties, WriteOptions};
+use auditlake::profiles::Profiles;
+use auditlake::resolve::resolve;
+use auditlake::schema::record_schema;
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use parquet::arrow::ArrowWriter;
+
+const EVENTS: u64 = 20_000;
+
+fn input() -> (String, Vec<(usize, usize)>) {
+    let bytes = auditlake::gen::jsonl(EVENTS, 1);
+    let text = String::from_utf8(bytes).unwrap_or_default();
+    let mut spans = Vec::new();
+    let mut start = 0;
+    for line in text.split_inclusive('\n') {
+        spans.push((start, start + line.trim_end().len()));
+        start += line.len();
+    }
+    (text, spans)
+}
+
+fn decoded(text: &str, spans: &[(usize, usize)]) -> Vec<Decoded<'_>> {
+    let mut out = Vec::with_capacity(spans.len());
+    for &(a, b) in spans {
+        decode_unit(&text[a..b], |d| out.push(d), |_| {});
+    }
+    out
+}
+
+fn stages(c: &mut Criterion) {
+    let (text, spans) = input();
+    let profiles = Profiles::builtin();
+    let mut g = c.benchmark_group("stages");
+    g.sample_size(10);
+
+    g.throughput(Throughput::Elements(EVENTS));
+    g.bench_function("decode/events", |b| {
+        b.iter(|| black_box(decoded(&text, &spans).len()))
+    });
+    g.throughput(Throughput::Bytes(text.len() as u64));
+    g.bench_function("decode/bytes", |b| {
+        b.iter(|| black_box(decoded(&text, &spans).len()))
+    });
+
+    let events = decoded(&text, &spans);
+    g.throughput(Throughput::Elements(EVENTS));
+    g.bench_function("resolve", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            for d in &events {
+                let r = resolve(&d.event, &profiles);
+                n += r.resolution as usize;
+            }
+            black_box(n)
+        })
+    });
+
+    let ctx = RowContext {
+        cluster: "bench",
+        ingested_at_us: 0,
+    };
+    let build = || {
+        let mut builder = BatchBuilder::new();
+        for d in &events {
+            let r = resolve(&d.event, &profiles);
+            builder.append(d, &r, &ctx, "file:bench:1");
+        }
+        builder.finish()
+    };
+    g.bench_function("arrow_build", |b| {
+        b.iter(|| black_box(build().map(|b| b.num_rows())))
+    });
+
+    let Ok(batch) = build() else {
+        panic!("batch build failed")
+    };
+    g.throughput(Throughput::Elements(EVENTS));
+    g.bench_function("parquet_encode", |b| {
+        b.iter(|| {
+            let mut buf = Vec::with_capacity(8 << 20);
+            let props = writer_properties(&WriteOptions::default(), "bench");
+            let mut w = ArrowWriter::try_new(&mut buf, record_schema(), Some(props))
+                .unwrap_or_else(|e| panic!("writer: {e}"));
+            w.write(&batch).unwrap_or_else(|e| panic!("write: {e}"));
+            w.close().unwrap_or_else(|e| panic!("close: {e}"));
+            black_box(buf.len())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, stages);
+criterion_main!(benches);

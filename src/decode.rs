@@ -1,0 +1,393 @@
+//! Decoding: turn one unit of input text (a log line, a webhook body, a Kafka
+//! message) into audit events, or into rejections with a reason.
+//!
+//! Accepted shapes: an `Event` (with or without `kind`/`apiVersion`,
+//! `audit.k8s.io/v1` or `v1beta1`), an `EventList`, a bare JSON array of
+//! events. The apiserver's `legacy` text format is recognised and rejected
+//! with an explanation, since it lacks the extras and UIDs resolution needs.
+//!
+//! Pure: no I/O. One bad item in a list rejects that item only. Nothing here
+//! may panic on any input (see the property test).
+
+use crate::event::Event;
+use serde_json::value::RawValue;
+
+/// Why a unit or an item was not accepted.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("empty input")]
+    Empty,
+    #[error("the apiserver `legacy` text audit format cannot be resolved (it has no user extras or UIDs); set --audit-log-format=json on kube-apiserver")]
+    LegacyFormat,
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    #[error("not an audit event: {0}")]
+    NotAnEvent(String),
+    #[error("invalid audit event: {0}")]
+    InvalidEvent(String),
+    #[error("unsupported apiVersion `{0}` (expected audit.k8s.io/v1 or v1beta1)")]
+    UnsupportedVersion(String),
+    #[error("invalid {field} `{value}`: expected RFC 3339 UTC like 2025-03-04T06:22:18.819232Z")]
+    BadTimestamp { field: &'static str, value: String },
+}
+
+/// One rejected item: its text (borrowed from the unit) and why.
+#[derive(Debug, Clone)]
+pub struct Rejection<'a> {
+    /// Index within a list, `None` when the whole unit was rejected.
+    pub item: Option<usize>,
+    pub text: &'a str,
+    pub error: DecodeError,
+}
+
+/// A decoded event with the timestamps already parsed (µs since the epoch).
+#[derive(Debug, Clone)]
+pub struct Decoded<'a> {
+    /// Index within a list (0 for a single event).
+    pub item: usize,
+    pub event: Event<'a>,
+    pub received_us: Option<i64>,
+    pub stage_us: Option<i64>,
+}
+
+/// Decode one unit of text, calling `on_event` / `on_reject` for each item.
+pub fn decode_unit<'a>(
+    text: &'a str,
+    mut on_event: impl FnMut(Decoded<'a>),
+    mut on_reject: impl FnMut(Rejection<'a>),
+) {
+    let trimmed = text.trim_start_matches('\u{feff}').trim();
+    let whole = |error| Rejection {
+        item: None,
+        text,
+        error,
+    };
+    match trimmed.as_bytes().first() {
+        None => on_reject(whole(DecodeError::Empty)),
+        Some(b'[') => match serde_json::from_str::<Vec<&RawValue>>(trimmed) {
+            Ok(items) => decode_items(&items, &mut on_event, &mut on_reject),
+            Err(e) => on_reject(whole(DecodeError::NotJson(e.to_string()))),
+        },
+        Some(b'{') => match serde_json::from_str::<Event<'a>>(trimmed) {
+            Ok(event) => {
+                if let Some(items) = list_items(&event) {
+                    match items {
+                        Ok(items) => decode_items(&items, &mut on_event, &mut on_reject),
+                        Err(error) => on_reject(whole(error)),
+                    }
+                } else {
+                    match check(event, 0) {
+                        Ok(d) => on_event(d),
+                        Err(error) => on_reject(whole(error)),
+                    }
+                }
+            }
+            Err(e) => {
+                // Distinguish "not JSON at all" from "JSON, wrong shape".
+                let error = match serde_json::from_str::<serde::de::IgnoredAny>(trimmed) {
+                    Ok(_) => DecodeError::InvalidEvent(e.to_string()),
+                    Err(_) => DecodeError::NotJson(e.to_string()),
+                };
+                on_reject(whole(error))
+            }
+        },
+        Some(_) if is_legacy(trimmed) => on_reject(whole(DecodeError::LegacyFormat)),
+        Some(_) => on_reject(whole(
+            match serde_json::from_str::<serde_json::Value>(trimmed) {
+                Ok(v) => {
+                    DecodeError::NotAnEvent(format!("a JSON {} is not an object", kind_of(&v)))
+                }
+                Err(e) => DecodeError::NotJson(e.to_string()),
+            },
+        )),
+    }
+}
+
+fn kind_of(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
+}
+
+/// `<RFC3339Nano> AUDIT: id="…"` — kube-apiserver's legacy log line.
+fn is_legacy(text: &str) -> bool {
+    match text.split_once(' ') {
+        Some((ts, rest)) => {
+            ts.len() >= 20 && ts.as_bytes()[4] == b'-' && rest.starts_with("AUDIT: ")
+        }
+        None => false,
+    }
+}
+
+/// When `event` is really an `EventList`, its items.
+fn list_items<'a>(event: &Event<'a>) -> Option<Result<Vec<&'a RawValue>, DecodeError>> {
+    let items = event
+        .other_fields
+        .iter()
+        .find(|(k, _)| k == "items")
+        .map(|(_, v)| *v);
+    let is_list = event.kind.as_deref() == Some("EventList");
+    match (is_list, items) {
+        (_, Some(raw)) => Some(
+            serde_json::from_str::<Option<Vec<&'a RawValue>>>(raw.get())
+                .map(|v| v.unwrap_or_default())
+                .map_err(|e| DecodeError::InvalidEvent(format!("EventList items: {e}"))),
+        ),
+        (true, None) => Some(Ok(Vec::new())),
+        (false, None) => None,
+    }
+}
+
+fn decode_items<'a>(
+    items: &[&'a RawValue],
+    on_event: &mut impl FnMut(Decoded<'a>),
+    on_reject: &mut impl FnMut(Rejection<'a>),
+) {
+    for (i, raw) in items.iter().enumerate() {
+        let text = raw.get();
+        let result = match serde_json::from_str::<Event<'a>>(text) {
+            Ok(e) if list_items(&e).is_some() => Err(DecodeError::NotAnEvent(
+                "an EventList nested inside a list".into(),
+            )),
+            Ok(e) => check(e, i),
+            Err(e) => Err(if text.starts_with('{') {
+                DecodeError::InvalidEvent(e.to_string())
+            } else {
+                DecodeError::NotAnEvent("list item is not an object".into())
+            }),
+        };
+        match result {
+            Ok(d) => on_event(d),
+            Err(error) => on_reject(Rejection {
+                item: Some(i),
+                text,
+                error,
+            }),
+        }
+    }
+}
+
+/// Validate what the record needs and parse the timestamps.
+fn check(event: Event<'_>, item: usize) -> Result<Decoded<'_>, DecodeError> {
+    if let Some(kind) = event.kind.as_deref() {
+        if kind != "Event" {
+            return Err(DecodeError::NotAnEvent(format!("kind `{kind}`")));
+        }
+    }
+    if let Some(v) = event.api_version.as_deref() {
+        if !matches!(
+            v,
+            "audit.k8s.io/v1" | "audit.k8s.io/v1beta1" | "audit.k8s.io/v1alpha1"
+        ) {
+            return Err(DecodeError::UnsupportedVersion(v.to_string()));
+        }
+    }
+    if event.audit_id.is_none() && event.stage.is_none() {
+        return Err(DecodeError::NotAnEvent(
+            "object has neither auditID nor stage".into(),
+        ));
+    }
+    let received_us = parse_opt_ts(
+        "requestReceivedTimestamp",
+        event.request_received_timestamp.as_deref(),
+    )?;
+    let stage_us = parse_opt_ts("stageTimestamp", event.stage_timestamp.as_deref())?;
+    Ok(Decoded {
+        item,
+        event,
+        received_us,
+        stage_us,
+    })
+}
+
+fn parse_opt_ts(field: &'static str, value: Option<&str>) -> Result<Option<i64>, DecodeError> {
+    match value {
+        None | Some("") => Ok(None),
+        Some(v) => parse_timestamp_us(v)
+            .map(Some)
+            .ok_or_else(|| DecodeError::BadTimestamp {
+                field,
+                value: v.chars().take(64).collect(),
+            }),
+    }
+}
+
+/// Microseconds since the Unix epoch of an RFC 3339 timestamp.
+///
+/// Fast path for the layouts kube-apiserver writes (`…T15:04:05.000000Z`,
+/// `…T15:04:05Z`); anything else (offsets, nanoseconds) goes through chrono.
+pub fn parse_timestamp_us(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() >= 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && (b[10] == b'T' || b[10] == b't')
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[b.len() - 1] == b'Z'
+    {
+        let num = |r: std::ops::Range<usize>| -> Option<i64> {
+            let mut v = 0i64;
+            for &c in &b[r] {
+                if !c.is_ascii_digit() {
+                    return None;
+                }
+                v = v * 10 + i64::from(c - b'0');
+            }
+            Some(v)
+        };
+        let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        let frac = &b[19..b.len() - 1];
+        let micros = match frac {
+            [] => Some(0),
+            [b'.', digits @ ..] if !digits.is_empty() && digits.len() <= 9 => {
+                let mut v = 0i64;
+                for (i, &c) in digits.iter().enumerate() {
+                    if !c.is_ascii_digit() {
+                        return None;
+                    }
+                    if i < 6 {
+                        v = v * 10 + i64::from(c - b'0');
+                    }
+                }
+                Some(v * 10i64.pow(6u32.saturating_sub(digits.len() as u32)))
+            }
+            _ => None,
+        };
+        if let Some(micros) = micros {
+            if (1..=12).contains(&mo) && (1..=31).contains(&d) && h < 24 && mi < 60 && sec < 61 {
+                let days = days_from_civil(y, mo, d);
+                return Some(((days * 24 + h) * 60 + mi) * 60_000_000 + sec * 1_000_000 + micros);
+            }
+            return None;
+        }
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.timestamp_micros())
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(text: &str) -> (Vec<Decoded<'_>>, Vec<Rejection<'_>>) {
+        let (mut ok, mut bad) = (vec![], vec![]);
+        decode_unit(text, |d| ok.push(d), |r| bad.push(r));
+        (ok, bad)
+    }
+
+    #[test]
+    fn shapes() {
+        let ev = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a","stage":"ResponseComplete","requestReceivedTimestamp":"2025-03-04T06:22:18.819232Z","stageTimestamp":null}"#;
+        let (ok, bad) = run(ev);
+        assert_eq!((ok.len(), bad.len()), (1, 0));
+        assert_eq!(ok[0].received_us, Some(1_741_069_338_819_232));
+        assert_eq!(ok[0].stage_us, None);
+
+        let list = r#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":[{"auditID":"a","stage":"RequestReceived"},{"kind":0},{"auditID":"b","stage":"ResponseComplete"}]}"#;
+        let (ok, bad) = run(list);
+        assert_eq!(ok.iter().map(|d| d.item).collect::<Vec<_>>(), vec![0, 2]);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].item, Some(1));
+        assert_eq!(bad[0].text, r#"{"kind":0}"#);
+
+        let arr = r#"[{"auditID":"a","stage":"x"}, 5]"#;
+        let (ok, bad) = run(arr);
+        assert_eq!((ok.len(), bad.len()), (1, 1));
+
+        let (ok, bad) = run(r#"{"kind":"EventList","items":[]}"#);
+        assert_eq!((ok.len(), bad.len()), (0, 0));
+    }
+
+    #[test]
+    fn rejections_say_why() {
+        let cases: &[(&str, &str)] = &[
+            ("", "empty"),
+            ("   ", "empty"),
+            ("{\"kind\": 0}", "invalid audit event"),
+            ("{}", "neither auditID nor stage"),
+            ("{\"auditID\":\"a\"", "not JSON"),
+            ("42", "not an object"),
+            ("hello", "not JSON"),
+            ("{\"kind\":\"Pod\",\"auditID\":\"a\"}", "kind `Pod`"),
+            ("{\"apiVersion\":\"v1\",\"auditID\":\"a\"}", "unsupported apiVersion"),
+            ("{\"auditID\":\"a\",\"stageTimestamp\":\"yesterday\"}", "stageTimestamp"),
+            (
+                "2025-03-04T06:22:18.819232981Z AUDIT: id=\"x\" stage=\"ResponseComplete\" ip=\"1.2.3.4\"",
+                "legacy",
+            ),
+        ];
+        for (text, want) in cases {
+            let (ok, bad) = run(text);
+            assert!(ok.is_empty(), "{text} accepted");
+            assert_eq!(bad.len(), 1, "{text}");
+            let msg = bad[0].error.to_string();
+            assert!(msg.contains(want), "{text}: `{msg}` lacks `{want}`");
+        }
+    }
+
+    #[test]
+    fn timestamps() {
+        let rows: &[(&str, Option<i64>)] = &[
+            ("1970-01-01T00:00:00Z", Some(0)),
+            ("1970-01-01T00:00:00.000001Z", Some(1)),
+            ("2018-10-25T13:58:49Z", Some(1_540_475_929_000_000)),
+            ("2024-02-29T23:59:59.5Z", Some(1_709_251_199_500_000)),
+            (
+                "2025-03-04T06:22:18.819232981Z",
+                Some(1_741_069_338_819_232),
+            ),
+            (
+                "2025-03-04T07:22:18.819232+01:00",
+                Some(1_741_069_338_819_232),
+            ),
+            ("2025-13-04T06:22:18Z", None),
+            ("2025-03-04 06:22:18", None),
+            ("", None),
+        ];
+        for (s, want) in rows {
+            assert_eq!(parse_timestamp_us(s), *want, "{s}");
+        }
+    }
+
+    #[test]
+    fn falco_fixtures_decode() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/falco");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            panic!("fixtures missing at {}", dir.display());
+        };
+        let mut events = 0;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("fixture readable");
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let (ok, bad) = run(line);
+                assert!(bad.is_empty(), "{}: {:?}", path.display(), bad);
+                events += ok.len();
+            }
+        }
+        assert_eq!(events, 10);
+    }
+}

@@ -1,0 +1,378 @@
+//! The kube-apiserver audit `Event` as it arrives on the wire, borrowed from the
+//! input buffer.
+//!
+//! Deserialization is hand-written rather than derived for two reasons: speed
+//! (no `#[serde(flatten)]` buffering, strings borrowed wherever JSON has no
+//! escapes) and tolerance (every field is optional, `null` is accepted where
+//! producers emit it, and unknown top-level fields such as
+//! `authenticationMetadata` or v1beta1's `metadata`/`timestamp` are kept as raw
+//! JSON instead of being dropped).
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+
+/// A string borrowed from the input when it contains no escapes.
+pub type Str<'a> = Cow<'a, str>;
+
+/// `authentication/v1` `UserInfo`: every member optional.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct UserInfo<'a> {
+    pub username: Option<Str<'a>>,
+    pub uid: Option<Str<'a>>,
+    pub groups: Vec<Str<'a>>,
+    /// `map[string][]string`, in input order.
+    pub extra: Vec<(Str<'a>, Vec<Str<'a>>)>,
+}
+
+impl<'a> UserInfo<'a> {
+    /// The values of one extra key (keys are compared exactly: kube-apiserver
+    /// lower-cases impersonated extra keys itself).
+    pub fn extra_values(&self, key: &str) -> Option<&[Str<'a>]> {
+        self.extra
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// The first value of one extra key.
+    pub fn extra_first(&self, key: &str) -> Option<&str> {
+        self.extra_values(key)
+            .and_then(|v| v.first())
+            .map(|s| s.as_ref())
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ObjectRef<'a> {
+    pub resource: Option<Str<'a>>,
+    pub namespace: Option<Str<'a>>,
+    pub name: Option<Str<'a>>,
+    pub uid: Option<Str<'a>>,
+    pub api_group: Option<Str<'a>>,
+    pub api_version: Option<Str<'a>>,
+    pub subresource: Option<Str<'a>>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ResponseStatus<'a> {
+    pub code: Option<i32>,
+    pub status: Option<Str<'a>>,
+    pub reason: Option<Str<'a>>,
+    pub message: Option<Str<'a>>,
+}
+
+/// One audit event. Fields are `None` when absent or `null`.
+#[derive(Debug, Default, Clone)]
+pub struct Event<'a> {
+    pub kind: Option<Str<'a>>,
+    pub api_version: Option<Str<'a>>,
+    pub level: Option<Str<'a>>,
+    pub audit_id: Option<Str<'a>>,
+    pub stage: Option<Str<'a>>,
+    pub request_uri: Option<Str<'a>>,
+    pub verb: Option<Str<'a>>,
+    pub user: UserInfo<'a>,
+    pub impersonated_user: Option<UserInfo<'a>>,
+    pub source_ips: Vec<Str<'a>>,
+    pub user_agent: Option<Str<'a>>,
+    pub object_ref: Option<ObjectRef<'a>>,
+    pub response_status: Option<ResponseStatus<'a>>,
+    pub request_object: Option<&'a RawValue>,
+    pub response_object: Option<&'a RawValue>,
+    pub request_received_timestamp: Option<Str<'a>>,
+    pub stage_timestamp: Option<Str<'a>>,
+    pub annotations: Vec<(Str<'a>, Str<'a>)>,
+    /// Top-level members the record has no column for (e.g.
+    /// `authenticationMetadata`, v1beta1 `timestamp`), kept verbatim.
+    pub other_fields: Vec<(Str<'a>, &'a RawValue)>,
+}
+
+/// Deserialize `T` but treat JSON `null` as `T::default()`.
+fn or_default<'de, A, T>(map: &mut A) -> Result<T, A::Error>
+where
+    A: MapAccess<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(map.next_value::<Option<T>>()?.unwrap_or_default())
+}
+
+/// A JSON object read as an ordered list of pairs (faster than a map and
+/// keeps input order, which the Arrow map column preserves).
+struct Pairs<K, V>(Vec<(K, V)>);
+
+impl<K, V> Default for Pairs<K, V> {
+    fn default() -> Self {
+        Pairs(Vec::new())
+    }
+}
+
+impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de> for Pairs<K, V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V2<K, V>(std::marker::PhantomData<(K, V)>);
+        impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Visitor<'de> for V2<K, V> {
+            type Value = Pairs<K, V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some(k) = map.next_key()? {
+                    out.push((k, map.next_value()?));
+                }
+                Ok(Pairs(out))
+            }
+        }
+        d.deserialize_map(V2(std::marker::PhantomData))
+    }
+}
+
+/// A list of strings in which `null` entries are skipped (seen from some
+/// re-serializers) rather than failing the whole event.
+struct StrList<'a>(Vec<Str<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for StrList<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = StrList<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of strings")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(4));
+                while let Some(v) = seq.next_element::<Option<BorrowedStr<'a>>>()? {
+                    if let Some(s) = v {
+                        out.push(s.0);
+                    }
+                }
+                Ok(StrList(out))
+            }
+        }
+        d.deserialize_seq(V(std::marker::PhantomData))
+    }
+}
+
+impl Default for StrList<'_> {
+    fn default() -> Self {
+        StrList(Vec::new())
+    }
+}
+
+/// A string that borrows from the input when possible.
+struct BorrowedStr<'a>(Str<'a>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for BorrowedStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = BorrowedStr<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(BorrowedStr(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
+}
+
+fn opt_str<'de: 'a, 'a, A: MapAccess<'de>>(map: &mut A) -> Result<Option<Str<'a>>, A::Error> {
+    Ok(map.next_value::<Option<BorrowedStr<'a>>>()?.map(|s| s.0))
+}
+
+fn str_list<'de: 'a, 'a, A: MapAccess<'de>>(map: &mut A) -> Result<Vec<Str<'a>>, A::Error> {
+    Ok(or_default::<A, StrList<'a>>(map)?.0)
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for UserInfo<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = UserInfo<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a UserInfo object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut u = UserInfo::default();
+                while let Some(key) = map.next_key::<BorrowedStr<'de>>()? {
+                    match key.0.as_ref() {
+                        "username" => u.username = opt_str(&mut map)?,
+                        "uid" => u.uid = opt_str(&mut map)?,
+                        "groups" => u.groups = str_list(&mut map)?,
+                        "extra" => {
+                            let pairs: Pairs<BorrowedStr<'a>, StrList<'a>> = or_default(&mut map)?;
+                            u.extra = pairs.0.into_iter().map(|(k, v)| (k.0, v.0)).collect();
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(u)
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for ObjectRef<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = ObjectRef<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an ObjectReference object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut o = ObjectRef::default();
+                while let Some(key) = map.next_key::<BorrowedStr<'de>>()? {
+                    match key.0.as_ref() {
+                        "resource" => o.resource = opt_str(&mut map)?,
+                        "namespace" => o.namespace = opt_str(&mut map)?,
+                        "name" => o.name = opt_str(&mut map)?,
+                        "uid" => o.uid = opt_str(&mut map)?,
+                        "apiGroup" => o.api_group = opt_str(&mut map)?,
+                        "apiVersion" => o.api_version = opt_str(&mut map)?,
+                        "subresource" => o.subresource = opt_str(&mut map)?,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(o)
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for ResponseStatus<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = ResponseStatus<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a Status object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut s = ResponseStatus::default();
+                while let Some(key) = map.next_key::<BorrowedStr<'de>>()? {
+                    match key.0.as_ref() {
+                        "code" => s.code = map.next_value()?,
+                        "status" => s.status = opt_str(&mut map)?,
+                        "reason" => s.reason = opt_str(&mut map)?,
+                        "message" => s.message = opt_str(&mut map)?,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(s)
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Event<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Event<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an audit Event object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut e = Event::default();
+                while let Some(key) = map.next_key::<BorrowedStr<'de>>()? {
+                    match key.0.as_ref() {
+                        "kind" => e.kind = opt_str(&mut map)?,
+                        "apiVersion" => e.api_version = opt_str(&mut map)?,
+                        "level" => e.level = opt_str(&mut map)?,
+                        "auditID" => e.audit_id = opt_str(&mut map)?,
+                        "stage" => e.stage = opt_str(&mut map)?,
+                        "requestURI" => e.request_uri = opt_str(&mut map)?,
+                        "verb" => e.verb = opt_str(&mut map)?,
+                        "user" => e.user = or_default(&mut map)?,
+                        "impersonatedUser" => e.impersonated_user = map.next_value()?,
+                        "sourceIPs" => e.source_ips = str_list(&mut map)?,
+                        "userAgent" => e.user_agent = opt_str(&mut map)?,
+                        "objectRef" => e.object_ref = map.next_value()?,
+                        "responseStatus" => e.response_status = map.next_value()?,
+                        "requestObject" => e.request_object = non_null(map.next_value()?),
+                        "responseObject" => e.response_object = non_null(map.next_value()?),
+                        "requestReceivedTimestamp" => {
+                            e.request_received_timestamp = opt_str(&mut map)?
+                        }
+                        "stageTimestamp" => e.stage_timestamp = opt_str(&mut map)?,
+                        "annotations" => {
+                            let pairs: Pairs<BorrowedStr<'a>, Option<BorrowedStr<'a>>> =
+                                or_default(&mut map)?;
+                            e.annotations = pairs
+                                .0
+                                .into_iter()
+                                .map(|(k, v)| (k.0, v.map(|v| v.0).unwrap_or_default()))
+                                .collect();
+                        }
+                        _ => {
+                            let raw: &'a RawValue = map.next_value()?;
+                            e.other_fields.push((key.0, raw));
+                        }
+                    }
+                }
+                Ok(e)
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+fn non_null(raw: &RawValue) -> Option<&RawValue> {
+    (raw.get() != "null").then_some(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn borrows_plain_strings_and_keeps_unknown_fields() {
+        let text = r#"{"kind":"Event","auditID":"a1","user":{"username":"bob","groups":["g1",null],"extra":{"k":["v"]}},
+            "authenticationMetadata":{"impersonationConstraint":"impersonate:user-info"},"requestObject":{"x":1},"responseObject":null}"#;
+        let e: Event = serde_json::from_str(text).expect("valid event");
+        assert!(matches!(e.audit_id, Some(Cow::Borrowed("a1"))));
+        assert_eq!(e.user.groups, vec![Cow::Borrowed("g1")]);
+        assert_eq!(e.user.extra_first("k"), Some("v"));
+        assert_eq!(e.other_fields.len(), 1);
+        assert_eq!(e.other_fields[0].0, "authenticationMetadata");
+        assert_eq!(e.request_object.map(|r| r.get()), Some(r#"{"x":1}"#));
+        assert!(e.response_object.is_none());
+    }
+
+    #[test]
+    fn null_members_are_absent() {
+        let e: Event = serde_json::from_str(
+            r#"{"user":null,"annotations":null,"sourceIPs":null,"stageTimestamp":null,"impersonatedUser":null}"#,
+        )
+        .expect("nulls accepted");
+        assert!(e.user.username.is_none());
+        assert!(e.impersonated_user.is_none());
+        assert!(e.stage_timestamp.is_none());
+    }
+
+    #[test]
+    fn escaped_strings_are_owned() {
+        let e: Event = serde_json::from_str(r#"{"verb":"g\u0065t"}"#).expect("valid");
+        assert_eq!(e.verb.as_deref(), Some("get"));
+    }
+}

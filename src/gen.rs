@@ -1,0 +1,744 @@
+//! Deterministic synthetic audit traffic for the demo, tests and benches.
+//!
+//! Every identity scenario the resolver knows is represented, with the field
+//! shapes kube-apiserver really writes (6-digit UTC timestamps, UUID audit
+//! IDs, bound service-account token extras, RBAC reasons, several stages per
+//! request, the occasional duplicate delivery). The same seed always yields
+//! the same bytes.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Map, Value};
+use std::io::{self, Write};
+
+pub const PINNIPED_SA: &str =
+    "system:serviceaccount:pinniped-concierge:pinniped-concierge-impersonation-proxy";
+pub const PINNIPED_KEY: &str = "original-user-info.impersonation-proxy.concierge.pinniped.dev";
+/// The kube-oidc-proxy identity the generator uses; the demo activates the
+/// kube-oidc-proxy profile with it.
+pub const OIDC_PROXY_SA: &str = "system:serviceaccount:kube-oidc-proxy:kube-oidc-proxy";
+pub const RANCHER_PREFIX: &str =
+    "system:serviceaccount:cattle-impersonation-system:cattle-impersonation-";
+pub const ARC_SA: &str = "system:serviceaccount:azure-arc:azure-arc-kube-aad-proxy-sa";
+
+/// 2026-11-20T08:00:00Z
+const BASE_US: i64 = 1_795_161_600_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One Event per line, as the log backend writes.
+    JsonLines,
+    /// One EventList per line, as the webhook backend posts.
+    EventList,
+}
+
+pub struct Generator {
+    rng: ChaCha8Rng,
+    now_us: i64,
+    emitted: u64,
+}
+
+const HUMANS: &[&str] = &[
+    "alice@example.com",
+    "bob@example.com",
+    "carol@example.com",
+    "dave@example.com",
+    "erin@example.com",
+];
+const NAMESPACES: &[&str] = &["prod", "staging", "payments", "kube-system", "monitoring"];
+const UAS: &[&str] = &[
+    "kubectl/v1.34.2 (linux/amd64) kubernetes/9f1e3c2",
+    "kubectl/v1.33.1 (darwin/arm64) kubernetes/8e2a1b0",
+    "k9s/v0.50.4 (linux/amd64)",
+    "Go-http-client/2.0",
+];
+
+/// A request under construction; turned into one or more stage events.
+struct Req {
+    verb: &'static str,
+    uri: String,
+    resource: Option<(&'static str, String, String, &'static str)>, // resource, ns, name, group
+    subresource: Option<&'static str>,
+    user: Value,
+    impersonated: Option<Value>,
+    ips: Vec<String>,
+    ua: &'static str,
+    code: i32,
+    annotations: Map<String, Value>,
+    request_object: Option<Value>,
+    long_running: bool,
+}
+
+impl Generator {
+    pub fn new(seed: u64) -> Self {
+        Generator {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            now_us: BASE_US,
+            emitted: 0,
+        }
+    }
+
+    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[self.rng.random_range(0..xs.len())]
+    }
+
+    fn uuid(&mut self) -> String {
+        let a: u128 = self.rng.random();
+        let h = format!("{a:032x}");
+        format!(
+            "{}-{}-4{}-a{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[13..16],
+            &h[17..20],
+            &h[20..32]
+        )
+    }
+
+    fn hex(&mut self, n: usize) -> String {
+        (0..n)
+            .map(|_| char::from(b"0123456789abcdef"[self.rng.random_range(0..16)]))
+            .collect()
+    }
+
+    fn human(&mut self) -> Value {
+        let name = self.pick(HUMANS);
+        let fp = self.hex(64);
+        json!({"username": name, "groups": ["devs", "system:authenticated"],
+               "extra": {"authentication.kubernetes.io/credential-id": [format!("X509SHA256={fp}")]}})
+    }
+
+    fn service_account(&mut self, ns: &str, sa: &str) -> Value {
+        let pod = format!("{sa}-{}", self.hex(5));
+        let node = format!("worker-{}", self.rng.random_range(1..6));
+        let uid = self.uuid();
+        let pod_uid = self.uuid();
+        let node_uid = self.uuid();
+        let jti = self.uuid();
+        json!({"username": format!("system:serviceaccount:{ns}:{sa}"), "uid": uid,
+               "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{ns}"), "system:authenticated"],
+               "extra": {
+                 "authentication.kubernetes.io/credential-id": [format!("JTI={jti}")],
+                 "authentication.kubernetes.io/node-name": [node],
+                 "authentication.kubernetes.io/node-uid": [node_uid],
+                 "authentication.kubernetes.io/pod-name": [pod],
+                 "authentication.kubernetes.io/pod-uid": [pod_uid]}})
+    }
+
+    fn proxy_sa(&mut self, username: &str) -> Value {
+        let ns = username.split(':').nth(2).unwrap_or("default").to_string();
+        let jti = self.uuid();
+        let uid = self.uuid();
+        json!({"username": username, "uid": uid,
+               "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{ns}"), "system:authenticated"],
+               "extra": {"authentication.kubernetes.io/credential-id": [format!("JTI={jti}")]}})
+    }
+
+    fn client_ip(&mut self) -> String {
+        format!("203.0.113.{}", self.rng.random_range(1..255))
+    }
+
+    fn pod_ip(&mut self) -> String {
+        format!(
+            "10.244.{}.{}",
+            self.rng.random_range(0..4),
+            self.rng.random_range(2..250)
+        )
+    }
+
+    fn rbac_allow(&self, who: &str) -> Value {
+        json!(format!("RBAC: allowed by ClusterRoleBinding \"edit-{0}\" of ClusterRole \"edit\" to User \"{0}\"", who.split('@').next().unwrap_or(who)))
+    }
+
+    fn resource_req(
+        &mut self,
+        verbs: &[&'static str],
+        resource: &'static str,
+        group: &'static str,
+        ns: &str,
+    ) -> Req {
+        let verb = self.pick(verbs);
+        let name = format!("{}-{}", resource.trim_end_matches('s'), self.hex(4));
+        let base = if group.is_empty() {
+            "/api/v1".to_string()
+        } else {
+            format!("/apis/{group}/v1")
+        };
+        let uri = if verb == "list" || verb == "create" {
+            format!("{base}/namespaces/{ns}/{resource}")
+        } else {
+            format!("{base}/namespaces/{ns}/{resource}/{name}")
+        };
+        let ip = self.client_ip();
+        let ua = self.pick(UAS);
+        Req {
+            verb,
+            uri,
+            resource: Some((resource, ns.to_string(), name, group)),
+            subresource: None,
+            user: Value::Null,
+            impersonated: None,
+            ips: vec![ip],
+            ua,
+            code: if verb == "create" { 201 } else { 200 },
+            annotations: Map::new(),
+            request_object: None,
+            long_running: false,
+        }
+    }
+
+    /// One request of a randomly chosen scenario.
+    fn request(&mut self) -> Req {
+        let roll = self.rng.random_range(0..1000);
+        let ns = self.pick(NAMESPACES);
+        match roll {
+            // Controllers and workloads with bound tokens.
+            0..=249 => {
+                let (sa_ns, sa) = self.pick(&[
+                    ("kube-system", "replicaset-controller"),
+                    ("kube-system", "deployment-controller"),
+                    ("monitoring", "prometheus"),
+                    ("prod", "api-backend"),
+                    ("payments", "ledger"),
+                ]);
+                let verb = self.pick(&["get", "list", "watch", "update", "patch"]);
+                let res = self.pick(&["pods", "configmaps", "endpoints", "leases"]);
+                let group = if res == "leases" {
+                    "coordination.k8s.io"
+                } else {
+                    ""
+                };
+                let mut r = self.resource_req(&[verb], res, group, sa_ns);
+                r.user = self.service_account(sa_ns, sa);
+                r.ips = vec![self.pod_ip()];
+                r.ua = "kube-controller-manager/v1.34.2 (linux/amd64) kubernetes/9f1e3c2/system:serviceaccount";
+                r.long_running = verb == "watch";
+                let who = r.user["username"].as_str().unwrap_or("").to_string();
+                r.annotations
+                    .insert("authorization.k8s.io/decision".into(), json!("allow"));
+                r.annotations
+                    .insert("authorization.k8s.io/reason".into(), self.rbac_allow(&who));
+                r
+            }
+            // Humans directly with client certificates.
+            250..=479 => {
+                let verb = self.pick(&["get", "list", "get", "create", "delete", "patch"]);
+                let res = self.pick(&["pods", "deployments", "secrets", "services", "configmaps"]);
+                let group = if res == "deployments" { "apps" } else { "" };
+                let mut r = self.resource_req(&[verb], res, group, ns);
+                r.user = self.human();
+                let who = r.user["username"].as_str().unwrap_or("").to_string();
+                if ns == "kube-system" && verb != "get" && verb != "list" {
+                    r.code = 403;
+                    r.annotations
+                        .insert("authorization.k8s.io/decision".into(), json!("forbid"));
+                    r.annotations
+                        .insert("authorization.k8s.io/reason".into(), json!(""));
+                } else {
+                    r.annotations
+                        .insert("authorization.k8s.io/decision".into(), json!("allow"));
+                    r.annotations
+                        .insert("authorization.k8s.io/reason".into(), self.rbac_allow(&who));
+                }
+                r
+            }
+            // Kubelets.
+            480..=579 => {
+                let node = format!("system:node:worker-{}", self.rng.random_range(1..6));
+                let mut r = self.resource_req(&["get", "patch", "update"], "nodes", "", ns);
+                r.resource = r
+                    .resource
+                    .map(|(res, _, _, g)| (res, String::new(), node[12..].to_string(), g));
+                r.uri = format!("/api/v1/nodes/{}/status", &node[12..]);
+                r.subresource = Some("status");
+                r.user =
+                    json!({"username": node, "groups": ["system:nodes", "system:authenticated"]});
+                r.ips = vec![format!("10.0.0.{}", self.rng.random_range(10..20))];
+                r.ua = "kubelet/v1.34.2 (linux/amd64) kubernetes/9f1e3c2";
+                r.annotations
+                    .insert("authorization.k8s.io/decision".into(), json!("allow"));
+                r.annotations
+                    .insert("authorization.k8s.io/reason".into(), json!(""));
+                r
+            }
+            // Control-plane components.
+            580..=659 => {
+                let who = self.pick(&[
+                    "system:kube-controller-manager",
+                    "system:kube-scheduler",
+                    "system:apiserver",
+                ]);
+                let mut r = self.resource_req(
+                    &["get", "update", "list"],
+                    "leases",
+                    "coordination.k8s.io",
+                    "kube-system",
+                );
+                r.user = json!({"username": who, "groups": ["system:authenticated"]});
+                r.ips = vec!["127.0.0.1".into()];
+                r.annotations
+                    .insert("authorization.k8s.io/decision".into(), json!("allow"));
+                r.annotations.insert("authorization.k8s.io/reason".into(), json!(format!("RBAC: allowed by ClusterRoleBinding \"{who}\" of ClusterRole \"{who}\" to User \"{who}\"")));
+                r
+            }
+            // Pinniped impersonation proxy, plain.
+            660..=739 => {
+                let res = self.pick(&["pods", "secrets", "deployments", "pods"]);
+                let group = if res == "deployments" { "apps" } else { "" };
+                let mut r = self.resource_req(&["get", "list", "get", "delete"], res, group, ns);
+                r.user = self.proxy_sa(PINNIPED_SA);
+                let mut h = self.human();
+                if let Some(g) = h.get_mut("groups") {
+                    *g = json!(["platform-admins", "system:authenticated"]);
+                }
+                r.impersonated = Some(h);
+                r.ips = vec![self.client_ip(), self.pod_ip()];
+                r.annotations
+                    .insert("authorization.k8s.io/decision".into(), json!("allow"));
+                r.annotations.insert("authorization.k8s.io/reason".into(), json!("RBAC: allowed by ClusterRoleBinding \"platform-admins\" of ClusterRole \"admin\" to Group \"platform-admins\""));
+                r
+            }
+            // Pinniped nested impersonation: a human acting as a bot or admin.
+            740..=779 => {
+                let target = self.pick(&[
+                    "ops-bot",
+                    "cluster-admin-breakglass",
+                    "system:serviceaccount:kube-system:deployment-controller",
+                ]);
+                let res = self.pick(&["secrets", "clusterrolebindings", "pods"]);
+                let group = if res == "clusterrolebindings" {
+                    "rbac.authorization.k8s.io"
+                } else {
+                    ""
+                };
+                let mut r = self.resource_req(&["get", "create", "delete"], res, group, ns);
+                r.user = self.proxy_sa(PINNIPED_SA);
+                let orig = self.human();
+                let groups = if target == "cluster-admin-breakglass" {
+                    json!(["system:masters", "system:authenticated"])
+                } else {
+                    json!(["bots", "system:authenticated"])
+                };
+                r.impersonated = Some(json!({"username": target, "groups": groups,
+                    "extra": {PINNIPED_KEY: [orig.to_string()]}}));
+                r.ips = vec![self.client_ip(), self.pod_ip()];
+                r.annotations
+                    .insert("authorization.k8s.io/decision".into(), json!("allow"));
+                r.annotations.insert("authorization.k8s.io/reason".into(), json!("RBAC: allowed by ClusterRoleBinding \"bots\" of ClusterRole \"admin\" to Group \"bots\""));
+                r
+            }
+            // Pinniped with an unreadable claim.
+            780..=784 => {
+                let mut r = self.resource_req(&["get"], "secrets", "", ns);
+                r.user = self.proxy_sa(PINNIPED_SA);
+                r.impersonated = Some(
+                    json!({"username": "ops-bot", "groups": ["bots", "system:authenticated"],
+                    "extra": {PINNIPED_KEY: ["{\"groups\":[\"admins\"]"]}}),
+                );
+                r.annotations
+                    .insert("authorization.k8s.io/decision".into(), json!("allow"));
+                r
+            }
+            // Someone who is not the proxy forging Pinniped's claim.
+            785..=789 => {
+                let mut r = self.resource_req(&["get"], "secrets", "", "payments");
+                r.user = json!({"username": "mallory@example.com", "groups": ["contractors", "system:authenticated"]});
+                r.impersonated = Some(
+                    json!({"username": "ops-bot", "groups": ["bots", "system:authenticated"],
+                    "extra": {PINNIPED_KEY: ["{\"username\":\"alice@example.com\",\"groups\":[\"platform-admins\"]}"]}}),
+                );
+                r.annotations
+                    .insert("authorization.k8s.io/decision".into(), json!("allow"));
+                r.annotations.insert("authorization.k8s.io/reason".into(), json!("RBAC: allowed by ClusterRoleBinding \"impersonators\" of ClusterRole \"impersonator\" to User \"mallory@example.com\""));
+                r
+            }
+            // kubectl --as superman --as-group system:masters
+            790..=809 => {
+                let mut r = self.resource_req(&["list", "get"], "pods", "", ns);
+                r.user = json!({"username": "kubecfg", "groups": ["system:authenticated"]});
+                let target = self.pick(&[
+                    "superman",
+                    "system:serviceaccount:kube-system:default",
+                    "system:node:worker-1",
+                ]);
+                r.impersonated = Some(
+                    json!({"username": target, "groups": ["system:masters", "system:authenticated"]}),
+                );
+                r.annotations
+                    .insert("authorization.k8s.io/decision".into(), json!("allow"));
+                r.annotations
+                    .insert("authorization.k8s.io/reason".into(), json!(""));
+                r
+            }
+            // kube-oidc-proxy, plain and nested.
+            810..=839 => {
+                let mut r = self.resource_req(&["get", "list", "create"], "configmaps", "", ns);
+                r.user = self.proxy_sa(OIDC_PROXY_SA);
+                let who = self.pick(HUMANS);
+                let ip = self.client_ip();
+                if roll < 825 {
+                    r.impersonated = Some(
+                        json!({"username": format!("oidc:{who}"), "groups": ["oidc:sre", "system:authenticated"],
+                        "extra": {"remote-client-ip": [ip]}}),
+                    );
+                } else {
+                    r.impersonated = Some(
+                        json!({"username": "deployer", "groups": ["deployers", "system:authenticated"],
+                        "extra": {"originaluser.jetstack.io-user": [format!("oidc:{who}")],
+                                  "originaluser.jetstack.io-groups": ["oidc:sre"],
+                                  "originaluser.jetstack.io-extra": ["{\"scopes\":[\"openid\"]}"],
+                                  "remote-client-ip": [ip]}}),
+                    );
+                }
+                r.annotations
+                    .insert("authorization.k8s.io/decision".into(), json!("allow"));
+                r
+            }
+            // Rancher downstream impersonation.
+            840..=869 => {
+                let uid = format!("u-{}", self.hex(5));
+                let mut r =
+                    self.resource_req(&["get", "list", "update"], "deployments", "apps", ns);
+                r.user = self.proxy_sa(&format!("{RANCHER_PREFIX}{uid}"));
+                r.impersonated = Some(
+                    json!({"username": uid, "groups": ["system:authenticated", "system:cattle:authenticated"],
+                    "extra": {"principalid": [format!("local://{uid}")], "username": ["admin"],
+                              "requesttokenid": [format!("kubeconfig-{uid}")], "requesthost": ["rancher.example.com"]}}),
+                );
+                r.annotations
+                    .insert("authorization.k8s.io/decision".into(), json!("allow"));
+                r
+            }
+            // Azure Arc cluster connect.
+            870..=889 => {
+                let mut r = self.resource_req(&["get", "list"], "pods", "", ns);
+                r.user = self.proxy_sa(ARC_SA);
+                let oid = self.uuid();
+                r.impersonated = Some(
+                    json!({"username": "frank@contoso.com", "groups": ["aad:ops", "system:authenticated"],
+                    "extra": {"oid": [oid]}}),
+                );
+                r.annotations
+                    .insert("authorization.k8s.io/decision".into(), json!("allow"));
+                r
+            }
+            // Anonymous and failed authentication.
+            890..=914 => {
+                let ip = self.client_ip();
+                if roll < 905 {
+                    let path = self.pick(&["/healthz", "/version", "/readyz"]);
+                    Req { verb: "get", uri: path.into(), resource: None, subresource: None,
+                        user: json!({"username": "system:anonymous", "groups": ["system:unauthenticated"]}),
+                        impersonated: None, ips: vec![ip], ua: "curl/8.5.0", code: 200,
+                        annotations: [("authorization.k8s.io/decision".to_string(), json!("allow")),
+                                      ("authorization.k8s.io/reason".to_string(), json!("RBAC: allowed by ClusterRoleBinding \"system:public-info-viewer\" of ClusterRole \"system:public-info-viewer\" to Group \"system:unauthenticated\""))].into_iter().collect(),
+                        request_object: None, long_running: false }
+                } else {
+                    Req {
+                        verb: "list",
+                        uri: "/api/v1/secrets".into(),
+                        resource: None,
+                        subresource: None,
+                        user: json!({}),
+                        impersonated: None,
+                        ips: vec![ip],
+                        ua: "python-requests/2.32.3",
+                        code: 401,
+                        annotations: Map::new(),
+                        request_object: None,
+                        long_running: false,
+                    }
+                }
+            }
+            // exec / attach / port-forward by humans, directly and via Pinniped.
+            915..=939 => {
+                let sub = self.pick(&["exec", "attach", "portforward"]);
+                let mut r = self.resource_req(&["create"], "pods", "", ns);
+                if let Some((_, _, name, _)) = &r.resource {
+                    r.uri = format!(
+                        "/api/v1/namespaces/{ns}/pods/{name}/{sub}?command=sh&stdin=true&tty=true"
+                    );
+                }
+                r.subresource = Some(sub);
+                r.code = 101;
+                r.long_running = true;
+                if roll % 2 == 0 {
+                    r.user = self.human();
+                } else {
+                    r.user = self.proxy_sa(PINNIPED_SA);
+                    r.impersonated = Some(self.human());
+                }
+                r.annotations
+                    .insert("authorization.k8s.io/decision".into(), json!("allow"));
+                r
+            }
+            // RBAC changes.
+            940..=954 => {
+                let res = self.pick(&[
+                    "clusterrolebindings",
+                    "rolebindings",
+                    "clusterroles",
+                    "roles",
+                ]);
+                let mut r = self.resource_req(
+                    &["create", "patch", "delete"],
+                    res,
+                    "rbac.authorization.k8s.io",
+                    ns,
+                );
+                r.user = self.human();
+                r.request_object = Some(
+                    json!({"kind": "ClusterRoleBinding", "roleRef": {"kind": "ClusterRole", "name": "cluster-admin"}}),
+                );
+                r.annotations
+                    .insert("authorization.k8s.io/decision".into(), json!("allow"));
+                r
+            }
+            // Service-account tokens minted (TokenRequest).
+            955..=974 => {
+                let sa = self.pick(&["api-backend", "ledger", "default"]);
+                let mut r = self.resource_req(&["create"], "serviceaccounts", "", ns);
+                r.resource = Some(("serviceaccounts", ns.to_string(), sa.to_string(), ""));
+                r.uri = format!("/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token");
+                r.subresource = Some("token");
+                r.user = if roll % 2 == 0 {
+                    self.human()
+                } else {
+                    json!({"username": "system:node:worker-2", "groups": ["system:nodes", "system:authenticated"]})
+                };
+                let jti = self.uuid();
+                r.annotations.insert(
+                    "authentication.kubernetes.io/issued-credential-id".into(),
+                    json!(format!("JTI={jti}")),
+                );
+                r.annotations
+                    .insert("authorization.k8s.io/decision".into(), json!("allow"));
+                r
+            }
+            // Event deletion (covering tracks).
+            975..=984 => {
+                let mut r = self.resource_req(&["delete"], "events", "", ns);
+                r.user = self.human();
+                r.annotations
+                    .insert("authorization.k8s.io/decision".into(), json!("allow"));
+                r
+            }
+            // A stolen SA token replayed from a different pod.
+            _ => {
+                let mut r = self.resource_req(&["list"], "secrets", "", "payments");
+                r.user = json!({"username": "system:serviceaccount:payments:ledger", "uid": "5a1c0b1e-0000-4000-a000-00000000ledg",
+                    "groups": ["system:serviceaccounts", "system:serviceaccounts:payments", "system:authenticated"],
+                    "extra": {"authentication.kubernetes.io/credential-id": ["JTI=7e3f9a52-1b2c-4d5e-8f90-stolen000001"],
+                              "authentication.kubernetes.io/pod-name": [self.pick(&["ledger-7d9f8-abcde", "debug-shell-x1"])],
+                              "authentication.kubernetes.io/pod-uid": ["0b1c2d3e-aaaa-4bbb-8ccc-000000000001"],
+                              "authentication.kubernetes.io/node-name": [self.pick(&["worker-1", "worker-4"])],
+                              "authentication.kubernetes.io/node-uid": ["9f8e7d6c-bbbb-4ccc-8ddd-000000000002"]}});
+                r.annotations
+                    .insert("authorization.k8s.io/decision".into(), json!("allow"));
+                r
+            }
+        }
+    }
+
+    fn ts(us: i64) -> String {
+        let secs = us.div_euclid(1_000_000);
+        let micros = us.rem_euclid(1_000_000);
+        let dt = chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default();
+        format!("{}.{micros:06}Z", dt.format("%Y-%m-%dT%H:%M:%S"))
+    }
+
+    /// The stage events of the next request (1 to 3, sometimes duplicated).
+    pub fn next_events(&mut self) -> Vec<Value> {
+        let r = self.request();
+        self.now_us += self.rng.random_range(1_000..20_000);
+        let received = self.now_us;
+        let audit_id = self.uuid();
+        let level = if r.request_object.is_some() {
+            "Request"
+        } else {
+            "Metadata"
+        };
+        let mut stages: Vec<&str> = Vec::new();
+        if self.rng.random_range(0..10) < 3 {
+            stages.push("RequestReceived");
+        }
+        if r.long_running {
+            stages.push("ResponseStarted");
+        }
+        stages.push("ResponseComplete");
+        let mut out = Vec::with_capacity(stages.len() + 1);
+        let mut stage_us = received;
+        for stage in stages {
+            let mut e = Map::new();
+            e.insert("kind".into(), json!("Event"));
+            e.insert("apiVersion".into(), json!("audit.k8s.io/v1"));
+            e.insert("level".into(), json!(level));
+            e.insert("auditID".into(), json!(audit_id));
+            e.insert("stage".into(), json!(stage));
+            e.insert("requestURI".into(), json!(r.uri));
+            e.insert("verb".into(), json!(r.verb));
+            e.insert("user".into(), r.user.clone());
+            // The audit filter runs before impersonation: RequestReceived
+            // never carries impersonatedUser.
+            if stage != "RequestReceived" {
+                if let Some(i) = &r.impersonated {
+                    e.insert("impersonatedUser".into(), i.clone());
+                }
+            }
+            e.insert("sourceIPs".into(), json!(r.ips));
+            e.insert("userAgent".into(), json!(r.ua));
+            if let Some((res, ns, name, group)) = &r.resource {
+                let mut o = Map::new();
+                o.insert("resource".into(), json!(res));
+                if !ns.is_empty() {
+                    o.insert("namespace".into(), json!(ns));
+                }
+                if r.verb != "list" && r.verb != "create" || r.subresource.is_some() {
+                    o.insert("name".into(), json!(name));
+                }
+                if !group.is_empty() {
+                    o.insert("apiGroup".into(), json!(group));
+                }
+                o.insert("apiVersion".into(), json!("v1"));
+                if let Some(s) = r.subresource {
+                    o.insert("subresource".into(), json!(s));
+                }
+                e.insert("objectRef".into(), Value::Object(o));
+            }
+            if stage != "RequestReceived" {
+                let mut st = Map::new();
+                st.insert("metadata".into(), json!({}));
+                st.insert("code".into(), json!(r.code));
+                if r.code >= 400 {
+                    st.insert("status".into(), json!("Failure"));
+                    let (reason, msg) = match r.code {
+                        401 => (
+                            "Unauthorized",
+                            "Authentication failed, attempted: bearer".to_string(),
+                        ),
+                        _ => ("Forbidden", format!("{} is forbidden", r.uri)),
+                    };
+                    st.insert("reason".into(), json!(reason));
+                    st.insert("message".into(), json!(msg));
+                }
+                e.insert("responseStatus".into(), Value::Object(st));
+            }
+            if let Some(obj) = &r.request_object {
+                e.insert("requestObject".into(), obj.clone());
+            }
+            e.insert("requestReceivedTimestamp".into(), json!(Self::ts(received)));
+            e.insert("stageTimestamp".into(), json!(Self::ts(stage_us)));
+            if stage != "RequestReceived" && !r.annotations.is_empty() {
+                e.insert("annotations".into(), Value::Object(r.annotations.clone()));
+            }
+            out.push(Value::Object(e));
+            stage_us += self.rng.random_range(300..9_000);
+        }
+        // Webhook retries deliver the same event twice now and then.
+        if self.rng.random_range(0..100) == 0 {
+            if let Some(last) = out.last().cloned() {
+                out.push(last);
+            }
+        }
+        out
+    }
+
+    /// Write `n` events in `format` (EventList batches of `batch`).
+    pub fn write(
+        &mut self,
+        n: u64,
+        format: Format,
+        batch: usize,
+        w: &mut dyn Write,
+    ) -> io::Result<()> {
+        let mut pending: Vec<Value> = Vec::new();
+        while self.emitted < n {
+            for e in self.next_events() {
+                if self.emitted >= n {
+                    break;
+                }
+                self.emitted += 1;
+                match format {
+                    Format::JsonLines => {
+                        serde_json::to_writer(&mut *w, &e)?;
+                        w.write_all(b"\n")?;
+                    }
+                    Format::EventList => {
+                        pending.push(strip_type_meta(e));
+                        if pending.len() >= batch.max(1) {
+                            write_list(w, &mut pending)?;
+                        }
+                    }
+                }
+            }
+        }
+        if !pending.is_empty() {
+            write_list(w, &mut pending)?;
+        }
+        Ok(())
+    }
+}
+
+/// List items carry no kind/apiVersion, as the apiserver encodes them.
+fn strip_type_meta(mut e: Value) -> Value {
+    if let Some(o) = e.as_object_mut() {
+        o.remove("kind");
+        o.remove("apiVersion");
+    }
+    e
+}
+
+fn write_list(w: &mut dyn Write, items: &mut Vec<Value>) -> io::Result<()> {
+    let list = json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "metadata": {}, "items": items});
+    serde_json::to_writer(&mut *w, &list)?;
+    w.write_all(b"\n")?;
+    items.clear();
+    Ok(())
+}
+
+/// `n` events as JSON lines in memory (tests and benches).
+pub fn jsonl(n: u64, seed: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = Generator::new(seed).write(n, Format::JsonLines, 400, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deterministic_and_decodable() {
+        let a = jsonl(3000, 7);
+        assert_eq!(a, jsonl(3000, 7));
+        assert_ne!(a, jsonl(3000, 8));
+        let text = std::str::from_utf8(&a).expect("utf8");
+        let profiles = crate::profiles::Profiles::builtin();
+        let mut seen = std::collections::HashSet::new();
+        let mut n = 0;
+        for line in text.lines() {
+            crate::decode::decode_unit(
+                line,
+                |d| {
+                    n += 1;
+                    let r = crate::resolve::resolve(&d.event, &profiles);
+                    seen.insert((r.resolution, r.claim_status));
+                },
+                |r| panic!("generated event rejected: {:?}", r.error),
+            );
+        }
+        assert_eq!(n, 3000);
+        use crate::resolve::{ClaimStatus as C, Resolution as R};
+        for want in [
+            (R::Direct, C::None),
+            (R::Impersonation, C::None),
+            (R::Impersonation, C::Spoofed),
+            (R::Proxy, C::None),
+            (R::ProxyNested, C::Trusted),
+            (R::ProxyClaimMalformed, C::Malformed),
+        ] {
+            assert!(seen.contains(&want), "scenario {want:?} missing");
+        }
+    }
+}

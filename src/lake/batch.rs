@@ -1,0 +1,554 @@
+//! Columnar assembly: resolved events appended to Arrow builders, finished
+//! into `RecordBatch`es of the record schema, one builder set per lake
+//! partition (`dt`, `hour`).
+
+use crate::decode::Decoded;
+use crate::event::{Str, UserInfo};
+use crate::resolve::{
+    actor_kind, Resolved, Who, CREDENTIAL_ID, NODE_NAME, NODE_UID, POD_NAME, POD_UID,
+};
+use crate::schema::record_schema;
+use arrow::array::{
+    ArrayRef, Int32Builder, ListBuilder, MapBuilder, MapFieldNames, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+/// A lake partition: UTC day and hour of `request_received_at`. Events with
+/// no timestamp at all go to Hive's default partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PartKey {
+    At { days: i32, hour: u8 },
+    Unknown,
+}
+
+/// Hive's name for a NULL partition value.
+pub const DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+
+impl PartKey {
+    pub fn from_micros(us: Option<i64>) -> PartKey {
+        match us {
+            Some(us) => {
+                let secs = us.div_euclid(1_000_000);
+                let days = secs.div_euclid(86_400);
+                let hour = (secs.rem_euclid(86_400) / 3600) as u8;
+                match i32::try_from(days) {
+                    Ok(days) if (-719_162..=2_932_896).contains(&days) => {
+                        PartKey::At { days, hour }
+                    }
+                    _ => PartKey::Unknown,
+                }
+            }
+            None => PartKey::Unknown,
+        }
+    }
+
+    /// `dt=YYYY-MM-DD/hour=HH`.
+    pub fn dir(&self) -> String {
+        match self {
+            PartKey::At { days, hour } => {
+                let date = chrono::NaiveDate::from_num_days_from_ce_opt(days + 719_163)
+                    .map(|d| d.format("%Y-%m-%d").to_string())
+                    .unwrap_or_else(|| DEFAULT_PARTITION.to_string());
+                format!("dt={date}/hour={hour:02}")
+            }
+            PartKey::Unknown => format!("dt={DEFAULT_PARTITION}/hour={DEFAULT_PARTITION}"),
+        }
+    }
+}
+
+/// Per-row values that come from the ingest context, not the event.
+pub struct RowContext<'c> {
+    pub cluster: &'c str,
+    pub ingested_at_us: i64,
+}
+
+type StrListBuilder = ListBuilder<StringBuilder>;
+type StrMapBuilder = MapBuilder<StringBuilder, StringBuilder>;
+type ExtraMapBuilder = MapBuilder<StringBuilder, StrListBuilder>;
+
+fn str_list() -> StrListBuilder {
+    ListBuilder::new(StringBuilder::new())
+}
+
+fn names() -> Option<MapFieldNames> {
+    Some(MapFieldNames {
+        entry: "entries".into(),
+        key: "key".into(),
+        value: "value".into(),
+    })
+}
+
+fn str_map() -> StrMapBuilder {
+    MapBuilder::new(names(), StringBuilder::new(), StringBuilder::new())
+}
+
+fn extra_map() -> ExtraMapBuilder {
+    MapBuilder::new(names(), StringBuilder::new(), str_list())
+}
+
+fn ts() -> TimestampMicrosecondBuilder {
+    TimestampMicrosecondBuilder::new().with_timezone("UTC")
+}
+
+/// Arrow builders for every stored column, in schema order.
+pub struct BatchBuilder {
+    rows: usize,
+    cluster: StringBuilder,
+    audit_id: StringBuilder,
+    stage: StringBuilder,
+    level: StringBuilder,
+    verb: StringBuilder,
+    request_uri: StringBuilder,
+    user_agent: StringBuilder,
+    source_ips: StrListBuilder,
+    request_received_at: TimestampMicrosecondBuilder,
+    stage_at: TimestampMicrosecondBuilder,
+    resource: StringBuilder,
+    subresource: StringBuilder,
+    namespace: StringBuilder,
+    name: StringBuilder,
+    api_group: StringBuilder,
+    api_version: StringBuilder,
+    object_uid: StringBuilder,
+    response_code: Int32Builder,
+    response_status: StringBuilder,
+    response_reason: StringBuilder,
+    response_message: StringBuilder,
+    decision: StringBuilder,
+    decision_reason: StringBuilder,
+    annotations: StrMapBuilder,
+    authn_username: StringBuilder,
+    authn_uid: StringBuilder,
+    authn_groups: StrListBuilder,
+    authn_extra: ExtraMapBuilder,
+    impersonated_username: StringBuilder,
+    impersonated_uid: StringBuilder,
+    impersonated_groups: StrListBuilder,
+    impersonated_extra: ExtraMapBuilder,
+    original_username: StringBuilder,
+    original_uid: StringBuilder,
+    original_groups: StrListBuilder,
+    original_extra: ExtraMapBuilder,
+    original_claim_raw: StringBuilder,
+    actor_username: StringBuilder,
+    actor_uid: StringBuilder,
+    actor_groups: StrListBuilder,
+    actor_kind: StringBuilder,
+    actor_sa_namespace: StringBuilder,
+    actor_sa_name: StringBuilder,
+    acted_as_username: StringBuilder,
+    acted_as_groups: StrListBuilder,
+    proxy_profile: StringBuilder,
+    proxy_username: StringBuilder,
+    resolution: StringBuilder,
+    claim_status: StringBuilder,
+    credential_id: StringBuilder,
+    authn_credential_id: StringBuilder,
+    pod_name: StringBuilder,
+    pod_uid: StringBuilder,
+    node_name: StringBuilder,
+    node_uid: StringBuilder,
+    request_object: StringBuilder,
+    response_object: StringBuilder,
+    event_extra_fields: StringBuilder,
+    source: StringBuilder,
+    ingested_at: TimestampMicrosecondBuilder,
+    scratch: String,
+}
+
+impl Default for BatchBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn opt(b: &mut StringBuilder, v: Option<&str>) {
+    b.append_option(v);
+}
+
+fn groups(b: &mut StrListBuilder, u: Option<&UserInfo>) {
+    match u {
+        Some(u) => {
+            for g in &u.groups {
+                b.values().append_value(g);
+            }
+            b.append(true);
+        }
+        None => b.append(false),
+    }
+}
+
+fn extra(b: &mut ExtraMapBuilder, u: Option<&UserInfo>) {
+    match u {
+        Some(u) if !u.extra.is_empty() => {
+            for (k, vs) in &u.extra {
+                b.keys().append_value(k);
+                for v in vs {
+                    b.values().values().append_value(v);
+                }
+                b.values().append(true);
+            }
+            // Appending a map entry cannot fail once keys and values agree.
+            let _ = b.append(true);
+        }
+        Some(_) => {
+            let _ = b.append(true);
+        }
+        None => {
+            let _ = b.append(false);
+        }
+    }
+}
+
+fn s<'a>(v: &'a Option<Str<'_>>) -> Option<&'a str> {
+    v.as_deref()
+}
+
+impl BatchBuilder {
+    pub fn new() -> Self {
+        BatchBuilder {
+            rows: 0,
+            cluster: StringBuilder::new(),
+            audit_id: StringBuilder::new(),
+            stage: StringBuilder::new(),
+            level: StringBuilder::new(),
+            verb: StringBuilder::new(),
+            request_uri: StringBuilder::new(),
+            user_agent: StringBuilder::new(),
+            source_ips: str_list(),
+            request_received_at: ts(),
+            stage_at: ts(),
+            resource: StringBuilder::new(),
+            subresource: StringBuilder::new(),
+            namespace: StringBuilder::new(),
+            name: StringBuilder::new(),
+            api_group: StringBuilder::new(),
+            api_version: StringBuilder::new(),
+            object_uid: StringBuilder::new(),
+            response_code: Int32Builder::new(),
+            response_status: StringBuilder::new(),
+            response_reason: StringBuilder::new(),
+            response_message: StringBuilder::new(),
+            decision: StringBuilder::new(),
+            decision_reason: StringBuilder::new(),
+            annotations: str_map(),
+            authn_username: StringBuilder::new(),
+            authn_uid: StringBuilder::new(),
+            authn_groups: str_list(),
+            authn_extra: extra_map(),
+            impersonated_username: StringBuilder::new(),
+            impersonated_uid: StringBuilder::new(),
+            impersonated_groups: str_list(),
+            impersonated_extra: extra_map(),
+            original_username: StringBuilder::new(),
+            original_uid: StringBuilder::new(),
+            original_groups: str_list(),
+            original_extra: extra_map(),
+            original_claim_raw: StringBuilder::new(),
+            actor_username: StringBuilder::new(),
+            actor_uid: StringBuilder::new(),
+            actor_groups: str_list(),
+            actor_kind: StringBuilder::new(),
+            actor_sa_namespace: StringBuilder::new(),
+            actor_sa_name: StringBuilder::new(),
+            acted_as_username: StringBuilder::new(),
+            acted_as_groups: str_list(),
+            proxy_profile: StringBuilder::new(),
+            proxy_username: StringBuilder::new(),
+            resolution: StringBuilder::new(),
+            claim_status: StringBuilder::new(),
+            credential_id: StringBuilder::new(),
+            authn_credential_id: StringBuilder::new(),
+            pod_name: StringBuilder::new(),
+            pod_uid: StringBuilder::new(),
+            node_name: StringBuilder::new(),
+            node_uid: StringBuilder::new(),
+            request_object: StringBuilder::new(),
+            response_object: StringBuilder::new(),
+            event_extra_fields: StringBuilder::new(),
+            source: StringBuilder::new(),
+            ingested_at: ts(),
+            scratch: String::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Append one resolved event. `source` is the row's `source` value.
+    pub fn append(&mut self, d: &Decoded, r: &Resolved, ctx: &RowContext, source: &str) {
+        let e = &d.event;
+        self.rows += 1;
+        self.cluster.append_value(ctx.cluster);
+        opt(&mut self.audit_id, s(&e.audit_id));
+        opt(&mut self.stage, s(&e.stage));
+        opt(&mut self.level, s(&e.level));
+        opt(&mut self.verb, s(&e.verb));
+        opt(&mut self.request_uri, s(&e.request_uri));
+        opt(&mut self.user_agent, s(&e.user_agent));
+        for ip in &e.source_ips {
+            self.source_ips.values().append_value(ip);
+        }
+        self.source_ips.append(true);
+        self.request_received_at.append_option(d.received_us);
+        self.stage_at.append_option(d.stage_us);
+
+        let o = e.object_ref.as_ref();
+        opt(&mut self.resource, o.and_then(|o| s(&o.resource)));
+        opt(&mut self.subresource, o.and_then(|o| s(&o.subresource)));
+        opt(&mut self.namespace, o.and_then(|o| s(&o.namespace)));
+        opt(&mut self.name, o.and_then(|o| s(&o.name)));
+        opt(&mut self.api_group, o.and_then(|o| s(&o.api_group)));
+        opt(&mut self.api_version, o.and_then(|o| s(&o.api_version)));
+        opt(&mut self.object_uid, o.and_then(|o| s(&o.uid)));
+
+        let st = e.response_status.as_ref();
+        self.response_code.append_option(st.and_then(|s| s.code));
+        opt(&mut self.response_status, st.and_then(|x| s(&x.status)));
+        opt(&mut self.response_reason, st.and_then(|x| s(&x.reason)));
+        opt(&mut self.response_message, st.and_then(|x| s(&x.message)));
+
+        let ann = |k: &str| {
+            e.annotations
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_ref())
+        };
+        opt(&mut self.decision, ann("authorization.k8s.io/decision"));
+        opt(
+            &mut self.decision_reason,
+            ann("authorization.k8s.io/reason"),
+        );
+        for (k, v) in &e.annotations {
+            self.annotations.keys().append_value(k);
+            self.annotations.values().append_value(v);
+        }
+        let _ = self.annotations.append(true);
+
+        let user = &e.user;
+        opt(
+            &mut self.authn_username,
+            Some(s(&user.username).unwrap_or("")),
+        );
+        opt(&mut self.authn_uid, s(&user.uid));
+        groups(&mut self.authn_groups, Some(user));
+        extra(&mut self.authn_extra, Some(user));
+
+        let imp = e.impersonated_user.as_ref();
+        opt(
+            &mut self.impersonated_username,
+            imp.and_then(|u| s(&u.username)),
+        );
+        opt(&mut self.impersonated_uid, imp.and_then(|u| s(&u.uid)));
+        groups(&mut self.impersonated_groups, imp);
+        extra(&mut self.impersonated_extra, imp);
+
+        let orig = r.original.as_ref();
+        opt(
+            &mut self.original_username,
+            orig.and_then(|u| s(&u.username)),
+        );
+        opt(&mut self.original_uid, orig.and_then(|u| s(&u.uid)));
+        groups(&mut self.original_groups, orig);
+        extra(&mut self.original_extra, orig);
+        opt(&mut self.original_claim_raw, r.claim_raw.as_deref());
+
+        let actor = r.identity(r.actor, e);
+        let actor_name = actor.map(|u| s(&u.username).unwrap_or(""));
+        opt(&mut self.actor_username, actor_name);
+        opt(&mut self.actor_uid, actor.and_then(|u| s(&u.uid)));
+        groups(&mut self.actor_groups, actor);
+        let kind = actor_name.and_then(actor_kind);
+        opt(&mut self.actor_kind, kind.map(|k| k.0.as_str()));
+        let sa = kind.and_then(|k| k.1);
+        opt(&mut self.actor_sa_namespace, sa.map(|s| s.0));
+        opt(&mut self.actor_sa_name, sa.map(|s| s.1));
+
+        let acted = r.identity(r.acted_as, e);
+        opt(
+            &mut self.acted_as_username,
+            acted.map(|u| s(&u.username).unwrap_or("")),
+        );
+        groups(&mut self.acted_as_groups, acted);
+        opt(&mut self.proxy_profile, r.proxy_profile);
+        opt(&mut self.proxy_username, r.proxy_username);
+        self.resolution.append_value(r.resolution.as_str());
+        self.claim_status.append_value(r.claim_status.as_str());
+
+        // Provenance comes from the actor's own extras: behind a proxy,
+        // user.extra describes the proxy's token, not the caller's.
+        let ax = |k: &str| actor.and_then(|u| u.extra_first(k));
+        opt(&mut self.credential_id, ax(CREDENTIAL_ID));
+        opt(
+            &mut self.authn_credential_id,
+            user.extra_first(CREDENTIAL_ID),
+        );
+        opt(&mut self.pod_name, ax(POD_NAME));
+        opt(&mut self.pod_uid, ax(POD_UID));
+        opt(&mut self.node_name, ax(NODE_NAME));
+        opt(&mut self.node_uid, ax(NODE_UID));
+        // Keep the unknown actor explicit: a malformed claim has no actor
+        // and therefore no actor provenance.
+        debug_assert!(r.actor != Who::Unknown || actor.is_none());
+
+        opt(&mut self.request_object, e.request_object.map(|r| r.get()));
+        opt(
+            &mut self.response_object,
+            e.response_object.map(|r| r.get()),
+        );
+        if e.other_fields.is_empty() {
+            self.event_extra_fields.append_null();
+        } else {
+            self.scratch.clear();
+            self.scratch.push('{');
+            for (i, (k, v)) in e.other_fields.iter().enumerate() {
+                if i > 0 {
+                    self.scratch.push(',');
+                }
+                // Keys came from JSON; re-escape them.
+                let _ = write!(
+                    self.scratch,
+                    "{}:{}",
+                    serde_json::Value::from(k.as_ref()),
+                    v.get()
+                );
+            }
+            self.scratch.push('}');
+            self.event_extra_fields.append_value(&self.scratch);
+        }
+        self.source.append_value(source);
+        self.ingested_at.append_value(ctx.ingested_at_us);
+    }
+
+    /// Finish the rows appended so far into a batch; the builder is reset.
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        self.rows = 0;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.cluster.finish()),
+            Arc::new(self.audit_id.finish()),
+            Arc::new(self.stage.finish()),
+            Arc::new(self.level.finish()),
+            Arc::new(self.verb.finish()),
+            Arc::new(self.request_uri.finish()),
+            Arc::new(self.user_agent.finish()),
+            Arc::new(self.source_ips.finish()),
+            Arc::new(self.request_received_at.finish()),
+            Arc::new(self.stage_at.finish()),
+            Arc::new(self.resource.finish()),
+            Arc::new(self.subresource.finish()),
+            Arc::new(self.namespace.finish()),
+            Arc::new(self.name.finish()),
+            Arc::new(self.api_group.finish()),
+            Arc::new(self.api_version.finish()),
+            Arc::new(self.object_uid.finish()),
+            Arc::new(self.response_code.finish()),
+            Arc::new(self.response_status.finish()),
+            Arc::new(self.response_reason.finish()),
+            Arc::new(self.response_message.finish()),
+            Arc::new(self.decision.finish()),
+            Arc::new(self.decision_reason.finish()),
+            Arc::new(self.annotations.finish()),
+            Arc::new(self.authn_username.finish()),
+            Arc::new(self.authn_uid.finish()),
+            Arc::new(self.authn_groups.finish()),
+            Arc::new(self.authn_extra.finish()),
+            Arc::new(self.impersonated_username.finish()),
+            Arc::new(self.impersonated_uid.finish()),
+            Arc::new(self.impersonated_groups.finish()),
+            Arc::new(self.impersonated_extra.finish()),
+            Arc::new(self.original_username.finish()),
+            Arc::new(self.original_uid.finish()),
+            Arc::new(self.original_groups.finish()),
+            Arc::new(self.original_extra.finish()),
+            Arc::new(self.original_claim_raw.finish()),
+            Arc::new(self.actor_username.finish()),
+            Arc::new(self.actor_uid.finish()),
+            Arc::new(self.actor_groups.finish()),
+            Arc::new(self.actor_kind.finish()),
+            Arc::new(self.actor_sa_namespace.finish()),
+            Arc::new(self.actor_sa_name.finish()),
+            Arc::new(self.acted_as_username.finish()),
+            Arc::new(self.acted_as_groups.finish()),
+            Arc::new(self.proxy_profile.finish()),
+            Arc::new(self.proxy_username.finish()),
+            Arc::new(self.resolution.finish()),
+            Arc::new(self.claim_status.finish()),
+            Arc::new(self.credential_id.finish()),
+            Arc::new(self.authn_credential_id.finish()),
+            Arc::new(self.pod_name.finish()),
+            Arc::new(self.pod_uid.finish()),
+            Arc::new(self.node_name.finish()),
+            Arc::new(self.node_uid.finish()),
+            Arc::new(self.request_object.finish()),
+            Arc::new(self.response_object.finish()),
+            Arc::new(self.event_extra_fields.finish()),
+            Arc::new(self.source.finish()),
+            Arc::new(self.ingested_at.finish()),
+        ];
+        RecordBatch::try_new(record_schema(), columns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_dirs() {
+        let rows = [
+            (Some(0), "dt=1970-01-01/hour=00"),
+            (Some(1_741_069_338_819_232), "dt=2025-03-04/hour=06"),
+            (Some(-1), "dt=1969-12-31/hour=23"),
+            (
+                None,
+                "dt=__HIVE_DEFAULT_PARTITION__/hour=__HIVE_DEFAULT_PARTITION__",
+            ),
+        ];
+        for (us, want) in rows {
+            assert_eq!(PartKey::from_micros(us).dir(), want);
+        }
+    }
+
+    #[test]
+    fn batch_matches_schema() {
+        let profiles = crate::profiles::Profiles::builtin();
+        let text = r#"{"auditID":"a","stage":"ResponseComplete","user":{"username":"system:serviceaccount:ns:sa","extra":{"authentication.kubernetes.io/credential-id":["JTI=1"],"authentication.kubernetes.io/pod-name":["p"]}},"annotations":{"authorization.k8s.io/decision":"allow"},"authenticationMetadata":{"impersonationConstraint":"impersonate:user-info"}}"#;
+        let mut b = BatchBuilder::new();
+        let ctx = RowContext {
+            cluster: "c1",
+            ingested_at_us: 5,
+        };
+        crate::decode::decode_unit(
+            text,
+            |d| {
+                let r = crate::resolve::resolve(&d.event, &profiles);
+                b.append(&d, &r, &ctx, "test:1");
+            },
+            |r| panic!("rejected: {:?}", r.error),
+        );
+        let batch = b.finish().expect("batch builds against the schema");
+        assert_eq!(batch.num_rows(), 1);
+        let col = |n: &str| {
+            let i = crate::schema::column_index(n).expect("column");
+            arrow::util::display::array_value_to_string(batch.column(i), 0).expect("display")
+        };
+        assert_eq!(col("actor_kind"), "serviceaccount");
+        assert_eq!(col("actor_sa_name"), "sa");
+        assert_eq!(col("credential_id"), "JTI=1");
+        assert_eq!(col("pod_name"), "p");
+        assert_eq!(col("decision"), "allow");
+        assert_eq!(
+            col("event_extra_fields"),
+            r#"{"authenticationMetadata":{"impersonationConstraint":"impersonate:user-info"}}"#
+        );
+    }
+}

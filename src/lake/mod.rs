@@ -1,0 +1,486 @@
+//! The lake: Hive-partitioned Parquet files plus the bookkeeping that makes
+//! writes atomic and replays idempotent.
+//!
+//! Layout under the lake root:
+//! - `dt=YYYY-MM-DD/hour=HH/<stem>.parquet` — the data;
+//! - `_rejected/<stem>.jsonl` — dead letters (original text, reason, where);
+//! - `_state/<source>.json` — per source: how far it is committed, and the
+//!   segment being committed, if any;
+//! - `_tmp/` — files being written (never read by queries).
+//!
+//! Rows arrive in *segments*: a contiguous position range of one source
+//! (lines of a file, offsets of a Kafka partition, records of a log). A
+//! segment's files are all named `<source>-<first>-<last>` and appear
+//! together. Commit protocol, which is what makes a crash at any instant
+//! harmless:
+//! 1. every file is written to `_tmp/`, flushed and fsynced;
+//! 2. the state records the segment as *pending* (its final paths);
+//! 3. each file is renamed into place and its directory fsynced;
+//! 4. the state records the segment's last position as committed.
+//!
+//! Recovery deletes the files of a pending segment and the source's
+//! temporaries, so the segment is simply produced again: rows are never
+//! duplicated (the old files are gone) and never lost (positions past the
+//! committed one are re-read).
+
+pub mod batch;
+
+use crate::schema::{record_schema, SCHEMA_VERSION};
+use arrow::record_batch::RecordBatch;
+use batch::PartKey;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error("lake I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("Parquet write of {path}: {source}")]
+    Parquet {
+        path: PathBuf,
+        source: parquet::errors::ParquetError,
+    },
+    #[error("lake state {path} is unreadable: {problem}\nhint: if the lake was written by a newer auditlake, upgrade; otherwise move the file aside and re-ingest that source")]
+    State { path: PathBuf, problem: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LakeError + '_ {
+    move |source| LakeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Tuning of the Parquet files.
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    pub row_group_rows: usize,
+    /// A segment is committed once it holds this many rows...
+    pub segment_rows: usize,
+    /// ...or has this many partitions open (bounds memory on unsorted input).
+    pub max_open_partitions: usize,
+    pub zstd_level: i32,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            row_group_rows: 128 * 1024,
+            segment_rows: 1_000_000,
+            max_open_partitions: 24,
+            zstd_level: 3,
+        }
+    }
+}
+
+/// Columns that are unique-ish per row: dictionaries would only be built to
+/// be thrown away.
+const NO_DICTIONARY: &[&str] = &[
+    "audit_id",
+    "request_uri",
+    "object_uid",
+    "request_received_at",
+    "stage_at",
+    "response_message",
+    "original_claim_raw",
+    "request_object",
+    "response_object",
+    "event_extra_fields",
+    "source",
+];
+
+/// Columns investigators look up by exact value.
+const BLOOM: &[&str] = &["actor_username", "audit_id", "name"];
+
+pub fn writer_properties(opts: &WriteOptions, source: &str) -> WriterProperties {
+    let level = ZstdLevel::try_new(opts.zstd_level).unwrap_or_default();
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_max_row_group_row_count(Some(opts.row_group_rows))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_created_by(format!("auditlake {}", env!("CARGO_PKG_VERSION")))
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new(
+                "auditlake.schema_version".into(),
+                SCHEMA_VERSION.to_string(),
+            ),
+            KeyValue::new(
+                "auditlake.writer_version".into(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            ),
+            KeyValue::new("auditlake.source".into(), source.to_string()),
+        ]));
+    for c in NO_DICTIONARY {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(*c), false);
+    }
+    for c in BLOOM {
+        let path = ColumnPath::from(*c);
+        b = b
+            .set_column_bloom_filter_enabled(path.clone(), true)
+            .set_column_bloom_filter_fpp(path.clone(), 0.01)
+            .set_column_bloom_filter_max_ndv(path, opts.row_group_rows as u64);
+    }
+    b.build()
+}
+
+/// A dead-lettered item.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RejectRecord {
+    /// Where it came from (file path, webhook client, topic/partition).
+    pub source: String,
+    /// 1-based line (files), record (logs) or offset (Kafka).
+    pub position: u64,
+    /// Index within an EventList or array, when only one item was bad.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub item: Option<usize>,
+    pub reason: String,
+    /// The original text, verbatim (or its first bytes, see `truncated`).
+    pub text: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub truncated: bool,
+}
+
+/// Committed progress of one source.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct SourceState {
+    pub source: String,
+    /// Human description (file path, cluster) for operators.
+    #[serde(default)]
+    pub origin: String,
+    /// Last committed position (0 = nothing yet).
+    pub committed_through: u64,
+    #[serde(default)]
+    pub pending: Option<Pending>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Pending {
+    pub last: u64,
+    /// Final paths relative to the lake root.
+    pub files: Vec<String>,
+}
+
+/// What one segment commit stored.
+#[derive(Debug, Clone, Default)]
+pub struct CommitInfo {
+    pub files: usize,
+    pub rows: u64,
+    pub rejected: u64,
+    pub bytes: u64,
+}
+
+/// A lake root.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    root: PathBuf,
+    opts: WriteOptions,
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Lake {
+    /// Open (creating if needed) a lake at `root`.
+    pub fn open(root: impl Into<PathBuf>, opts: WriteOptions) -> Result<Lake, LakeError> {
+        let root = root.into();
+        for d in ["_state", "_tmp", "_rejected"] {
+            let p = root.join(d);
+            fs::create_dir_all(&p).map_err(io(&p))?;
+        }
+        Ok(Lake { root, opts })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn state_path(&self, source: &str) -> PathBuf {
+        self.root.join("_state").join(format!("{source}.json"))
+    }
+
+    /// Read a source's state, finishing the recovery of an interrupted
+    /// commit first.
+    pub fn recover(&self, source: &str, origin: &str) -> Result<SourceState, LakeError> {
+        let path = self.state_path(source);
+        let mut state = match fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice::<SourceState>(&bytes).map_err(|e| LakeError::State {
+                    path: path.clone(),
+                    problem: e.to_string(),
+                })?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => SourceState {
+                source: source.to_string(),
+                origin: origin.to_string(),
+                ..Default::default()
+            },
+            Err(e) => return Err(io(&path)(e)),
+        };
+        // Temporaries of this source are leftovers of a crashed writer.
+        let tmp = self.root.join("_tmp");
+        let prefix = format!("{source}-");
+        for entry in fs::read_dir(&tmp).map_err(io(&tmp))?.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let p = entry.path();
+                fs::remove_file(&p).map_err(io(&p))?;
+            }
+        }
+        if let Some(pending) = state.pending.take() {
+            tracing::warn!(
+                source,
+                last = pending.last,
+                files = pending.files.len(),
+                "removing files of a segment whose commit was interrupted; it will be written again"
+            );
+            for rel in &pending.files {
+                let p = self.root.join(rel);
+                match fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io(&p)(e)),
+                }
+                if let Some(dir) = p.parent() {
+                    sync_dir(dir)?;
+                }
+            }
+            self.save_state(&state)?;
+        }
+        Ok(state)
+    }
+
+    pub fn save_state(&self, state: &SourceState) -> Result<(), LakeError> {
+        let path = self.state_path(&state.source);
+        let bytes = serde_json::to_vec_pretty(state).map_err(|e| LakeError::State {
+            path: path.clone(),
+            problem: e.to_string(),
+        })?;
+        write_atomic(&path, &bytes)
+    }
+
+    /// Start a segment for `source`.
+    pub fn segment(&self, source: &str) -> Segment {
+        Segment {
+            lake: self.clone(),
+            source: source.to_string(),
+            open: BTreeMap::new(),
+            rejects: None,
+            rows: 0,
+            rejected: 0,
+        }
+    }
+
+    fn tmp_path(&self, source: &str, ext: &str) -> PathBuf {
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        self.root
+            .join("_tmp")
+            .join(format!("{source}-{}-{n}.{ext}.tmp", std::process::id()))
+    }
+}
+
+struct OpenFile {
+    tmp: PathBuf,
+    writer: ArrowWriter<BufWriter<File>>,
+    rows: u64,
+}
+
+/// Files of one segment being written. Dropping a segment without
+/// committing leaves only temporaries, which recovery deletes.
+pub struct Segment {
+    lake: Lake,
+    source: String,
+    open: BTreeMap<PartKey, OpenFile>,
+    rejects: Option<(PathBuf, BufWriter<File>)>,
+    rows: u64,
+    rejected: u64,
+}
+
+impl Segment {
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    pub fn rejected(&self) -> u64 {
+        self.rejected
+    }
+
+    pub fn open_partitions(&self) -> usize {
+        self.open.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0 && self.rejected == 0
+    }
+
+    /// Whether the segment should be committed before taking more input.
+    pub fn is_full(&self) -> bool {
+        self.rows as usize >= self.lake.opts.segment_rows
+            || self.open.len() >= self.lake.opts.max_open_partitions
+    }
+
+    /// Append rows of one partition.
+    pub fn write(&mut self, part: PartKey, batch: &RecordBatch) -> Result<(), LakeError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let file = match self.open.get_mut(&part) {
+            Some(f) => f,
+            None => {
+                let tmp = self.lake.tmp_path(&self.source, "parquet");
+                let f = File::create(&tmp).map_err(io(&tmp))?;
+                let props = writer_properties(&self.lake.opts, &self.source);
+                let writer = ArrowWriter::try_new(
+                    BufWriter::with_capacity(1 << 20, f),
+                    record_schema(),
+                    Some(props),
+                )
+                .map_err(|source| LakeError::Parquet {
+                    path: tmp.clone(),
+                    source,
+                })?;
+                self.open.entry(part).or_insert(OpenFile {
+                    tmp,
+                    writer,
+                    rows: 0,
+                })
+            }
+        };
+        file.writer
+            .write(batch)
+            .map_err(|source| LakeError::Parquet {
+                path: file.tmp.clone(),
+                source,
+            })?;
+        file.rows += batch.num_rows() as u64;
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Dead-letter one item.
+    pub fn reject(&mut self, record: &RejectRecord) -> Result<(), LakeError> {
+        if self.rejects.is_none() {
+            let tmp = self.lake.tmp_path(&self.source, "jsonl");
+            let f = File::create(&tmp).map_err(io(&tmp))?;
+            self.rejects = Some((tmp, BufWriter::new(f)));
+        }
+        if let Some((tmp, w)) = self.rejects.as_mut() {
+            serde_json::to_writer(&mut *w, record)
+                .map_err(std::io::Error::from)
+                .and_then(|_| w.write_all(b"\n"))
+                .map_err(io(tmp))?;
+        }
+        self.rejected += 1;
+        Ok(())
+    }
+
+    /// Commit the segment as positions `..=last` of its source, with files
+    /// named after `stem`, and advance `state`. See the module docs for the
+    /// protocol.
+    pub fn commit(
+        self,
+        stem: &str,
+        last: u64,
+        state: &mut SourceState,
+    ) -> Result<CommitInfo, LakeError> {
+        let lake = self.lake;
+        let mut info = CommitInfo {
+            rows: self.rows,
+            rejected: self.rejected,
+            ..Default::default()
+        };
+        // 1. Finish and fsync every temporary.
+        let mut moves: Vec<(PathBuf, String)> = Vec::new();
+        for (part, file) in self.open {
+            let OpenFile { tmp, writer, .. } = file;
+            let buf = writer.into_inner().map_err(|source| LakeError::Parquet {
+                path: tmp.clone(),
+                source,
+            })?;
+            let f = buf.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
+            f.sync_all().map_err(io(&tmp))?;
+            info.bytes += f.metadata().map(|m| m.len()).unwrap_or(0);
+            moves.push((tmp, format!("{}/{stem}.parquet", part.dir())));
+        }
+        if let Some((tmp, w)) = self.rejects {
+            let f = w.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
+            f.sync_all().map_err(io(&tmp))?;
+            moves.push((tmp, format!("_rejected/{stem}.jsonl")));
+        }
+        info.files = moves.len();
+        // 2. Record the intent.
+        state.pending = Some(Pending {
+            last,
+            files: moves.iter().map(|(_, rel)| rel.clone()).collect(),
+        });
+        lake.save_state(state)?;
+        // 3. Move into place.
+        for (tmp, rel) in &moves {
+            let dest = lake.root.join(rel);
+            if let Some(dir) = dest.parent() {
+                fs::create_dir_all(dir).map_err(io(dir))?;
+            }
+            fs::rename(tmp, &dest).map_err(io(&dest))?;
+            if let Some(dir) = dest.parent() {
+                sync_dir(dir)?;
+            }
+        }
+        // 4. Record the commit.
+        state.pending = None;
+        state.committed_through = last;
+        lake.save_state(state)?;
+        Ok(info)
+    }
+}
+
+/// Write `bytes` to `path` atomically: temporary, fsync, rename, fsync dir.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LakeError> {
+    let tmp = path.with_extension("json.tmp");
+    {
+        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+    }
+    fs::rename(&tmp, path).map_err(io(path))?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<(), LakeError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// Every committed Parquet file of the lake (for tests and tools).
+pub fn parquet_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().to_string();
+            if p.is_dir() {
+                if !name.starts_with('_') {
+                    stack.push(p);
+                }
+            } else if name.ends_with(".parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -1,0 +1,37 @@
+//! auditlake: Kubernetes audit events in, a Parquet lake that answers "who
+//! actually did this?" out.
+//!
+//! Data flow:
+//!
+//! ```text
+//! source (file, webhook, kafka) ──text──▶ decode ──Event──▶ resolve ──▶ lake::batch ──▶ lake
+//!                                          │ bad input                                  │
+//!                                          └──────────▶ dead letters (_rejected/) ◀─────┘
+//! ```
+//!
+//! Sources are I/O at the edge; `decode` and `resolve` are pure functions;
+//! the lake owns atomic, idempotent Parquet commits; `query` reads it back
+//! with DataFusion.
+//!
+//! Modules:
+//! - [`event`]: the audit `Event` as it arrives, borrowed from the input.
+//! - [`decode`]: text (Event, EventList, array, JSON lines) to events or rejections.
+//! - [`profiles`]: proxy profiles, which decide whose identity claims are believed.
+//! - [`resolve`]: the identity rules: who acted, as whom, through which proxy.
+//! - [`schema`]: the one definition of the record schema.
+//! - [`lake`]: Parquet segments, atomic commits, recovery, dead letters.
+//! - [`source`]: inputs (log files today).
+//! - [`ingest`]: the threaded file → lake pipeline.
+//! - [`query`]: DataFusion over the lake and the named forensic queries.
+//! - [`gen`]: deterministic synthetic audit traffic.
+
+pub mod decode;
+pub mod event;
+pub mod gen;
+pub mod ingest;
+pub mod lake;
+pub mod profiles;
+pub mod query;
+pub mod resolve;
+pub mod schema;
+pub mod source;

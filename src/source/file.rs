@@ -1,0 +1,481 @@
+//! Log-file source: files written by kube-apiserver's log backend.
+//!
+//! Reads plain or gzip files (detected by magic bytes, so rotated `.gz`
+//! backups and renamed files work alike) or standard input, and cuts them
+//! into [`Chunk`]s of whole units for the decode workers. Two modes, chosen
+//! from the first line:
+//! - *lines*: one JSON value per line (the log backend's format);
+//! - *document*: the input is one or more multi-line JSON documents (a saved
+//!   EventList, a pretty-printed array). Such documents are held in memory,
+//!   so their size is capped.
+//!
+//! A unit's position is its 1-based line number; positions are what lake
+//! file names and resume points are made of.
+
+use flate2::read::MultiGzDecoder;
+use serde_json::value::RawValue;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Lines longer than this are dead-lettered with their first bytes only.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+/// How much of an over-long line is kept in the dead letter.
+pub const KEEP_OF_LONG_LINE: usize = 64 << 10;
+/// Cap on a multi-line JSON document.
+pub const MAX_DOCUMENT_BYTES: usize = 512 << 20;
+
+const CHUNK_UNITS: usize = 2048;
+const CHUNK_BYTES: usize = 4 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot open {path}: {source}")]
+    Open { path: PathBuf, source: io::Error },
+    #[error("{path}: read error after line {line}: {source}\nhint: a truncated .gz backup reads up to the damage; re-run to ingest what is readable, the error marks where it ends")]
+    Read {
+        path: PathBuf,
+        line: u64,
+        source: io::Error,
+    },
+    #[error("{path}: multi-line JSON document over {max} bytes; convert it to JSON lines first (e.g. `jq -c '.items[]'`)", max = MAX_DOCUMENT_BYTES)]
+    DocumentTooLarge { path: PathBuf },
+}
+
+/// Why a unit was rejected before decoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnitFlaw {
+    None,
+    /// Not valid UTF-8; the text is a lossy conversion.
+    InvalidUtf8,
+    /// Over [`MAX_LINE_BYTES`]; the text is the first bytes only.
+    TooLong,
+}
+
+/// A span of units handed to a worker.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    pub seq: u64,
+    /// Position of the last line this chunk covers (blank lines included).
+    pub last_pos: u64,
+    pub text: String,
+    /// (position, start, end, flaw) of each non-blank unit within `text`.
+    pub units: Vec<(u64, usize, usize, UnitFlaw)>,
+}
+
+impl Chunk {
+    pub fn unit(&self, i: usize) -> (u64, &str, UnitFlaw) {
+        let (pos, a, b, flaw) = self.units[i];
+        (pos, &self.text[a..b], flaw)
+    }
+}
+
+/// Counts bytes read from the underlying (possibly compressed) file, for
+/// progress reporting.
+pub struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+enum Mode {
+    Lines,
+    Document(Vec<(u64, String)>),
+}
+
+/// Reads one file or standard input as chunks.
+pub struct FileReader {
+    path: PathBuf,
+    reader: Box<dyn BufRead + Send>,
+    /// Raw bytes consumed so far (compressed size for .gz).
+    pub raw_bytes: Arc<AtomicU64>,
+    /// Size of the raw input when known (for progress).
+    pub raw_len: Option<u64>,
+    line: u64,
+    seq: u64,
+    first_line: Option<Vec<u8>>,
+    mode: Mode,
+    eof: bool,
+    skip_through: u64,
+    pub compressed: bool,
+}
+
+impl FileReader {
+    /// Open `path` (`-` = standard input).
+    pub fn open(path: &Path) -> Result<FileReader, FileError> {
+        let count = Arc::new(AtomicU64::new(0));
+        let (raw, raw_len): (Box<dyn Read + Send>, Option<u64>) = if path == Path::new("-") {
+            (Box::new(io::stdin()), None)
+        } else {
+            let f = File::open(path).map_err(|source| FileError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let len = f.metadata().ok().map(|m| m.len());
+            (Box::new(f), len)
+        };
+        let mut raw = BufReader::with_capacity(
+            256 << 10,
+            Counting {
+                inner: raw,
+                count: count.clone(),
+            },
+        );
+        let magic = raw.fill_buf().map_err(|source| FileError::Read {
+            path: path.to_path_buf(),
+            line: 0,
+            source,
+        })?;
+        let compressed = magic.len() >= 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+        let reader: Box<dyn BufRead + Send> = if compressed {
+            Box::new(BufReader::with_capacity(1 << 20, MultiGzDecoder::new(raw)))
+        } else {
+            Box::new(raw)
+        };
+        let mut r = FileReader {
+            path: path.to_path_buf(),
+            reader,
+            raw_bytes: count,
+            raw_len,
+            line: 0,
+            seq: 0,
+            first_line: None,
+            mode: Mode::Lines,
+            eof: false,
+            skip_through: 0,
+            compressed,
+        };
+        r.detect_mode()?;
+        Ok(r)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The first non-blank line (identifies the source), if any.
+    pub fn first_line(&self) -> Option<&[u8]> {
+        self.first_line.as_deref()
+    }
+
+    /// Skip units at positions `..=pos` (already committed).
+    pub fn skip_through(&mut self, pos: u64) {
+        self.skip_through = pos;
+    }
+
+    fn read_err(&self, source: io::Error) -> FileError {
+        FileError::Read {
+            path: self.path.clone(),
+            line: self.line,
+            source,
+        }
+    }
+
+    /// Read the first non-blank line; if it does not stand alone as JSON but
+    /// opens a document, switch to document mode.
+    fn detect_mode(&mut self) -> Result<(), FileError> {
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            let n = read_line_capped(&mut *self.reader, &mut line, MAX_LINE_BYTES)
+                .map_err(|e| self.read_err(e))?;
+            if n.0 == 0 {
+                break;
+            }
+            pending.extend_from_slice(&line);
+            // read_line_capped strips the newline; the pushed-back text
+            // must keep line boundaries.
+            pending.push(b'\n');
+            let text = trim_ascii(&line);
+            if text.is_empty() {
+                continue;
+            }
+            self.first_line = Some(text.to_vec());
+            let opens_doc = matches!(text.first(), Some(b'{') | Some(b'['));
+            if opens_doc && serde_json::from_slice::<serde::de::IgnoredAny>(text).is_err() {
+                // Multi-line document: read it all (bounded).
+                let mut all = pending;
+                let limit = MAX_DOCUMENT_BYTES as u64;
+                (&mut self.reader)
+                    .take(limit + 1 - all.len() as u64)
+                    .read_to_end(&mut all)
+                    .map_err(|e| self.read_err(e))?;
+                if all.len() as u64 > limit {
+                    return Err(FileError::DocumentTooLarge {
+                        path: self.path.clone(),
+                    });
+                }
+                self.mode = Mode::Document(split_documents(&all));
+                self.eof = true;
+                return Ok(());
+            }
+            break;
+        }
+        // Lines mode: push back what was read by keeping it as a prefix.
+        let rest = std::mem::replace(&mut self.reader, Box::new(io::empty()));
+        self.reader = Box::new(BufReader::with_capacity(
+            1 << 20,
+            io::Cursor::new(pending).chain(rest),
+        ));
+        Ok(())
+    }
+
+    /// The next chunk, or `None` at the end of input.
+    pub fn next_chunk(&mut self) -> Result<Option<Chunk>, FileError> {
+        if let Mode::Document(docs) = &mut self.mode {
+            let mut chunk = Chunk {
+                seq: self.seq,
+                ..Default::default()
+            };
+            let take = docs.len().min(CHUNK_UNITS);
+            if take == 0 {
+                return Ok(None);
+            }
+            for (pos, text) in docs.drain(..take) {
+                chunk.last_pos = pos;
+                if pos <= self.skip_through {
+                    continue;
+                }
+                let a = chunk.text.len();
+                chunk.text.push_str(&text);
+                chunk.units.push((pos, a, chunk.text.len(), UnitFlaw::None));
+            }
+            self.seq += 1;
+            return Ok(Some(chunk));
+        }
+        if self.eof {
+            return Ok(None);
+        }
+        let mut chunk = Chunk {
+            seq: self.seq,
+            ..Default::default()
+        };
+        let mut line = Vec::with_capacity(2048);
+        let mut bytes = Vec::with_capacity(CHUNK_BYTES + 4096);
+        let mut spans: Vec<(u64, usize, usize, UnitFlaw)> = Vec::new();
+        while spans.len() < CHUNK_UNITS && bytes.len() < CHUNK_BYTES {
+            line.clear();
+            let (n, truncated) = read_line_capped(&mut *self.reader, &mut line, MAX_LINE_BYTES)
+                .map_err(|e| self.read_err(e))?;
+            if n == 0 {
+                self.eof = true;
+                break;
+            }
+            self.line += 1;
+            let pos = self.line;
+            chunk.last_pos = pos;
+            if pos <= self.skip_through {
+                continue;
+            }
+            let text = trim_ascii(&line);
+            if text.is_empty() {
+                continue;
+            }
+            let a = bytes.len();
+            let (kept, flaw) = if truncated {
+                (
+                    &text[..text.len().min(KEEP_OF_LONG_LINE)],
+                    UnitFlaw::TooLong,
+                )
+            } else {
+                (text, UnitFlaw::None)
+            };
+            bytes.extend_from_slice(kept);
+            spans.push((pos, a, bytes.len(), flaw));
+        }
+        if chunk.last_pos == 0 && self.eof {
+            return Ok(None);
+        }
+        chunk.text = match String::from_utf8(bytes) {
+            Ok(s) => {
+                chunk.units = spans;
+                s
+            }
+            Err(e) => {
+                // Rare: repair per unit so that valid lines stay valid.
+                let bytes = e.into_bytes();
+                let mut text = String::with_capacity(bytes.len());
+                for (pos, a, b, flaw) in spans {
+                    let start = text.len();
+                    match std::str::from_utf8(&bytes[a..b]) {
+                        Ok(s) => {
+                            text.push_str(s);
+                            chunk.units.push((pos, start, text.len(), flaw));
+                        }
+                        Err(_) => {
+                            text.push_str(&String::from_utf8_lossy(&bytes[a..b]));
+                            chunk
+                                .units
+                                .push((pos, start, text.len(), UnitFlaw::InvalidUtf8));
+                        }
+                    }
+                }
+                text
+            }
+        };
+        self.seq += 1;
+        Ok(Some(chunk))
+    }
+}
+
+fn trim_ascii(b: &[u8]) -> &[u8] {
+    let b = b.strip_prefix(b"\xef\xbb\xbf").unwrap_or(b);
+    b.trim_ascii()
+}
+
+/// Read one line into `out` (newline excluded), keeping at most `cap` bytes
+/// and discarding the rest of the line. Returns (bytes consumed, truncated).
+fn read_line_capped(
+    r: &mut dyn BufRead,
+    out: &mut Vec<u8>,
+    cap: usize,
+) -> io::Result<(usize, bool)> {
+    let mut consumed = 0;
+    let mut truncated = false;
+    loop {
+        let buf = match r.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok((consumed, truncated));
+        }
+        let (take, done) = match memchr::memchr(b'\n', buf) {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        let data = if done { &buf[..take - 1] } else { &buf[..take] };
+        let room = cap.saturating_sub(out.len());
+        if data.len() > room {
+            truncated = true;
+        }
+        out.extend_from_slice(&data[..data.len().min(room)]);
+        r.consume(take);
+        consumed += take;
+        if done {
+            return Ok((consumed, truncated));
+        }
+    }
+}
+
+/// Split a buffer holding one or more JSON documents into (start line,
+/// text) units. Text after a syntax error becomes one final unit, so the
+/// decoder rejects it with the parser's message.
+fn split_documents(all: &[u8]) -> Vec<(u64, String)> {
+    let text = String::from_utf8_lossy(all);
+    let mut out = Vec::new();
+    let mut stream = serde_json::Deserializer::from_str(&text).into_iter::<&RawValue>();
+    let mut last_end = 0usize;
+    loop {
+        let start = stream.byte_offset();
+        match stream.next() {
+            None => break,
+            Some(Ok(raw)) => {
+                let value_start = text[start..]
+                    .find(|c: char| !c.is_whitespace())
+                    .map(|i| start + i)
+                    .unwrap_or(start);
+                let line = 1 + text[..value_start].bytes().filter(|&b| b == b'\n').count() as u64;
+                out.push((line, raw.get().to_string()));
+                last_end = stream.byte_offset();
+            }
+            Some(Err(_)) => {
+                let rest = &text[last_end..];
+                let skip = rest.len() - rest.trim_start().len();
+                let line = 1 + text[..last_end + skip]
+                    .bytes()
+                    .filter(|&b| b == b'\n')
+                    .count() as u64;
+                out.push((line, rest.trim().to_string()));
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(path: &Path) -> Vec<(u64, String, UnitFlaw)> {
+        let mut r = FileReader::open(path).expect("open");
+        let mut out = vec![];
+        while let Some(c) = r.next_chunk().expect("read") {
+            for i in 0..c.units.len() {
+                let (p, t, f) = c.unit(i);
+                out.push((p, t.to_string(), f));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn lines_gzip_and_documents() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plain = dir.path().join("a.log");
+        std::fs::write(&plain, b"{\"a\":1}\n\n  {\"b\":2}\r\n\xff\xfe\n").expect("write");
+        let got = chunks(&plain);
+        assert_eq!(got.len(), 3);
+        assert_eq!((got[0].0, got[0].1.as_str()), (1, "{\"a\":1}"));
+        assert_eq!((got[1].0, got[1].1.as_str()), (3, "{\"b\":2}"));
+        assert_eq!(got[2].0, 4);
+        assert_eq!(got[2].2, UnitFlaw::InvalidUtf8);
+
+        let gz = dir.path().join("b.log.1");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut enc, b"{\"a\":1}\n{\"b\":2}").expect("gz");
+        std::fs::write(&gz, enc.finish().expect("gz")).expect("write");
+        let got = chunks(&gz);
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![1, 2]);
+
+        let doc = dir.path().join("c.json");
+        std::fs::write(
+            &doc,
+            "{\n \"kind\": \"EventList\",\n \"items\": []\n}\n[\n 1\n]\n{ broken",
+        )
+        .expect("write");
+        let got = chunks(&doc);
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![1, 5, 8]);
+        assert_eq!(got[2].1, "{ broken");
+    }
+
+    #[test]
+    fn long_lines_are_cut_and_flagged() {
+        let mut r: &[u8] = b"abcdefgh\nxy\n";
+        let mut out = vec![];
+        assert_eq!(
+            read_line_capped(&mut r, &mut out, 4).expect("read"),
+            (9, true)
+        );
+        assert_eq!(out, b"abcd");
+        out.clear();
+        assert_eq!(
+            read_line_capped(&mut r, &mut out, 4).expect("read"),
+            (3, false)
+        );
+        assert_eq!(out, b"xy");
+    }
+
+    #[test]
+    fn skip_through_resumes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("a.log");
+        std::fs::write(&p, "1\n2\n3\n4\n").expect("write");
+        let mut r = FileReader::open(&p).expect("open");
+        r.skip_through(2);
+        let c = r.next_chunk().expect("read").expect("chunk");
+        assert_eq!(c.units.iter().map(|u| u.0).collect::<Vec<_>>(), vec![3, 4]);
+        assert_eq!(c.last_pos, 4);
+    }
+}

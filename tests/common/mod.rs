@@ -1,0 +1,99 @@
+//! Helpers shared by the integration tests: they drive the real binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_auditlake"))
+}
+
+pub fn falco_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/falco")
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Run auditlake with `args`; panic with its output if it fails.
+pub fn run(args: &[&str]) -> Output {
+    let out = Command::new(bin())
+        .args(args)
+        .env_remove("AUDITLAKE_LAKE")
+        .output()
+        .expect("spawn auditlake");
+    assert!(
+        out.status.success(),
+        "auditlake {:?} failed: {}\n{}",
+        args,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn ingest(lake: &Path, extra: &[&str], files: &[&Path]) -> Output {
+    let mut args: Vec<String> = vec![
+        "ingest".into(),
+        "--lake".into(),
+        lake.display().to_string(),
+        "--no-progress".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(&refs)
+}
+
+/// Run SQL through the CLI and return CSV rows (header first).
+pub fn sql(lake: &Path, sql: &str) -> Vec<Vec<String>> {
+    let out = run(&[
+        "query",
+        "--lake",
+        &lake.display().to_string(),
+        "--format",
+        "csv",
+        sql,
+    ]);
+    parse_csv(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// A single value from a one-row, one-column query.
+pub fn scalar(lake: &Path, q: &str) -> String {
+    let rows = sql(lake, q);
+    assert_eq!(rows.len(), 2, "{q}: expected one row, got {rows:?}");
+    rows[1][0].clone()
+}
+
+/// Minimal CSV parsing (quoted fields with doubled quotes).
+pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut field = String::new();
+    let mut in_quotes = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, in_quotes) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', true) => in_quotes = false,
+            ('"', false) => in_quotes = true,
+            (',', false) => row.push(std::mem::take(&mut field)),
+            ('\n', false) => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (c, _) => field.push(c),
+        }
+    }
+    if !field.is_empty() || !row.is_empty() {
+        row.push(field);
+        rows.push(row);
+    }
+    rows
+}

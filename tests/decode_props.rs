@@ -1,0 +1,55 @@
+//! Property tests: no input makes the decoder or resolver panic, and no
+//! input disappears silently (every unit yields events or rejections).
+
+use auditlake::decode::decode_unit;
+use auditlake::profiles::Profiles;
+use auditlake::resolve::resolve;
+use proptest::prelude::*;
+
+const SAMPLE: &str = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"4d2b","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/prod/secrets/db","verb":"get","user":{"username":"system:serviceaccount:pinniped-concierge:pinniped-concierge-impersonation-proxy","groups":["system:authenticated"],"extra":{"authentication.kubernetes.io/credential-id":["JTI=x"]}},"impersonatedUser":{"username":"ops-bot","groups":["bots"],"extra":{"original-user-info.impersonation-proxy.concierge.pinniped.dev":["{\"username\":\"alice\",\"groups\":[\"admins\"],\"extra\":{\"k\":[\"v\"]}}"]}},"sourceIPs":["203.0.113.7"],"objectRef":{"resource":"secrets","namespace":"prod","name":"db"},"responseStatus":{"metadata":{},"code":200},"requestReceivedTimestamp":"2025-01-01T00:00:00.000000Z","stageTimestamp":"2025-01-01T00:00:00.004000Z","annotations":{"authorization.k8s.io/decision":"allow"}}"#;
+
+fn check(text: &str, profiles: &Profiles) {
+    let mut outcomes = 0;
+    decode_unit(
+        text,
+        |d| {
+            outcomes += 1;
+            let _ = resolve(&d.event, profiles);
+        },
+        |_| outcomes += 1,
+    );
+    let is_empty_list = text.contains("\"items\":[]") || text.trim() == "[]";
+    assert!(outcomes > 0 || is_empty_list, "silently dropped: {text:?}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn arbitrary_text_never_panics(s in ".{0,400}") {
+        check(&s, &Profiles::builtin());
+    }
+
+    #[test]
+    fn truncated_and_corrupted_events_never_panic(cut in 0usize..1200, pos in 0usize..1200, byte in 32u8..127) {
+        let profiles = Profiles::builtin();
+        let cut = cut.min(SAMPLE.len());
+        if SAMPLE.is_char_boundary(cut) {
+            check(&SAMPLE[..cut], &profiles);
+        }
+        let mut bytes = SAMPLE.as_bytes().to_vec();
+        let pos = pos % bytes.len();
+        bytes[pos] = byte;
+        if let Ok(s) = String::from_utf8(bytes) {
+            check(&s, &profiles);
+        }
+    }
+
+    #[test]
+    fn arbitrary_claims_never_panic(claim in ".{0,200}") {
+        let profiles = Profiles::builtin();
+        let mut v: serde_json::Value = serde_json::from_str(SAMPLE).expect("sample");
+        v["impersonatedUser"]["extra"]["original-user-info.impersonation-proxy.concierge.pinniped.dev"] = serde_json::json!([claim]);
+        check(&v.to_string(), &profiles);
+    }
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite, on a bare machine: installs what the tests need
+# (Python packages for the DuckDB / pyarrow cross-checks), then runs every
+# Rust test in release mode (one build serves the demo, tests and benches).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/auditlake-target}"
+CACHE="${AUDITLAKE_CACHE:-$HOME/.cache/auditlake}"
+mkdir -p "$CACHE"
+
+# Python with duckdb and pyarrow, in a venv outside the clone.
+VENV="$CACHE/venv"
+if ! "$VENV/bin/python" -c 'import duckdb, pyarrow' 2>/dev/null; then
+  echo "tests/run.sh: installing duckdb and pyarrow into $VENV" >&2
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'duckdb>=1.1' 'pyarrow>=17'
+fi
+export AUDITLAKE_TEST_PYTHON="$VENV/bin/python"
+
+cargo test --release --all-targets "$@"
