@@ -8,8 +8,9 @@ use auditlake::lake::{writer_properties, WriteOptions};
 use auditlake::profiles::Profiles;
 use auditlake::resolve::resolve;
 use auditlake::schema::record_schema;
-use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use parquet::arrow::ArrowWriter;
+use std::hint::black_box;
 
 const EVENTS: u64 = 20_000;
 
@@ -25,7 +26,7 @@ fn input() -> (String, Vec<(usize, usize)>) {
     (text, spans)
 }
 
-fn decoded(text: &str, spans: &[(usize, usize)]) -> Vec<Decoded<'_>> {
+fn decoded<'a>(text: &'a str, spans: &[(usize, usize)]) -> Vec<Decoded<'a>> {
     let mut out = Vec::with_capacity(spans.len());
     for &(a, b) in spans {
         decode_unit(&text[a..b], |d| out.push(d), |_| {});

@@ -7,4 +7,4 @@ FROM requests
 WHERE (actor_username = 'system:anonymous' OR acted_as_username = 'system:anonymous')
   AND decision = 'allow'
 GROUP BY request_uri, verb, authn_username, acted_as_username
-ORDER BY requests DESC, request_uri
+ORDER BY requests DESC, request_uri, verb, authn_username, acted_as_username

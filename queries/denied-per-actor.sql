@@ -7,4 +7,4 @@ SELECT actor_username, actor_kind, resolution,
 FROM requests
 WHERE decision = 'forbid' OR response_code IN (401, 403)
 GROUP BY actor_username, actor_kind, resolution
-ORDER BY denied DESC, actor_username
+ORDER BY denied DESC, actor_username, actor_kind, resolution

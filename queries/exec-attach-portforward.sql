@@ -7,4 +7,4 @@ FROM requests
 WHERE resource = 'pods'
   AND subresource IN ('exec', 'attach', 'portforward')
 GROUP BY actor_username, resolution, subresource, namespace, name
-ORDER BY sessions DESC, actor_username, namespace, name
+ORDER BY sessions DESC, actor_username, namespace, name, subresource, resolution

@@ -9,4 +9,4 @@ WHERE actor_username IS NOT NULL AND actor_username <> ''
 GROUP BY actor_username, actor_kind
 HAVING MIN(request_received_at) >= to_timestamp_micros({{since}})
    AND MIN(request_received_at) < to_timestamp_micros({{until}})
-ORDER BY first_seen, actor_username
+ORDER BY first_seen, actor_username, actor_kind

@@ -2,8 +2,8 @@
 SELECT credential_id, actor_username,
        COUNT(DISTINCT pod_name) AS pods,
        COUNT(DISTINCT node_name) AS nodes,
-       array_agg(DISTINCT pod_name) AS pod_names,
-       array_agg(DISTINCT node_name) AS node_names,
+       array_sort(array_agg(DISTINCT pod_name)) AS pod_names,
+       array_sort(array_agg(DISTINCT node_name)) AS node_names,
        COUNT(*) AS requests
 FROM requests
 WHERE actor_kind = 'serviceaccount'

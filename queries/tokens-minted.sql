@@ -15,4 +15,4 @@ SELECT m.minted_at, m.cluster, m.minted_by, m.namespace, m.service_account, m.is
        COALESCE(u.uses, 0) AS uses, u.last_used
 FROM minted m
 LEFT JOIN used u ON u.cluster = m.cluster AND u.credential_id = m.issued_credential_id
-ORDER BY m.minted_at, m.issued_credential_id
+ORDER BY m.minted_at, m.issued_credential_id, m.cluster

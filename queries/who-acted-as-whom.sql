@@ -6,4 +6,4 @@ SELECT authn_username, proxy_profile, actor_username, acted_as_username, resolut
 FROM requests
 WHERE resolution <> 'direct'
 GROUP BY authn_username, proxy_profile, actor_username, acted_as_username, resolution, claim_status
-ORDER BY requests DESC, actor_username, acted_as_username
+ORDER BY requests DESC, actor_username, acted_as_username, authn_username, proxy_profile, resolution, claim_status

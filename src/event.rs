@@ -131,6 +131,7 @@ impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de> for Pairs<K
 
 /// A list of strings in which `null` entries are skipped (seen from some
 /// re-serializers) rather than failing the whole event.
+#[derive(Default)]
 struct StrList<'a>(Vec<Str<'a>>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for StrList<'a> {
@@ -152,12 +153,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for StrList<'a> {
             }
         }
         d.deserialize_seq(V(std::marker::PhantomData))
-    }
-}
-
-impl Default for StrList<'_> {
-    fn default() -> Self {
-        StrList(Vec::new())
     }
 }
 

@@ -29,7 +29,7 @@ pub const POD_UID: &str = "authentication.kubernetes.io/pod-uid";
 pub const NODE_NAME: &str = "authentication.kubernetes.io/node-name";
 pub const NODE_UID: &str = "authentication.kubernetes.io/node-uid";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Resolution {
     Direct,
     Impersonation,
@@ -50,7 +50,7 @@ impl Resolution {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ClaimStatus {
     None,
     Trusted,

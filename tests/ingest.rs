@@ -281,7 +281,7 @@ fn falco_fixtures_ingest_without_rejections() {
         vec![
             "system:anonymous",
             "anonymous",
-            "2018-10-25T13:58:49Z",
+            "2018-10-25T13:58:49.730588Z",
             "true"
         ]
     );

@@ -80,7 +80,7 @@ impl Default for WriteOptions {
             row_group_rows: 128 * 1024,
             segment_rows: 1_000_000,
             max_open_partitions: 24,
-            zstd_level: 3,
+            zstd_level: 1,
         }
     }
 }

@@ -27,8 +27,8 @@ pub const KEEP_OF_LONG_LINE: usize = 64 << 10;
 /// Cap on a multi-line JSON document.
 pub const MAX_DOCUMENT_BYTES: usize = 512 << 20;
 
-const CHUNK_UNITS: usize = 2048;
-const CHUNK_BYTES: usize = 4 << 20;
+const CHUNK_UNITS: usize = 8192;
+const CHUNK_BYTES: usize = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
@@ -259,12 +259,12 @@ impl FileReader {
             seq: self.seq,
             ..Default::default()
         };
-        let mut line = Vec::with_capacity(2048);
-        let mut bytes = Vec::with_capacity(CHUNK_BYTES + 4096);
+        // Lines are read straight into the chunk buffer (one copy).
+        let mut bytes = Vec::with_capacity(CHUNK_BYTES + (64 << 10));
         let mut spans: Vec<(u64, usize, usize, UnitFlaw)> = Vec::new();
         while spans.len() < CHUNK_UNITS && bytes.len() < CHUNK_BYTES {
-            line.clear();
-            let (n, truncated) = read_line_capped(&mut *self.reader, &mut line, MAX_LINE_BYTES)
+            let a = bytes.len();
+            let (n, truncated) = read_line_capped(&mut *self.reader, &mut bytes, MAX_LINE_BYTES)
                 .map_err(|e| self.read_err(e))?;
             if n == 0 {
                 self.eof = true;
@@ -273,24 +273,20 @@ impl FileReader {
             self.line += 1;
             let pos = self.line;
             chunk.last_pos = pos;
-            if pos <= self.skip_through {
+            let (s, e) = trim_range(&bytes[a..]);
+            if pos <= self.skip_through || s == e {
+                bytes.truncate(a);
                 continue;
             }
-            let text = trim_ascii(&line);
-            if text.is_empty() {
-                continue;
-            }
-            let a = bytes.len();
-            let (kept, flaw) = if truncated {
-                (
-                    &text[..text.len().min(KEEP_OF_LONG_LINE)],
-                    UnitFlaw::TooLong,
-                )
+            let (s, mut e) = (a + s, a + e);
+            let flaw = if truncated {
+                e = e.min(s + KEEP_OF_LONG_LINE);
+                UnitFlaw::TooLong
             } else {
-                (text, UnitFlaw::None)
+                UnitFlaw::None
             };
-            bytes.extend_from_slice(kept);
-            spans.push((pos, a, bytes.len(), flaw));
+            bytes.truncate(e);
+            spans.push((pos, s, e, flaw));
         }
         if chunk.last_pos == 0 && self.eof {
             return Ok(None);
@@ -328,12 +324,26 @@ impl FileReader {
 }
 
 fn trim_ascii(b: &[u8]) -> &[u8] {
-    let b = b.strip_prefix(b"\xef\xbb\xbf").unwrap_or(b);
-    b.trim_ascii()
+    let (s, e) = trim_range(b);
+    &b[s..e]
 }
 
-/// Read one line into `out` (newline excluded), keeping at most `cap` bytes
-/// and discarding the rest of the line. Returns (bytes consumed, truncated).
+/// Bounds of `b` without surrounding ASCII white space and a leading BOM.
+fn trim_range(b: &[u8]) -> (usize, usize) {
+    let mut s = if b.starts_with(b"\xef\xbb\xbf") { 3 } else { 0 };
+    let mut e = b.len();
+    while s < e && b[s].is_ascii_whitespace() {
+        s += 1;
+    }
+    while e > s && b[e - 1].is_ascii_whitespace() {
+        e -= 1;
+    }
+    (s, e)
+}
+
+/// Append one line to `out` (newline excluded), keeping at most `cap` bytes
+/// of it and discarding the rest of the line. Returns (bytes consumed,
+/// truncated).
 fn read_line_capped(
     r: &mut dyn BufRead,
     out: &mut Vec<u8>,
@@ -341,6 +351,7 @@ fn read_line_capped(
 ) -> io::Result<(usize, bool)> {
     let mut consumed = 0;
     let mut truncated = false;
+    let base = out.len();
     loop {
         let buf = match r.fill_buf() {
             Ok(b) => b,
@@ -355,7 +366,7 @@ fn read_line_capped(
             None => (buf.len(), false),
         };
         let data = if done { &buf[..take - 1] } else { &buf[..take] };
-        let room = cap.saturating_sub(out.len());
+        let room = cap.saturating_sub(out.len() - base);
         if data.len() > room {
             truncated = true;
         }
