@@ -284,8 +284,7 @@ fn worker(
     tx: std::sync::mpsc::SyncSender<Result<Processed, IngestError>>,
     ctx: WorkerCtx,
 ) {
-    let mut builders: HashMap<PartKey, BatchBuilder> = HashMap::new();
-    let mut src = String::new();
+    let mut asm = Assembler::default();
     let prefix = format!("file:{}:", ctx.path);
     loop {
         let chunk = {
@@ -295,7 +294,7 @@ fn worker(
                 Err(_) => return,
             }
         };
-        let out = process_chunk(&chunk, &ctx, &prefix, &mut builders, &mut src);
+        let out = process_chunk(&chunk, &ctx, &prefix, &mut asm);
         if tx.send(out).is_err() {
             return;
         }
@@ -306,8 +305,7 @@ fn process_chunk(
     chunk: &Chunk,
     ctx: &WorkerCtx,
     prefix: &str,
-    builders: &mut HashMap<PartKey, BatchBuilder>,
-    src: &mut String,
+    asm: &mut Assembler,
 ) -> Result<Processed, IngestError> {
     let row_ctx = RowContext {
         cluster: &ctx.cluster,
@@ -335,22 +333,69 @@ fn process_chunk(
             });
             continue;
         }
-        src.clear();
-        let _ = write!(src, "{prefix}{pos}");
+        events += asm.add(
+            text,
+            pos,
+            prefix,
+            &ctx.path,
+            &row_ctx,
+            &ctx.profiles,
+            &mut rejects,
+        );
+    }
+    let parts = asm.finish().map_err(|source| IngestError::Arrow {
+        path: PathBuf::from(&ctx.path),
+        source,
+    })?;
+    Ok(Processed {
+        seq: chunk.seq,
+        last_pos: chunk.last_pos,
+        parts,
+        rejects,
+        events,
+    })
+}
+
+/// Decode, resolve and assemble units of text into per-partition Arrow
+/// batches. Shared by every source; keeps its builders between calls.
+#[derive(Default)]
+pub struct Assembler {
+    builders: HashMap<PartKey, BatchBuilder>,
+    src: String,
+}
+
+impl Assembler {
+    /// Add one unit found at `pos`. Rows get `source` = `prefix` + `pos`;
+    /// rejections name `origin`. Returns the number of events decoded.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add(
+        &mut self,
+        text: &str,
+        pos: u64,
+        prefix: &str,
+        origin: &str,
+        row_ctx: &RowContext,
+        profiles: &Profiles,
+        rejects: &mut Vec<RejectRecord>,
+    ) -> u64 {
+        let mut events = 0u64;
+        self.src.clear();
+        let _ = write!(self.src, "{prefix}{pos}");
+        let (builders, src) = (&mut self.builders, &self.src);
         decode_unit(
             text,
             |d| {
                 events += 1;
-                let r = resolve(&d.event, &ctx.profiles);
+                let r = resolve(&d.event, profiles);
                 let part = PartKey::from_micros(d.received_us.or(d.stage_us));
                 builders
                     .entry(part)
                     .or_default()
-                    .append(&d, &r, &row_ctx, src);
+                    .append(&d, &r, row_ctx, src);
             },
             |rej| {
                 rejects.push(RejectRecord {
-                    source: ctx.path.clone(),
+                    source: origin.to_string(),
                     position: pos,
                     item: rej.item,
                     reason: rej.error.to_string(),
@@ -359,27 +404,22 @@ fn process_chunk(
                 });
             },
         );
+        events
     }
-    let mut parts = Vec::new();
-    for (part, b) in builders.iter_mut() {
-        if !b.is_empty() {
-            let batch = b.finish().map_err(|source| IngestError::Arrow {
-                path: PathBuf::from(&ctx.path),
-                source,
-            })?;
-            parts.push((*part, batch));
+
+    /// Rows added since the last call, as batches sorted by partition.
+    pub fn finish(&mut self) -> Result<Vec<(PartKey, RecordBatch)>, arrow::error::ArrowError> {
+        let mut parts = Vec::new();
+        for (part, b) in self.builders.iter_mut() {
+            if !b.is_empty() {
+                parts.push((*part, b.finish()?));
+            }
         }
+        // Idle partitions would keep their (empty) builders forever.
+        if self.builders.len() > 8 {
+            self.builders.clear();
+        }
+        parts.sort_by_key(|(p, _)| *p);
+        Ok(parts)
     }
-    // Idle partitions would keep their (empty) builders forever.
-    if builders.len() > 8 {
-        builders.clear();
-    }
-    parts.sort_by_key(|(p, _)| *p);
-    Ok(Processed {
-        seq: chunk.seq,
-        last_pos: chunk.last_pos,
-        parts,
-        rejects,
-        events,
-    })
 }

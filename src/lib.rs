@@ -24,14 +24,24 @@
 //! - [`ingest`]: the threaded file → lake pipeline.
 //! - [`query`]: DataFusion over the lake and the named forensic queries.
 //! - [`gen`]: deterministic synthetic audit traffic.
+//! - [`wal`]: the write-ahead log that makes webhook batches durable before 2xx.
+//! - [`flush`]: the stage that turns the log into lake segments, then trims it.
+//! - [`serve`]: the webhook receiver wired together (server, log, flush, metrics).
+//! - [`metrics`]: Prometheus metrics of the long-running commands.
+//! - [`loadgen`]: an apiserver-like webhook client for load tests.
 
 pub mod decode;
 pub mod event;
+pub mod flush;
 pub mod gen;
 pub mod ingest;
 pub mod lake;
+pub mod loadgen;
+pub mod metrics;
 pub mod profiles;
 pub mod query;
 pub mod resolve;
 pub mod schema;
+pub mod serve;
 pub mod source;
+pub mod wal;

@@ -131,6 +131,109 @@ enum Command {
         #[arg(required_unless_present = "named")]
         sql: Option<String>,
     },
+    /// Receive kube-apiserver's audit webhook (HTTPS) into the lake.
+    ///
+    /// Point kube-apiserver's --audit-webhook-config-file kubeconfig at this
+    /// server (see docker/). A batch is answered 2xx only after it is
+    /// fsynced to the write-ahead log; a background stage turns the log into
+    /// Parquet and trims it. Clients authenticate with a client certificate
+    /// (--client-ca, optionally --mtls-allow) and/or a bearer token
+    /// (--token-file); each maps to the `cluster` column. Serves /healthz,
+    /// /readyz (after the log is replayed) and /metrics (Prometheus).
+    /// SIGTERM/SIGINT: stop accepting, finish requests, flush, exit 0.
+    Serve {
+        /// Lake directory.
+        #[arg(long, env = "AUDITLAKE_LAKE")]
+        lake: PathBuf,
+        /// Address to listen on.
+        #[arg(long, env = "AUDITLAKE_LISTEN", default_value = "0.0.0.0:8443")]
+        listen: std::net::SocketAddr,
+        /// Server certificate chain (PEM); reloaded when it changes.
+        #[arg(long, env = "AUDITLAKE_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// Server private key (PEM).
+        #[arg(long, env = "AUDITLAKE_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// CA bundle (PEM) that client certificates must chain to (mTLS).
+        #[arg(long, env = "AUDITLAKE_CLIENT_CA")]
+        client_ca: Option<PathBuf>,
+        /// Allowed client certificate name (CN or SAN), optionally mapped to
+        /// a cluster: NAME or NAME=CLUSTER (repeatable; comma-separated in
+        /// the environment variable). Default: any certificate the CA
+        /// signed, cluster = its CN.
+        #[arg(
+            long = "mtls-allow",
+            env = "AUDITLAKE_MTLS_ALLOW",
+            value_delimiter = ',',
+            value_name = "NAME[=CLUSTER]"
+        )]
+        mtls_allow: Vec<String>,
+        /// Bearer tokens: one `TOKEN CLUSTER` per line.
+        #[arg(long, env = "AUDITLAKE_TOKEN_FILE")]
+        token_file: Option<PathBuf>,
+        /// Serve plain HTTP (no TLS). For tests and sidecars only.
+        #[arg(long, env = "AUDITLAKE_INSECURE_HTTP")]
+        insecure_http: bool,
+        /// Accept requests without credentials (cluster = --cluster). Needed
+        /// to run without authentication on a non-loopback address.
+        #[arg(long, env = "AUDITLAKE_ALLOW_UNAUTHENTICATED")]
+        allow_unauthenticated: bool,
+        /// Cluster name for unauthenticated requests.
+        #[arg(long, env = "AUDITLAKE_CLUSTER", default_value = "default")]
+        cluster: String,
+        /// Request paths that accept batches (repeatable).
+        #[arg(long = "path", env = "AUDITLAKE_PATHS", value_delimiter = ',', default_values_t = ["/audit".to_string(), "/".to_string()])]
+        paths: Vec<String>,
+        /// Largest accepted request body in bytes (413 above).
+        #[arg(long, env = "AUDITLAKE_MAX_BODY", default_value_t = 12 << 20)]
+        max_body: usize,
+        /// Write-ahead log directory (default LAKE/_wal). Put it on a persistent volume.
+        #[arg(long, env = "AUDITLAKE_WAL")]
+        wal: Option<PathBuf>,
+        /// Answer 503 while the log holds this many bytes not yet in Parquet.
+        #[arg(long, env = "AUDITLAKE_WAL_MAX_BYTES", default_value_t = 8 << 30)]
+        wal_max_bytes: u64,
+        /// Commit a lake segment at least this often (seconds) while batches arrive.
+        #[arg(long, env = "AUDITLAKE_FLUSH_SECONDS", default_value_t = 10.0)]
+        flush_seconds: f64,
+        /// Commit a lake segment once it holds this many rows.
+        #[arg(long, env = "AUDITLAKE_SEGMENT_ROWS", default_value_t = 500_000)]
+        segment_rows: u64,
+        /// Proxy profiles TOML (default: the built-in schemas/proxies.toml).
+        #[arg(long, env = "AUDITLAKE_PROFILES")]
+        profiles: Option<PathBuf>,
+    },
+    /// Post EventList batches like kube-apiserver does, and report
+    /// acknowledged events/s and acknowledgement latency.
+    Loadgen {
+        /// Webhook URL, e.g. https://localhost:8443/audit.
+        #[arg(long, env = "AUDITLAKE_LOADGEN_URL")]
+        url: String,
+        /// CA bundle that signed the server certificate.
+        #[arg(long, env = "AUDITLAKE_LOADGEN_CA")]
+        ca: PathBuf,
+        /// Client certificate (mTLS).
+        #[arg(long, env = "AUDITLAKE_LOADGEN_CERT", requires = "key")]
+        cert: Option<PathBuf>,
+        /// Client key (mTLS).
+        #[arg(long, env = "AUDITLAKE_LOADGEN_KEY", requires = "cert")]
+        key: Option<PathBuf>,
+        /// Bearer token.
+        #[arg(long, env = "AUDITLAKE_LOADGEN_TOKEN")]
+        token: Option<String>,
+        /// Events to send in total.
+        #[arg(long, env = "AUDITLAKE_EVENTS", default_value_t = 1_000_000)]
+        events: u64,
+        /// Events per EventList (the apiserver's default is 400).
+        #[arg(long, env = "AUDITLAKE_BATCH", default_value_t = 400)]
+        batch: usize,
+        /// Batches in flight at once.
+        #[arg(long, env = "AUDITLAKE_CONCURRENCY", default_value_t = 16)]
+        concurrency: usize,
+        /// Target events/s (0 = as fast as acknowledgements come back).
+        #[arg(long, env = "AUDITLAKE_RATE", default_value_t = 0)]
+        rate: u64,
+    },
     /// List the named forensic queries.
     Queries {
         /// Also print each query's SQL.
@@ -242,6 +345,118 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Command::Serve {
+            lake,
+            listen,
+            tls_cert,
+            tls_key,
+            client_ca,
+            mtls_allow,
+            token_file,
+            insecure_http,
+            allow_unauthenticated,
+            cluster,
+            paths,
+            max_body,
+            wal,
+            wal_max_bytes,
+            flush_seconds,
+            segment_rows,
+            profiles,
+        } => {
+            use auditlake::source::webhook::{load_tokens, Auth, ServerSettings, TlsSettings};
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some(TlsSettings { cert, key, client_ca: client_ca.clone() }),
+                _ if insecure_http => None,
+                _ => bail!("give --tls-cert and --tls-key (or --insecure-http for plain HTTP on a trusted link)"),
+            };
+            if tls.is_none() && client_ca.is_some() {
+                bail!("--client-ca needs TLS (--tls-cert/--tls-key)");
+            }
+            let auth = Auth {
+                tokens: match &token_file {
+                    Some(p) => load_tokens(p)?,
+                    None => vec![],
+                },
+                mtls: client_ca.is_some(),
+                mtls_allow: mtls_allow
+                    .iter()
+                    .map(|m| match m.split_once('=') {
+                        Some((n, c)) => (n.to_string(), c.to_string()),
+                        None => (m.clone(), m.clone()),
+                    })
+                    .collect(),
+                allow_unauthenticated: allow_unauthenticated
+                    || (client_ca.is_none() && token_file.is_none() && listen.ip().is_loopback()),
+                default_cluster: cluster,
+            };
+            if !auth.is_configured() && !auth.allow_unauthenticated {
+                bail!(
+                    "refusing to accept unauthenticated audit events on {listen}: configure --client-ca and/or --token-file, or pass --allow-unauthenticated"
+                );
+            }
+            let wal_dir = wal.unwrap_or_else(|| lake.join("_wal"));
+            let lake = Lake::open(&lake, WriteOptions::default())
+                .with_context(|| format!("cannot open lake {}", lake.display()))?;
+            let source = auditlake::serve::instance_source(&wal_dir)?;
+            let cfg = auditlake::serve::ServeConfig {
+                server: ServerSettings {
+                    listen,
+                    tls,
+                    paths,
+                    tls_reload: std::time::Duration::from_secs(2),
+                },
+                auth,
+                wal_dir,
+                wal: auditlake::wal::WalOptions {
+                    max_bytes: wal_max_bytes,
+                    ..Default::default()
+                },
+                flush: auditlake::flush::FlushOptions {
+                    source,
+                    profiles: Arc::new(Profiles::load(profiles.as_deref())?),
+                    max_age: std::time::Duration::from_secs_f64(flush_seconds.max(0.05)),
+                    segment_rows: segment_rows.max(1),
+                },
+                max_body,
+            };
+            runtime()?.block_on(async {
+                let shutdown = tokio_util::sync::CancellationToken::new();
+                let s = shutdown.clone();
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    tracing::info!("signal received; shutting down");
+                    s.cancel();
+                });
+                auditlake::serve::run(lake, cfg, shutdown).await
+            })?;
+            Ok(())
+        }
+        Command::Loadgen {
+            url,
+            ca,
+            cert,
+            key,
+            token,
+            events,
+            batch,
+            concurrency,
+            rate,
+        } => {
+            let identity = cert.as_deref().zip(key.as_deref());
+            let client = auditlake::loadgen::https_client(&ca, identity)?;
+            let spec = auditlake::loadgen::LoadSpec {
+                url,
+                token,
+                events,
+                batch,
+                concurrency,
+                rate,
+            };
+            let report = runtime()?.block_on(auditlake::loadgen::run(client, spec))?;
+            println!("{report}");
+            Ok(())
+        }
         Command::Queries { sql } => {
             for q in query::named_queries() {
                 println!("{:<26} {}", q.name, q.question);
@@ -257,6 +472,22 @@ fn main() -> Result<()> {
         Command::Schema => {
             print!("{}", auditlake::schema::schema_document_text());
             Ok(())
+        }
+    }
+}
+
+/// SIGTERM or SIGINT.
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

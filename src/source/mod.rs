@@ -2,3 +2,4 @@
 //! stable positions; decoding and everything after it is shared.
 
 pub mod file;
+pub mod webhook;

@@ -1,0 +1,220 @@
+//! Flush: the background stage that turns the write-ahead log into lake
+//! segments, then trims the log.
+//!
+//! It reads durable records in sequence order, decodes and resolves them,
+//! and commits a segment named after the record range (`<source>-<first>-
+//! <last>`) when it holds enough rows or has waited long enough. The lake's
+//! source state records the last committed sequence number, so after a
+//! crash the flusher resumes right after it: the log is the single source of
+//! truth until the lake has committed a record, and only then is the record
+//! eligible for trimming.
+
+use crate::ingest::Assembler;
+use crate::lake::batch::RowContext;
+use crate::lake::{Lake, LakeError, RejectRecord, Segment};
+use crate::metrics::Metrics;
+use crate::profiles::Profiles;
+use crate::wal::{self, Reader, Wal, WalError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FlushError {
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error("building Arrow batch for log records {first}..{last}: {source}")]
+    Arrow {
+        first: u64,
+        last: u64,
+        source: arrow::error::ArrowError,
+    },
+}
+
+/// Settings of the flush stage.
+#[derive(Clone)]
+pub struct FlushOptions {
+    /// Lake source id of this log (stable across restarts).
+    pub source: String,
+    pub profiles: Arc<Profiles>,
+    /// Commit at least this often while records arrive.
+    pub max_age: Duration,
+    /// Commit once a segment holds this many rows.
+    pub segment_rows: u64,
+}
+
+/// Run until `cancel` fires and everything durable at that moment is
+/// committed. `ready` turns true once the records found at start-up (the
+/// replay) are committed.
+pub async fn run(
+    lake: Lake,
+    wal: Wal,
+    opts: FlushOptions,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    cancel: CancellationToken,
+) -> Result<(), FlushError> {
+    let lake2 = lake.clone();
+    let source = opts.source.clone();
+    let mut state =
+        tokio::task::spawn_blocking(move || lake2.recover(&source, "webhook write-ahead log"))
+            .await
+            .map_err(|e| LakeError::State {
+                path: lake.root().to_path_buf(),
+                problem: e.to_string(),
+            })??;
+    // Segments wholly committed before a restart go first; their bytes no
+    // longer count as pending.
+    let removed = wal::trim(wal.dir(), state.committed_through, wal.stats())?;
+    wal.stats().settle(removed);
+    let mut durable = wal.durable();
+    let replay_until = *durable.borrow();
+    let mut reader = Reader::new(wal.dir(), state.committed_through + 1);
+    let mut asm = Assembler::default();
+    let mut segment: Option<(Segment, u64, Instant)> = None;
+    // Bytes of the records in `segment`, settled against the log's
+    // back-pressure measure once committed.
+    let mut segment_bytes = 0u64;
+    let mut settled_skipped = false;
+    let mut last_read = state.committed_through;
+    let prefix = format!("webhook:{}:", opts.source);
+    let origin = format!("webhook {}", opts.source);
+    let mut closed = false;
+    if replay_until <= state.committed_through {
+        ready.store(true, Ordering::Relaxed);
+    }
+    loop {
+        let end = *durable.borrow_and_update();
+        // Read what is durable, in bounded steps so that a long replay
+        // still commits segments as it goes.
+        let mut pending_rows = 0u64;
+        let step = tokio::task::block_in_place(|| -> Result<(), FlushError> {
+            let mut rejects: Vec<RejectRecord> = Vec::new();
+            let mut n = 0;
+            while n < 4096 {
+                let Some(rec) = reader.next(end)? else { break };
+                n += 1;
+                segment_bytes += rec.frame_len();
+                let (seg, _, _) = segment
+                    .get_or_insert_with(|| (lake.segment(&opts.source), rec.seq, Instant::now()));
+                let row_ctx = RowContext {
+                    cluster: &rec.cluster,
+                    ingested_at_us: chrono::Utc::now().timestamp_micros(),
+                };
+                let events = match std::str::from_utf8(&rec.body) {
+                    Ok(text) => asm.add(
+                        text,
+                        rec.seq,
+                        &prefix,
+                        &origin,
+                        &row_ctx,
+                        &opts.profiles,
+                        &mut rejects,
+                    ),
+                    Err(_) => {
+                        rejects.push(RejectRecord {
+                            source: origin.clone(),
+                            position: rec.seq,
+                            item: None,
+                            reason: "request body is not valid UTF-8".into(),
+                            text: String::from_utf8_lossy(&rec.body).into_owned(),
+                            truncated: false,
+                        });
+                        0
+                    }
+                };
+                metrics.events_received.inc_by(events);
+                for (part, batch) in asm.finish().map_err(|source| FlushError::Arrow {
+                    first: rec.seq,
+                    last: rec.seq,
+                    source,
+                })? {
+                    seg.write(part, &batch)?;
+                }
+                for r in rejects.drain(..) {
+                    metrics.dead_letters.inc();
+                    seg.reject(&r)?;
+                }
+                last_read = rec.seq;
+            }
+            pending_rows = segment.as_ref().map(|s| s.0.rows()).unwrap_or(0);
+            Ok(())
+        });
+        step?;
+        if !settled_skipped {
+            // Records already in the lake from before a restart.
+            wal.stats().settle(reader.skipped_bytes);
+            settled_skipped = true;
+        }
+        let caught_up = last_read >= end;
+        let stopping = cancel.is_cancelled() || closed;
+        let due = match &segment {
+            Some((seg, _, started)) => {
+                stopping && caught_up
+                    || pending_rows >= opts.segment_rows
+                    || started.elapsed() >= opts.max_age
+                    || seg.is_full()
+                    || (!ready.load(Ordering::Relaxed) && caught_up && last_read >= replay_until)
+            }
+            None => false,
+        };
+        if due {
+            if let Some((seg, first, _)) = segment.take() {
+                let t = Instant::now();
+                let stem = crate::ingest::stem(&opts.source, first, last_read);
+                let info =
+                    tokio::task::block_in_place(|| seg.commit(&stem, last_read, &mut state))?;
+                metrics.flush_latency.observe(t.elapsed().as_secs_f64());
+                metrics.files_committed.inc_by(info.files as u64);
+                metrics.rows_committed.inc_by(info.rows);
+                metrics.committed_position.set(last_read as i64);
+                tracing::info!(
+                    first,
+                    last = last_read,
+                    rows = info.rows,
+                    files = info.files,
+                    "lake segment committed"
+                );
+                let stats = wal.stats().clone();
+                let dir = wal.dir().to_path_buf();
+                let committed = state.committed_through;
+                stats.settle(std::mem::take(&mut segment_bytes));
+                tokio::task::block_in_place(|| wal::trim(&dir, committed, &stats))?;
+            }
+        }
+        if !ready.load(Ordering::Relaxed) && state.committed_through >= replay_until {
+            ready.store(true, Ordering::Relaxed);
+            tracing::info!(replayed_through = replay_until, "replay complete; ready");
+        }
+        metrics
+            .wal_bytes
+            .set(wal.stats().bytes.load(Ordering::Relaxed) as i64);
+        metrics
+            .wal_segments
+            .set(wal.stats().segments.load(Ordering::Relaxed) as i64);
+        if !caught_up {
+            continue;
+        }
+        if stopping && segment.is_none() && last_read >= *durable.borrow() {
+            return Ok(());
+        }
+        // Wait for new records, the age deadline, or shutdown.
+        let wait = match &segment {
+            Some((_, _, started)) => opts.max_age.saturating_sub(started.elapsed()),
+            None => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            res = durable.changed() => {
+                // The writer is gone: nothing more can become durable.
+                if res.is_err() {
+                    closed = true;
+                }
+            }
+            _ = tokio::time::sleep(wait) => {}
+            _ = cancel.cancelled(), if !stopping => {}
+        }
+    }
+}

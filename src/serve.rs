@@ -1,0 +1,115 @@
+//! `auditlake serve`: the webhook receiver, wired together.
+//!
+//! ```text
+//! apiserver ──HTTPS──▶ webhook ──append, fsync──▶ write-ahead log ──▶ flush ──▶ lake
+//!                      (2xx after the fsync)                         (then trim the log)
+//! ```
+//!
+//! Shutdown order on SIGTERM/SIGINT: stop accepting, finish in-flight
+//! requests (their appends complete), let the flush stage commit everything
+//! durable to Parquet, close the log, exit.
+
+use crate::flush::{self, FlushError, FlushOptions};
+use crate::lake::Lake;
+use crate::metrics::Metrics;
+use crate::source::webhook::{self, App, Auth, ServerSettings, WebhookError};
+use crate::wal::{self, WalError, WalOptions};
+use rand::Rng;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error(transparent)]
+    Flush(#[from] FlushError),
+    #[error("instance id in {path}: {source}")]
+    Instance {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Everything `serve` needs.
+pub struct ServeConfig {
+    pub server: ServerSettings,
+    pub auth: Auth,
+    pub wal_dir: PathBuf,
+    pub wal: WalOptions,
+    pub flush: FlushOptions,
+    pub max_body: usize,
+}
+
+/// The lake source id of a log directory: a random id created with the log,
+/// so it survives restarts and moves of the volume.
+pub fn instance_source(wal_dir: &Path) -> Result<String, ServeError> {
+    std::fs::create_dir_all(wal_dir).map_err(|source| ServeError::Instance {
+        path: wal_dir.to_path_buf(),
+        source,
+    })?;
+    let path = wal_dir.join("instance-id");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => Ok(format!("w{}", s.trim())),
+        _ => {
+            let id: u64 = rand::rng().random();
+            let id = format!("{id:016x}");
+            crate::lake::write_atomic(&path, id.as_bytes()).map_err(|e| ServeError::Instance {
+                path: path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            Ok(format!("w{id}"))
+        }
+    }
+}
+
+/// Run until `shutdown` fires; then drain and return.
+pub async fn run(
+    lake: Lake,
+    cfg: ServeConfig,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let opened = wal::open(&cfg.wal_dir, cfg.wal.clone())?;
+    tracing::info!(last_seq = opened.last_seq, dir = %cfg.wal_dir.display(), "write-ahead log open");
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    let flush_stop = CancellationToken::new();
+    let flusher = tokio::spawn(flush::run(
+        lake,
+        opened.wal.clone(),
+        cfg.flush.clone(),
+        metrics.clone(),
+        ready.clone(),
+        flush_stop.clone(),
+    ));
+    let app = Arc::new(App {
+        wal: opened.wal.clone(),
+        auth: cfg.auth,
+        metrics,
+        ready,
+        max_body: cfg.max_body,
+    });
+    let served = webhook::serve(cfg.server, app.clone(), shutdown.clone()).await;
+    // 1. Accepting stopped and in-flight requests finished (or the server
+    //    failed to start). 2. Flush everything durable.
+    shutdown.cancel();
+    drop(app);
+    flush_stop.cancel();
+    let flushed = flusher.await.map_err(|e| {
+        FlushError::Lake(crate::lake::LakeError::State {
+            path: cfg.wal_dir.clone(),
+            problem: format!("flush task failed: {e}"),
+        })
+    })?;
+    // 3. Close the log.
+    drop(opened.wal);
+    let _ = tokio::task::spawn_blocking(move || opened.writer.join()).await;
+    served?;
+    flushed?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}

@@ -1,0 +1,645 @@
+//! Webhook source: the HTTPS endpoint kube-apiserver's audit webhook
+//! backend posts `EventList` batches to.
+//!
+//! Invariant: a 2xx answer means the body is in the write-ahead log and
+//! fsynced. Bodies are stored verbatim; decoding happens later in the flush
+//! stage, so a body that turns out to be undecodable is dead-lettered, not
+//! refused (refusing would only make the apiserver retry, then drop it).
+//! Only authentication failures (401/403), wrong paths (404), oversized
+//! bodies (413) and a log that cannot take more (503 + Retry-After) are
+//! answered with errors.
+
+use crate::metrics::Metrics;
+use crate::wal::{Wal, WalError};
+use axum::body::Body;
+use axum::extract::{Extension, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use http_body_util::{BodyExt, Limited};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("cannot read {what} {path}: {source}")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {problem}")]
+    Pem { path: PathBuf, problem: String },
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    #[error("token file {path} line {line}: {problem}")]
+    TokenFile {
+        path: PathBuf,
+        line: usize,
+        problem: String,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Who may post, and which cluster each client's events belong to.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    /// (token, cluster) pairs from the token file.
+    pub tokens: Vec<(Vec<u8>, String)>,
+    /// Client certificates are verified against a CA.
+    pub mtls: bool,
+    /// Allowed certificate names (CN or SAN) with their cluster; empty =
+    /// any certificate the CA signed, cluster = its CN.
+    pub mtls_allow: Vec<(String, String)>,
+    pub allow_unauthenticated: bool,
+    pub default_cluster: String,
+}
+
+/// Read a token file: one `TOKEN CLUSTER` per line; `#` starts a comment.
+pub fn load_tokens(path: &Path) -> Result<Vec<(Vec<u8>, String)>, WebhookError> {
+    let text = std::fs::read_to_string(path).map_err(|source| WebhookError::Read {
+        what: "token file",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut parts = line.split_whitespace();
+        let (Some(token), Some(cluster), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(WebhookError::TokenFile {
+                path: path.to_path_buf(),
+                line: i + 1,
+                problem: "expected `TOKEN CLUSTER`".into(),
+            });
+        };
+        if token.len() < 16 {
+            return Err(WebhookError::TokenFile {
+                path: path.to_path_buf(),
+                line: i + 1,
+                problem: "token shorter than 16 characters".into(),
+            });
+        }
+        out.push((token.as_bytes().to_vec(), cluster.to_string()));
+    }
+    Ok(out)
+}
+
+/// What the TLS handshake proved about a connection.
+#[derive(Debug, Clone, Default)]
+pub struct ConnIdentity {
+    /// CN first, then DNS/URI/IP SANs of a verified client certificate.
+    pub cert_names: Option<Vec<String>>,
+}
+
+impl Auth {
+    /// The cluster of an authenticated request, or the status to answer.
+    pub fn authenticate(
+        &self,
+        conn: &ConnIdentity,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<String, StatusCode> {
+        if let Some(names) = &conn.cert_names {
+            if self.mtls_allow.is_empty() {
+                return Ok(names
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| self.default_cluster.clone()));
+            }
+            for (allowed, cluster) in &self.mtls_allow {
+                if names.iter().any(|n| n == allowed) {
+                    return Ok(cluster.clone());
+                }
+            }
+            // A valid certificate that is not on the allow-list; a token
+            // may still authenticate the request.
+            if authorization.is_none() {
+                return Err(StatusCode::FORBIDDEN);
+            }
+        }
+        if let Some(value) = authorization {
+            let presented = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim)
+                .unwrap_or("");
+            // Compare against every token, without an early exit.
+            let mut found: Option<&str> = None;
+            for (token, cluster) in &self.tokens {
+                if bool::from(token.as_slice().ct_eq(presented.as_bytes())) {
+                    found = Some(cluster);
+                }
+            }
+            return match found {
+                Some(c) => Ok(c.to_string()),
+                None => Err(StatusCode::UNAUTHORIZED),
+            };
+        }
+        if self.allow_unauthenticated {
+            return Ok(self.default_cluster.clone());
+        }
+        Err(StatusCode::UNAUTHORIZED)
+    }
+
+    pub fn is_configured(&self) -> bool {
+        self.mtls || !self.tokens.is_empty()
+    }
+}
+
+/// Serves the certificate and key from disk, reloading them when the files
+/// change (cert-manager rotates them in place).
+#[derive(Debug)]
+pub struct ReloadingCert {
+    cert: PathBuf,
+    key: PathBuf,
+    current: RwLock<(Arc<CertifiedKey>, Option<SystemTime>)>,
+}
+
+fn mtime(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, WebhookError> {
+    let certs = load_certs(cert)?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| WebhookError::Pem {
+        path: key.to_path_buf(),
+        problem: format!("no usable private key: {e}"),
+    })?;
+    let signing = rustls::crypto::ring::default_provider()
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| WebhookError::Pem {
+            path: key.to_path_buf(),
+            problem: e.to_string(),
+        })?;
+    Ok(Arc::new(CertifiedKey::new(certs, signing)))
+}
+
+fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, WebhookError> {
+    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| WebhookError::Pem {
+            path: path.to_path_buf(),
+            problem: e.to_string(),
+        })?
+        .collect::<Result<_, _>>()
+        .map_err(|e| WebhookError::Pem {
+            path: path.to_path_buf(),
+            problem: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(WebhookError::Pem {
+            path: path.to_path_buf(),
+            problem: "no PEM certificate found".into(),
+        });
+    }
+    Ok(certs)
+}
+
+impl ReloadingCert {
+    pub fn new(cert: &Path, key: &Path) -> Result<Arc<ReloadingCert>, WebhookError> {
+        let ck = load_certified_key(cert, key)?;
+        Ok(Arc::new(ReloadingCert {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            current: RwLock::new((ck, mtime(cert).max(mtime(key)))),
+        }))
+    }
+
+    /// Reload if either file changed; keeps the old pair on error.
+    pub fn refresh(&self) {
+        let now = mtime(&self.cert).max(mtime(&self.key));
+        let known = self.current.read().map(|c| c.1).unwrap_or(None);
+        if now == known {
+            return;
+        }
+        match load_certified_key(&self.cert, &self.key) {
+            Ok(ck) => {
+                if let Ok(mut cur) = self.current.write() {
+                    *cur = (ck, now);
+                }
+                tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "TLS certificate changed but could not be loaded; keeping the old one")
+            }
+        }
+    }
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.read().ok().map(|c| c.0.clone())
+    }
+}
+
+/// TLS settings of the server.
+pub struct TlsSettings {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+fn server_config(
+    tls: &TlsSettings,
+    resolver: Arc<ReloadingCert>,
+) -> Result<rustls::ServerConfig, WebhookError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| WebhookError::Tls(e.to_string()))?;
+    let builder = match &tls.client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in load_certs(ca)? {
+                roots.add(c).map_err(|e| WebhookError::Pem {
+                    path: ca.clone(),
+                    problem: e.to_string(),
+                })?;
+            }
+            // Certificates are optional at the TLS layer so that token
+            // clients can connect; a presented certificate must verify.
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| WebhookError::Tls(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Names of a verified client certificate: CN, then SANs.
+fn cert_names(der: &[u8]) -> Vec<String> {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return vec![];
+    };
+    let mut names: Vec<String> = cert
+        .subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok().map(str::to_string))
+        .collect();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            match n {
+                x509_parser::extensions::GeneralName::DNSName(s)
+                | x509_parser::extensions::GeneralName::URI(s)
+                | x509_parser::extensions::GeneralName::RFC822Name(s) => names.push(s.to_string()),
+                _ => {}
+            }
+        }
+    }
+    names
+}
+
+/// Everything the request handlers share.
+pub struct App {
+    pub wal: Wal,
+    pub auth: Auth,
+    pub metrics: Arc<Metrics>,
+    pub ready: Arc<AtomicBool>,
+    pub max_body: usize,
+}
+
+/// Server settings.
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub tls: Option<TlsSettings>,
+    pub paths: Vec<String>,
+    pub tls_reload: Duration,
+}
+
+/// Accept connections until `cancel` fires, then finish in-flight requests.
+pub async fn serve(
+    settings: ServerSettings,
+    app: Arc<App>,
+    cancel: CancellationToken,
+) -> Result<(), WebhookError> {
+    let acceptor = match &settings.tls {
+        Some(tls) => {
+            let resolver = ReloadingCert::new(&tls.cert, &tls.key)?;
+            let config = server_config(tls, resolver.clone())?;
+            let reload = resolver.clone();
+            let every = settings.tls_reload;
+            let stop = cancel.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => reload.refresh(),
+                        _ = stop.cancelled() => return,
+                    }
+                }
+            });
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+        }
+        None => None,
+    };
+    let mut router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics));
+    for p in &settings.paths {
+        router = router.route(p, post(ingest));
+    }
+    let router = router.with_state(app.clone());
+    let listener =
+        TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| WebhookError::Bind {
+                addr: settings.listen,
+                source,
+            })?;
+    let local = listener.local_addr().map_err(|source| WebhookError::Bind {
+        addr: settings.listen,
+        source,
+    })?;
+    // Tests and scripts read this line to learn the port.
+    println!(
+        "listening on {}://{local}",
+        if acceptor.is_some() { "https" } else { "http" }
+    );
+    tracing::info!(%local, tls = acceptor.is_some(), "webhook listening");
+    let tracker = TaskTracker::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            match acceptor {
+                Some(acceptor) => {
+                    let tls =
+                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
+                    let names = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| cert_names(c.as_ref()));
+                    serve_conn(tls, ConnIdentity { cert_names: names }, router, cancel).await;
+                }
+                None => serve_conn(tcp, ConnIdentity::default(), router, cancel).await,
+            }
+        });
+    }
+    drop(listener);
+    tracker.close();
+    // In-flight requests finish (their appends complete); bounded wait.
+    if tokio::time::timeout(Duration::from_secs(40), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 40 s; closing them");
+    }
+    Ok(())
+}
+
+async fn serve_conn<S>(stream: S, id: ConnIdentity, router: Router, cancel: CancellationToken)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let router = router.layer(axum::Extension(id));
+    let svc = hyper_util::service::TowerToHyperService::new(router);
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        _ = cancel.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if app.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "replaying write-ahead log").into_response()
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+fn answer(app: &App, code: StatusCode, msg: &str) -> Response {
+    app.metrics
+        .requests
+        .with_label_values(&[code.as_str()])
+        .inc();
+    let body = serde_json::json!({"status": if code.is_success() {"Success"} else {"Failure"}, "message": msg, "code": code.as_u16()});
+    let mut r = (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    if code == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    r
+}
+
+/// Gunzip with an output cap. `None` when the result would exceed `cap`.
+fn gunzip(data: &[u8], cap: usize) -> std::io::Result<Option<Vec<u8>>> {
+    let mut out = Vec::new();
+    let mut dec = flate2::read::MultiGzDecoder::new(data).take(cap as u64 + 1);
+    dec.read_to_end(&mut out)?;
+    Ok((out.len() <= cap).then_some(out))
+}
+
+async fn ingest(
+    State(app): State<Arc<App>>,
+    Extension(conn): Extension<ConnIdentity>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let cluster = match app
+        .auth
+        .authenticate(&conn, headers.get(header::AUTHORIZATION))
+    {
+        Ok(c) => c,
+        Err(code) => return answer(&app, code, "authentication required"),
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > app.max_body as u64) {
+        return answer(
+            &app,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body over the size limit",
+        );
+    }
+    let bytes = match Limited::new(body, app.max_body).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            return if e.is::<http_body_util::LengthLimitError>() {
+                answer(
+                    &app,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body over the size limit",
+                )
+            } else {
+                answer(&app, StatusCode::BAD_REQUEST, "body could not be read")
+            };
+        }
+    };
+    let gzipped = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let body = if gzipped {
+        match gunzip(&bytes, app.max_body.saturating_mul(8)) {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                return answer(
+                    &app,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "decompressed body over the size limit",
+                )
+            }
+            // Kept verbatim: the flush stage dead-letters it with a reason.
+            Err(_) => bytes.to_vec(),
+        }
+    } else {
+        bytes.to_vec()
+    };
+    let n = body.len() as u64;
+    match app.wal.append(&cluster, body).await {
+        Ok(_) => {
+            app.metrics.bytes_received.inc_by(n);
+            app.metrics
+                .ack_latency
+                .observe(started.elapsed().as_secs_f64());
+            answer(&app, StatusCode::OK, "stored")
+        }
+        Err(
+            e @ (WalError::Full { .. } | WalError::Busy | WalError::Io { .. } | WalError::Closed),
+        ) => {
+            tracing::warn!(error = %e, "refusing batch");
+            answer(&app, StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_rules() {
+        let auth = Auth {
+            tokens: vec![(b"0123456789abcdef-token".to_vec(), "tok-cluster".into())],
+            mtls: true,
+            mtls_allow: vec![("apiserver-a".into(), "cluster-a".into())],
+            allow_unauthenticated: false,
+            default_cluster: "default".into(),
+        };
+        let cert = |n: &str| ConnIdentity {
+            cert_names: Some(vec![n.to_string()]),
+        };
+        let bearer = HeaderValue::from_static("Bearer 0123456789abcdef-token");
+        let wrong = HeaderValue::from_static("Bearer nope-nope-nope-nope");
+        let none = ConnIdentity::default();
+        assert_eq!(
+            auth.authenticate(&cert("apiserver-a"), None),
+            Ok("cluster-a".into())
+        );
+        assert_eq!(
+            auth.authenticate(&cert("other"), None),
+            Err(StatusCode::FORBIDDEN)
+        );
+        assert_eq!(
+            auth.authenticate(&cert("other"), Some(&bearer)),
+            Ok("tok-cluster".into())
+        );
+        assert_eq!(
+            auth.authenticate(&none, Some(&bearer)),
+            Ok("tok-cluster".into())
+        );
+        assert_eq!(
+            auth.authenticate(&none, Some(&wrong)),
+            Err(StatusCode::UNAUTHORIZED)
+        );
+        assert_eq!(
+            auth.authenticate(&none, None),
+            Err(StatusCode::UNAUTHORIZED)
+        );
+        let open = Auth {
+            allow_unauthenticated: true,
+            ..auth.clone()
+        };
+        assert_eq!(open.authenticate(&none, None), Ok("default".into()));
+    }
+
+    #[test]
+    fn token_file_errors_name_the_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("tokens");
+        std::fs::write(&p, "# comment\n0123456789abcdef-token cluster-a\nshort c\n")
+            .expect("write");
+        let err = load_tokens(&p).expect_err("short token").to_string();
+        assert!(err.contains("line 3"), "{err}");
+    }
+}

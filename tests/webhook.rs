@@ -1,0 +1,548 @@
+//! `auditlake serve` as kube-apiserver sees it: a real server process, real
+//! TLS (mTLS and bearer tokens) from a real HTTP client, real kills.
+
+mod common;
+use common::*;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const TOKEN: &str = "s3cret-token-for-cluster-b-0123456789";
+
+struct Pki {
+    ca: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    /// (cert, key) signed by the CA, CN apiserver-a (allow-listed).
+    client: (PathBuf, PathBuf),
+    /// Signed by the CA but not allow-listed.
+    intruder: (PathBuf, PathBuf),
+    /// Signed by another CA.
+    stranger: (PathBuf, PathBuf),
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write pem");
+    p
+}
+
+fn ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    let cert = params.self_signed(&key).expect("self-signed");
+    (cert.pem(), Issuer::new(params, key))
+}
+
+fn leaf(
+    dir: &Path,
+    name: &str,
+    sans: &[&str],
+    issuer: &Issuer<'static, KeyPair>,
+) -> (PathBuf, PathBuf) {
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .expect("params");
+    params.distinguished_name.push(DnType::CommonName, name);
+    let cert = params.signed_by(&key, issuer).expect("sign");
+    (
+        write(dir, &format!("{name}.crt"), &cert.pem()),
+        write(dir, &format!("{name}.key"), &key.serialize_pem()),
+    )
+}
+
+fn pki(dir: &Path) -> Pki {
+    let (ca_pem, issuer) = ca("auditlake-test-ca");
+    let (other_pem, other) = ca("some-other-ca");
+    let _ = other_pem;
+    let (server_cert, server_key) = leaf(dir, "server", &["localhost", "127.0.0.1"], &issuer);
+    Pki {
+        ca: write(dir, "ca.crt", &ca_pem),
+        server_cert,
+        server_key,
+        client: leaf(dir, "apiserver-a", &[], &issuer),
+        intruder: leaf(dir, "intruder", &[], &issuer),
+        stranger: leaf(dir, "stranger", &[], &other),
+    }
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(lake: &Path, pki: &Pki, extra: &[&str]) -> Server {
+        let dir = lake.parent().expect("parent");
+        let tokens = write(
+            dir,
+            "tokens",
+            &format!("# token cluster\n{TOKEN} cluster-b\n"),
+        );
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--lake".into(),
+            lake.display().to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--tls-cert".into(),
+            pki.server_cert.display().to_string(),
+            "--tls-key".into(),
+            pki.server_key.display().to_string(),
+            "--client-ca".into(),
+            pki.ca.display().to_string(),
+            "--mtls-allow".into(),
+            "apiserver-a=cluster-a".into(),
+            "--token-file".into(),
+            tokens.display().to_string(),
+        ];
+        if !extra.contains(&"--flush-seconds") {
+            args.extend(["--flush-seconds".to_string(), "0.2".to_string()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut child = Command::new(bin())
+            .args(&args)
+            .env("AUDITLAKE_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read listening line");
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .replace("127.0.0.1", "localhost");
+        Server { child, url }
+    }
+
+    fn sigterm(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success());
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "serve exited with {status} after SIGTERM");
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    // A failed assertion must not leave a server behind (it would hold the
+    // test runner's output pipe open).
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client(pki: &Pki, identity: Option<&(PathBuf, PathBuf)>) -> reqwest::Client {
+    auditlake::loadgen::https_client(&pki.ca, identity.map(|(c, k)| (c.as_path(), k.as_path())))
+        .expect("client")
+}
+
+fn event(id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "level": "Metadata", "auditID": id, "stage": "ResponseComplete",
+        "requestURI": "/api/v1/namespaces/prod/pods", "verb": "list",
+        "user": {"username": "system:serviceaccount:pinniped-concierge:pinniped-concierge-impersonation-proxy"},
+        "impersonatedUser": {"username": "alice@example.com", "groups": ["devs"]},
+        "sourceIPs": ["203.0.113.7"], "objectRef": {"resource": "pods", "namespace": "prod", "apiVersion": "v1"},
+        "responseStatus": {"metadata": {}, "code": 200},
+        "requestReceivedTimestamp": "2026-11-20T08:00:00.000000Z", "stageTimestamp": "2026-11-20T08:00:00.001000Z"
+    })
+}
+
+fn event_list(ids: &[String]) -> String {
+    serde_json::json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "metadata": {},
+                       "items": ids.iter().map(|i| event(i)).collect::<Vec<_>>()})
+    .to_string()
+}
+
+async fn post(c: &reqwest::Client, url: &str, body: String) -> reqwest::Result<reqwest::Response> {
+    c.post(format!("{url}/audit"))
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+}
+
+fn stored_ids(lake: &Path) -> Vec<String> {
+    sql(lake, "SELECT audit_id FROM audit")[1..]
+        .iter()
+        .map(|r| r[0].clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mtls_and_token_clients_store_every_acknowledged_event_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = pki(dir.path());
+    let lake = dir.path().join("lake");
+    let server = Server::start(&lake, &pki, &[]);
+    let mtls = client(&pki, Some(&pki.client));
+    let token = client(&pki, None);
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let c = if t % 2 == 0 {
+            mtls.clone()
+        } else {
+            token.clone()
+        };
+        let url = server.url.clone();
+        tasks.push(tokio::spawn(async move {
+            for b in 0..10 {
+                let ids: Vec<String> = (0..40).map(|i| format!("t{t}-b{b}-i{i}")).collect();
+                let mut req = c.post(format!("{url}/audit")).body(event_list(&ids));
+                if t % 2 == 1 {
+                    req = req.bearer_auth(TOKEN);
+                }
+                let r = req.send().await.expect("post");
+                assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let health = mtls
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), 200);
+    server.sigterm();
+    assert_eq!(scalar(&lake, "SELECT COUNT(*) FROM audit"), "3200");
+    assert_eq!(
+        scalar(&lake, "SELECT COUNT(DISTINCT audit_id) FROM audit"),
+        "3200"
+    );
+    let per_cluster = sql(
+        &lake,
+        "SELECT cluster, COUNT(*) FROM audit GROUP BY 1 ORDER BY 1",
+    );
+    assert_eq!(per_cluster[1], vec!["cluster-a", "1600"]);
+    assert_eq!(per_cluster[2], vec!["cluster-b", "1600"]);
+    // Resolution ran on webhook input too.
+    assert_eq!(
+        scalar(&lake, "SELECT COUNT(*) FROM audit WHERE resolution = 'proxy' AND actor_username = 'alice@example.com'"),
+        "3200"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_what_it_must_and_keeps_what_it_accepts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = pki(dir.path());
+    let lake = dir.path().join("lake");
+    let server = Server::start(&lake, &pki, &["--max-body", "20000"]);
+    let url = server.url.clone();
+    let anon = client(&pki, None);
+    let good = client(&pki, Some(&pki.client));
+    let body = event_list(&["ok-1".to_string()]);
+
+    let r = post(&anon, &url, body.clone()).await.expect("post");
+    assert_eq!(r.status(), 401, "no credentials");
+    let r = anon
+        .post(format!("{url}/audit"))
+        .bearer_auth("wrong-token-wrong-token")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 401, "wrong token");
+    let r = post(&client(&pki, Some(&pki.intruder)), &url, body.clone())
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403, "certificate not on the allow-list");
+    assert!(
+        post(&client(&pki, Some(&pki.stranger)), &url, body.clone())
+            .await
+            .is_err(),
+        "wrong CA must fail the handshake"
+    );
+    let r = good
+        .post(format!("{url}/elsewhere"))
+        .body(body.clone())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 404, "wrong path");
+    let big: Vec<String> = (0..200).map(|i| format!("big-{i}")).collect();
+    let r = post(&good, &url, event_list(&big)).await.expect("post");
+    assert_eq!(r.status(), 413, "oversize");
+
+    // Accepted: plain, gzip, on "/", malformed JSON, a partially bad list.
+    assert_eq!(
+        post(&good, &url, body.clone())
+            .await
+            .expect("post")
+            .status(),
+        200
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(
+        &mut gz,
+        event_list(&["gz-1".into(), "gz-2".into()]).as_bytes(),
+    )
+    .expect("gz");
+    let r = good
+        .post(format!("{url}/audit"))
+        .header("Content-Encoding", "gzip")
+        .body(gz.finish().expect("gz"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200, "gzip");
+    let r = good
+        .post(format!("{url}/"))
+        .body(event_list(&["root-1".into()]))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200, "root path");
+    assert_eq!(
+        post(&good, &url, "{\"kind\":\"EventList\",\"items\":[".into())
+            .await
+            .expect("post")
+            .status(),
+        200
+    );
+    let mixed = format!(
+        "{{\"kind\":\"EventList\",\"apiVersion\":\"audit.k8s.io/v1\",\"items\":[{},{{\"kind\":0}}]}}",
+        event("mixed-good")
+    );
+    assert_eq!(post(&good, &url, mixed).await.expect("post").status(), 200);
+
+    let ready = good
+        .get(format!("{url}/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 200);
+    let metrics = good
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for want in [
+        "auditlake_http_requests_total{code=\"401\"} 2",
+        "auditlake_http_requests_total{code=\"413\"} 1",
+        "auditlake_ack_latency_seconds_count",
+    ] {
+        assert!(metrics.contains(want), "{want} missing from\n{metrics}");
+    }
+    server.sigterm();
+
+    let mut ids = stored_ids(&lake);
+    ids.sort();
+    assert_eq!(ids, vec!["gz-1", "gz-2", "mixed-good", "ok-1", "root-1"]);
+    let rejected: Vec<serde_json::Value> = std::fs::read_dir(lake.join("_rejected"))
+        .expect("rejected dir")
+        .flatten()
+        .flat_map(|e| {
+            std::fs::read_to_string(e.path())
+                .expect("read")
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    assert!(
+        rejected
+            .iter()
+            .any(|r| r["reason"].as_str().unwrap_or("").contains("not JSON")),
+        "{rejected:?}"
+    );
+    assert!(
+        rejected
+            .iter()
+            .any(|r| r["item"] == 1 && r["text"] == "{\"kind\":0}"),
+        "{rejected:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_log_answers_503_then_recovers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = pki(dir.path());
+    let lake = dir.path().join("lake");
+    // A small log budget and a slow flush: the log fills up.
+    let server = Server::start(
+        &lake,
+        &pki,
+        &["--wal-max-bytes", "60000", "--flush-seconds", "2"],
+    );
+    let good = client(&pki, Some(&pki.client));
+    let mut acked = Vec::new();
+    let mut saw_503 = false;
+    for b in 0..40 {
+        let ids: Vec<String> = (0..20).map(|i| format!("full-b{b}-i{i}")).collect();
+        let r = post(&good, &server.url, event_list(&ids))
+            .await
+            .expect("post");
+        match r.status().as_u16() {
+            200 => acked.extend(ids),
+            503 => {
+                assert_eq!(
+                    r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+                    Some("5")
+                );
+                saw_503 = true;
+                break;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(saw_503, "the log never filled up");
+    // Once the flush stage commits, space returns by itself.
+    let mut recovered = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let ids = vec!["after-full".to_string()];
+        if post(&good, &server.url, event_list(&ids))
+            .await
+            .expect("post")
+            .status()
+            == 200
+        {
+            acked.extend(ids);
+            recovered = true;
+            break;
+        }
+    }
+    assert!(recovered, "still 503 after the flush stage caught up");
+    server.sigterm();
+    let stored: HashSet<String> = stored_ids(&lake).into_iter().collect();
+    let acked: HashSet<String> = acked.into_iter().collect();
+    assert_eq!(stored, acked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_never_loses_or_duplicates_acknowledged_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = pki(dir.path());
+    let lake = dir.path().join("lake");
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sent: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut killed = 0;
+    // Bounded: 6 rounds, 4 posters each, kill at 150..900 ms.
+    for (round, delay_ms) in [300u64, 150, 700, 450, 900, 250].into_iter().enumerate() {
+        let server = Server::start(&lake, &pki, &["--flush-seconds", "0.05"]);
+        let c = client(&pki, Some(&pki.client));
+        let mut tasks = Vec::new();
+        for t in 0..4 {
+            let (c, url, acked, sent) =
+                (c.clone(), server.url.clone(), acked.clone(), sent.clone());
+            tasks.push(tokio::spawn(async move {
+                for b in 0..10_000 {
+                    let ids: Vec<String> = (0..25)
+                        .map(|i| format!("r{round}-t{t}-b{b}-i{i}"))
+                        .collect();
+                    sent.lock().expect("lock").extend(ids.iter().cloned());
+                    match post(&c, &url, event_list(&ids)).await {
+                        Ok(r) if r.status() == 200 => acked.lock().expect("lock").extend(ids),
+                        _ => return,
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        server.kill9();
+        killed += 1;
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+    // Restart once more and shut down cleanly: replay flushes everything.
+    let server = Server::start(&lake, &pki, &[]);
+    server.sigterm();
+    let acked: HashSet<String> = acked.lock().expect("lock").iter().cloned().collect();
+    let sent: HashSet<String> = sent.lock().expect("lock").iter().cloned().collect();
+    assert!(
+        killed == 6 && acked.len() > 1000,
+        "too little traffic to mean anything: {}",
+        acked.len()
+    );
+    let stored = stored_ids(&lake);
+    let unique: HashSet<String> = stored.iter().cloned().collect();
+    assert_eq!(stored.len(), unique.len(), "duplicates stored");
+    let lost: Vec<_> = acked.difference(&unique).take(5).collect();
+    assert!(lost.is_empty(), "acknowledged events lost, e.g. {lost:?}");
+    let invented: Vec<_> = unique.difference(&sent).take(5).collect();
+    assert!(invented.is_empty(), "events never sent: {invented:?}");
+}
+
+#[test]
+fn refuses_to_start_unauthenticated_on_a_public_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(bin())
+        .args([
+            "serve",
+            "--lake",
+            &dir.path().join("lake").display().to_string(),
+            "--insecure-http",
+            "--listen",
+            "0.0.0.0:0",
+        ])
+        .output()
+        .expect("spawn");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to accept unauthenticated"));
+}
+
+#[test]
+fn loadgen_speaks_like_the_apiserver() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = pki(dir.path());
+    let lake = dir.path().join("lake");
+    let server = Server::start(&lake, &pki, &[]);
+    let out = run(&[
+        "loadgen",
+        "--url",
+        &format!("{}/audit", server.url),
+        "--ca",
+        &pki.ca.display().to_string(),
+        "--token",
+        TOKEN,
+        "--events",
+        "4000",
+        "--batch",
+        "400",
+        "--concurrency",
+        "4",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("4000 events acknowledged in 10 batches (0 failed)"),
+        "{text}"
+    );
+    server.sigterm();
+    assert_eq!(
+        scalar(
+            &lake,
+            "SELECT COUNT(*) FROM audit WHERE cluster = 'cluster-b'"
+        ),
+        "4000"
+    );
+}
