@@ -187,6 +187,9 @@ enum Command {
         /// Largest accepted request body in bytes (413 above).
         #[arg(long, env = "AUDITLAKE_MAX_BODY", default_value_t = 12 << 20)]
         max_body: usize,
+        /// Request body bytes held in memory at once; more waits briefly, then gets 503.
+        #[arg(long, env = "AUDITLAKE_MAX_INFLIGHT_BYTES", default_value_t = 256 << 20)]
+        max_inflight_bytes: u64,
         /// Write-ahead log directory (default LAKE/_wal). Put it on a persistent volume.
         #[arg(long, env = "AUDITLAKE_WAL")]
         wal: Option<PathBuf>,
@@ -358,6 +361,7 @@ fn main() -> Result<()> {
             cluster,
             paths,
             max_body,
+            max_inflight_bytes,
             wal,
             wal_max_bytes,
             flush_seconds,
@@ -419,6 +423,7 @@ fn main() -> Result<()> {
                     segment_rows: segment_rows.max(1),
                 },
                 max_body,
+                max_inflight_bytes,
             };
             runtime()?.block_on(async {
                 let shutdown = tokio_util::sync::CancellationToken::new();

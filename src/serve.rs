@@ -43,6 +43,8 @@ pub struct ServeConfig {
     pub wal: WalOptions,
     pub flush: FlushOptions,
     pub max_body: usize,
+    /// Request body bytes held in memory at once (503 beyond, after a short wait).
+    pub max_inflight_bytes: u64,
 }
 
 /// The lake source id of a log directory: a random id created with the log,
@@ -87,6 +89,10 @@ pub async fn run(
         flush_stop.clone(),
     ));
     let app = Arc::new(App {
+        inflight: Arc::new(tokio::sync::Semaphore::new(webhook::inflight_permits(
+            cfg.max_inflight_bytes,
+            cfg.max_body,
+        ))),
         wal: opened.wal.clone(),
         auth: cfg.auth,
         metrics,

@@ -338,34 +338,20 @@ fn documents_stdin_and_errors() {
     );
 
     // A missing file names the file and fails.
-    let out = std::process::Command::new(bin())
-        .args([
-            "ingest",
-            "--lake",
-            &lake.display().to_string(),
-            "/nonexistent/audit.log",
-        ])
-        .output()
-        .expect("spawn");
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/audit.log"));
+    let lake_s = lake.display().to_string();
+    fails_with(
+        &["ingest", "--lake", &lake_s, "/nonexistent/audit.log"],
+        "/nonexistent/audit.log",
+    );
 
     // Bad profiles are explained.
     let bad = dir.path().join("p.toml");
     std::fs::write(&bad, "[[profile]]\nname='x'\nclaim='weird'\n").expect("write");
-    let out = std::process::Command::new(bin())
-        .args([
-            "ingest",
-            "--lake",
-            &lake.display().to_string(),
-            "--profiles",
-            &bad.display().to_string(),
-            &list.display().to_string(),
-        ])
-        .output()
-        .expect("spawn");
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown claim `weird`"));
+    let (bad_s, list_s) = (bad.display().to_string(), list.display().to_string());
+    fails_with(
+        &["ingest", "--lake", &lake_s, "--profiles", &bad_s, &list_s],
+        "unknown claim `weird`",
+    );
 }
 
 #[test]

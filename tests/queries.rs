@@ -171,16 +171,7 @@ fn named_query_snapshots() {
     settings.set_prepend_module_to_snapshot(false);
     settings.bind(|| {
         for q in auditlake::query::named_queries() {
-            let out = run(&[
-                "query",
-                "--lake",
-                &lake.display().to_string(),
-                "--format",
-                "csv",
-                "--named",
-                q.name,
-            ]);
-            insta::assert_snapshot!(q.name, String::from_utf8_lossy(&out.stdout));
+            insta::assert_snapshot!(q.name, query_text(&lake, &["--named", q.name]));
         }
     });
 }

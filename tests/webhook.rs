@@ -496,19 +496,18 @@ async fn kill_9_never_loses_or_duplicates_acknowledged_events() {
 #[test]
 fn refuses_to_start_unauthenticated_on_a_public_address() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(bin())
-        .args([
+    let lake = dir.path().join("lake").display().to_string();
+    fails_with(
+        &[
             "serve",
             "--lake",
-            &dir.path().join("lake").display().to_string(),
+            &lake,
             "--insecure-http",
             "--listen",
             "0.0.0.0:0",
-        ])
-        .output()
-        .expect("spawn");
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to accept unauthenticated"));
+        ],
+        "refusing to accept unauthenticated",
+    );
 }
 
 #[test]
@@ -545,4 +544,92 @@ fn loadgen_speaks_like_the_apiserver() {
         ),
         "4000"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn make_certs_script_works_and_certificates_reload_when_replaced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("docker/make-certs.sh");
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    for d in [&one, &two] {
+        let st = Command::new("bash")
+            .arg(&script)
+            .arg(d)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run make-certs.sh");
+        assert!(st.success(), "docker/make-certs.sh failed");
+    }
+    let lake = dir.path().join("lake");
+    let mut child = Command::new(bin())
+        .args([
+            "serve",
+            "--lake",
+            &lake.display().to_string(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--tls-cert")
+        .arg(one.join("server.crt"))
+        .arg("--tls-key")
+        .arg(one.join("server.key"))
+        .arg("--client-ca")
+        .arg(one.join("ca.crt"))
+        .arg("--mtls-allow")
+        .arg("apiserver-a=cluster-a")
+        .arg("--token-file")
+        .arg(one.join("tokens"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("line");
+    let url = line
+        .trim()
+        .trim_start_matches("listening on ")
+        .replace("127.0.0.1", "localhost");
+    let server = Server { child, url };
+    let cert_client = |d: &Path| {
+        auditlake::loadgen::https_client(
+            &d.join("ca.crt"),
+            Some((&d.join("apiserver-a.crt"), &d.join("apiserver-a.key"))),
+        )
+        .expect("client")
+    };
+    let body = event_list(&["reload-1".to_string()]);
+    assert_eq!(
+        post(&cert_client(&one), &server.url, body.clone())
+            .await
+            .expect("post")
+            .status(),
+        200
+    );
+    // Rotate the server certificate in place (as cert-manager does).
+    std::fs::copy(two.join("server.crt"), one.join("server.crt")).expect("copy");
+    std::fs::copy(two.join("server.key"), one.join("server.key")).expect("copy");
+    // A client trusting only the new CA (and the old client CA is still
+    // the one verifying clients) gets through once the file is reloaded.
+    let token = std::fs::read_to_string(one.join("token")).expect("token");
+    let new_trust = auditlake::loadgen::https_client(&two.join("ca.crt"), None).expect("client");
+    let mut ok = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let r = new_trust
+            .post(format!("{}/audit", server.url))
+            .bearer_auth(token.trim())
+            .body(event_list(&["reload-2".to_string()]))
+            .send()
+            .await;
+        if matches!(r, Ok(ref r) if r.status() == 200) {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "the replaced certificate was never served");
+    server.sigterm();
+    let mut ids = stored_ids(&lake);
+    ids.sort();
+    assert_eq!(ids, vec!["reload-1", "reload-2"]);
 }

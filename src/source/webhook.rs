@@ -317,8 +317,19 @@ fn cert_names(der: &[u8]) -> Vec<String> {
     names
 }
 
+/// Granularity of the in-flight byte budget.
+pub const INFLIGHT_UNIT: u64 = 64 << 10;
+
+/// Permits for an in-flight budget of `bytes`, never less than one body.
+pub fn inflight_permits(bytes: u64, max_body: usize) -> usize {
+    (bytes.max(max_body as u64).div_ceil(INFLIGHT_UNIT)) as usize
+}
+
 /// Everything the request handlers share.
 pub struct App {
+    /// Bytes of request bodies being read or appended right now, in 64 KiB
+    /// units: bounds memory however many clients post at once.
+    pub inflight: Arc<tokio::sync::Semaphore>,
     pub wal: Wal,
     pub auth: Auth,
     pub metrics: Arc<Metrics>,
@@ -531,6 +542,28 @@ async fn ingest(
             "body over the size limit",
         );
     }
+    // Reserve memory for the body before reading it (the declared size, or
+    // the limit when the client streams without a length).
+    let reserve = declared
+        .unwrap_or(app.max_body as u64)
+        .div_ceil(INFLIGHT_UNIT)
+        .max(1);
+    let reserve = u32::try_from(reserve).unwrap_or(u32::MAX);
+    let permit = match tokio::time::timeout(
+        Duration::from_secs(2),
+        app.inflight.clone().acquire_many_owned(reserve),
+    )
+    .await
+    {
+        Ok(Ok(p)) => p,
+        _ => {
+            return answer(
+                &app,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many request bytes in flight",
+            )
+        }
+    };
     let bytes = match Limited::new(body, app.max_body).collect().await {
         Ok(c) => c.to_bytes(),
         Err(e) => {
@@ -566,7 +599,9 @@ async fn ingest(
         bytes.to_vec()
     };
     let n = body.len() as u64;
-    match app.wal.append(&cluster, body).await {
+    let result = app.wal.append(&cluster, body).await;
+    drop(permit);
+    match result {
         Ok(_) => {
             app.metrics.bytes_received.inc_by(n);
             app.metrics

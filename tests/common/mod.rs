@@ -48,17 +48,38 @@ pub fn ingest(lake: &Path, extra: &[&str], files: &[&Path]) -> Output {
     run(&refs)
 }
 
+/// Run `auditlake query --format csv` with `args` and return CSV rows
+/// (header first).
+pub fn query_csv(lake: &Path, args: &[&str]) -> Vec<Vec<String>> {
+    parse_csv(&query_text(lake, args))
+}
+
+/// The CSV text `auditlake query --format csv` prints for `args`.
+pub fn query_text(lake: &Path, args: &[&str]) -> String {
+    let lake = lake.display().to_string();
+    let mut all = vec!["query", "--lake", &lake, "--format", "csv"];
+    all.extend_from_slice(args);
+    String::from_utf8_lossy(&run(&all).stdout).into_owned()
+}
+
 /// Run SQL through the CLI and return CSV rows (header first).
 pub fn sql(lake: &Path, sql: &str) -> Vec<Vec<String>> {
-    let out = run(&[
-        "query",
-        "--lake",
-        &lake.display().to_string(),
-        "--format",
-        "csv",
-        sql,
-    ]);
-    parse_csv(&String::from_utf8_lossy(&out.stdout))
+    query_csv(lake, &[sql])
+}
+
+/// Run auditlake with `args`, require it to fail, and require `needle` in
+/// its error output.
+pub fn fails_with(args: &[&str], needle: &str) {
+    let out = Command::new(bin())
+        .args(args)
+        .output()
+        .expect("spawn auditlake");
+    assert!(!out.status.success(), "auditlake {args:?} succeeded");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(needle),
+        "auditlake {args:?}: `{needle}` not in {stderr}"
+    );
 }
 
 /// A single value from a one-row, one-column query.
