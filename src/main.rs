@@ -105,7 +105,7 @@ enum Command {
         #[arg(long, env = "AUDITLAKE_NO_PROGRESS")]
         no_progress: bool,
         /// Input files (`-` = standard input).
-        #[arg(required = true, value_name = "FILE")]
+        #[arg(required = true, value_name = "FILE", env = "AUDITLAKE_FILES")]
         files: Vec<PathBuf>,
     },
     /// Run SQL (or a named query) against the lake.
@@ -125,10 +125,15 @@ enum Command {
         #[arg(long, env = "AUDITLAKE_NAMED", conflicts_with = "sql")]
         named: Option<String>,
         /// Named-query parameter `key=value` (repeatable).
-        #[arg(long = "param", value_name = "KEY=VALUE", requires = "named")]
+        #[arg(
+            long = "param",
+            value_name = "KEY=VALUE",
+            requires = "named",
+            env = "AUDITLAKE_PARAMS"
+        )]
         params: Vec<String>,
         /// SQL statement.
-        #[arg(required_unless_present = "named")]
+        #[arg(required_unless_present = "named", env = "AUDITLAKE_SQL")]
         sql: Option<String>,
     },
     /// Receive kube-apiserver's audit webhook (HTTPS) into the lake.
@@ -240,7 +245,7 @@ enum Command {
     /// List the named forensic queries.
     Queries {
         /// Also print each query's SQL.
-        #[arg(long)]
+        #[arg(long, env = "AUDITLAKE_SHOW_SQL")]
         sql: bool,
     },
     /// Print the record schema (Arrow types and a description per column).
