@@ -433,12 +433,14 @@ fn main() -> Result<()> {
             runtime()?.block_on(async {
                 let shutdown = tokio_util::sync::CancellationToken::new();
                 let s = shutdown.clone();
+                let signal = shutdown_signal()?;
                 tokio::spawn(async move {
-                    wait_for_signal().await;
+                    signal.await;
                     tracing::info!("signal received; shutting down");
                     s.cancel();
                 });
-                auditlake::serve::run(lake, cfg, shutdown).await
+                auditlake::serve::run(lake, cfg, shutdown).await?;
+                anyhow::Ok(())
             })?;
             Ok(())
         }
@@ -486,20 +488,19 @@ fn main() -> Result<()> {
     }
 }
 
-/// SIGTERM or SIGINT.
-async fn wait_for_signal() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is
+/// called (not when first polled), so a signal that arrives during start-up
+/// is not lost to the default action.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

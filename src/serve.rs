@@ -80,14 +80,44 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
     let flush_stop = CancellationToken::new();
-    let flusher = tokio::spawn(flush::run(
-        lake,
-        opened.wal.clone(),
-        cfg.flush.clone(),
-        metrics.clone(),
-        ready.clone(),
-        flush_stop.clone(),
-    ));
+    let flusher = {
+        let (wal, opts, metrics, ready, stop) = (
+            opened.wal.clone(),
+            cfg.flush.clone(),
+            metrics.clone(),
+            ready.clone(),
+            flush_stop.clone(),
+        );
+        // A failing Parquet stage (full disk, I/O error) must not stop the
+        // receiver: batches stay in the log (503 once it is full) and the
+        // stage starts over from the lake's commit point after a pause.
+        tokio::spawn(async move {
+            loop {
+                let r = flush::run(
+                    lake.clone(),
+                    wal.clone(),
+                    opts.clone(),
+                    metrics.clone(),
+                    ready.clone(),
+                    stop.clone(),
+                )
+                .await;
+                match r {
+                    Ok(()) => return Ok(()),
+                    Err(e) => {
+                        tracing::error!(error = %e, "flush stage failed; retrying in 5 s (batches stay in the write-ahead log)");
+                        tokio::select! {
+                            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                            _ = stop.cancelled() => {
+                                // One last attempt to drain before exiting.
+                                return flush::run(lake, wal, opts, metrics, ready, stop).await;
+                            }
+                        }
+                    }
+                }
+            }
+        })
+    };
     let app = Arc::new(App {
         inflight: Arc::new(tokio::sync::Semaphore::new(webhook::inflight_permits(
             cfg.max_inflight_bytes,

@@ -633,3 +633,47 @@ async fn make_certs_script_works_and_certificates_reload_when_replaced() {
     ids.sort();
     assert_eq!(ids, vec!["reload-1", "reload-2"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_parquet_stage_keeps_acknowledged_batches_and_recovers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = pki(dir.path());
+    let lake = dir.path().join("lake");
+    // Sabotage the partition directory the events belong to: a file where
+    // the lake needs a directory makes every commit fail.
+    std::fs::create_dir_all(&lake).expect("lake");
+    let blocker = lake.join("dt=2026-11-20");
+    std::fs::write(&blocker, "not a directory").expect("blocker");
+    let server = Server::start(&lake, &pki, &[]);
+    let c = client(&pki, Some(&pki.client));
+    let ids: Vec<String> = (0..30).map(|i| format!("stuck-{i}")).collect();
+    assert_eq!(
+        post(&c, &server.url, event_list(&ids))
+            .await
+            .expect("post")
+            .status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        scalar(&lake, "SELECT COUNT(*) FROM audit"),
+        "0",
+        "commit should be failing"
+    );
+    // Remove the fault: the stage retries by itself and the batch lands.
+    std::fs::remove_file(&blocker).expect("unblock");
+    let mut landed = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if scalar(&lake, "SELECT COUNT(*) FROM audit") == "30" {
+            landed = true;
+            break;
+        }
+    }
+    assert!(landed, "the flush stage never recovered");
+    server.sigterm();
+    assert_eq!(
+        scalar(&lake, "SELECT COUNT(DISTINCT audit_id) FROM audit"),
+        "30"
+    );
+}

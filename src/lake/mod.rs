@@ -250,7 +250,9 @@ impl Lake {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(io(&p)(e)),
                 }
-                if let Some(dir) = p.parent() {
+                // The directory may never have been created (the commit
+                // failed making it); then there is nothing to sync.
+                if let Some(dir) = p.parent().filter(|d| d.is_dir()) {
                     sync_dir(dir)?;
                 }
             }
