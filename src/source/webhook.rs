@@ -17,7 +17,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
@@ -502,9 +502,53 @@ fn answer(app: &App, code: StatusCode, msg: &str) -> Response {
         body.to_string(),
     )
         .into_response();
+    // These are answered without reading the body: the connection cannot
+    // be reused, so say so instead of letting the client find out.
+    if matches!(
+        code,
+        StatusCode::UNAUTHORIZED
+            | StatusCode::FORBIDDEN
+            | StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::BAD_REQUEST
+    ) {
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if code == StatusCode::SERVICE_UNAVAILABLE {
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    r
+}
+
+/// Past this many bytes an oversized body is not drained: the connection
+/// is closed instead.
+const DRAIN_CAP: u64 = 64 << 20;
+
+/// Answer 413 for an oversized body. The rest of the body is read and
+/// discarded (bounded), so the client sees the answer instead of a broken
+/// pipe and the connection stays usable; nothing is kept in memory.
+async fn too_large(app: &App, mut body: Body, already: u64) -> Response {
+    let mut seen = already;
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        while seen <= DRAIN_CAP {
+            match body.frame().await {
+                Some(Ok(f)) => seen += f.data_ref().map(|d| d.len() as u64).unwrap_or(0),
+                Some(Err(_)) => return false,
+                None => return true,
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    let mut r = answer(
+        app,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body over the size limit",
+    );
+    if drained {
+        r.headers_mut().remove(header::CONNECTION);
     }
     r
 }
@@ -536,11 +580,7 @@ async fn ingest(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > app.max_body as u64) {
-        return answer(
-            &app,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body over the size limit",
-        );
+        return too_large(&app, body, declared.unwrap_or(0)).await;
     }
     // Reserve memory for the body before reading it (the declared size, or
     // the limit when the client streams without a length).
@@ -564,20 +604,23 @@ async fn ingest(
             )
         }
     };
-    let bytes = match Limited::new(body, app.max_body).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) => {
-            return if e.is::<http_body_util::LengthLimitError>() {
-                answer(
-                    &app,
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body over the size limit",
-                )
-            } else {
-                answer(&app, StatusCode::BAD_REQUEST, "body could not be read")
-            };
+    // Read at most the limit into memory; past it, answer 413.
+    let mut body = body;
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return answer(&app, StatusCode::BAD_REQUEST, "body could not be read");
+        };
+        if let Some(data) = frame.data_ref() {
+            if buf.len() + data.len() > app.max_body {
+                let seen = (buf.len() + data.len()) as u64;
+                drop(buf);
+                return too_large(&app, body, seen).await;
+            }
+            buf.extend_from_slice(data);
         }
-    };
+    }
+    let bytes = buf;
     let gzipped = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -593,10 +636,10 @@ async fn ingest(
                 )
             }
             // Kept verbatim: the flush stage dead-letters it with a reason.
-            Err(_) => bytes.to_vec(),
+            Err(_) => bytes,
         }
     } else {
-        bytes.to_vec()
+        bytes
     };
     let n = body.len() as u64;
     let result = app.wal.append(&cluster, body).await;
