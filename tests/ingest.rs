@@ -150,17 +150,7 @@ fn identities_fixture_resolves_every_rule() {
         "3"
     );
     // Dead letters keep text, reason and position.
-    let rejected: Vec<serde_json::Value> = std::fs::read_dir(lake.join("_rejected"))
-        .expect("rejected dir")
-        .flatten()
-        .flat_map(|e| {
-            std::fs::read_to_string(e.path())
-                .expect("read")
-                .lines()
-                .map(|l| serde_json::from_str(l).expect("json line"))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let rejected = dead_letters(&lake);
     assert_eq!(rejected.len(), 4, "{rejected:?}");
     let reasons: Vec<String> = rejected
         .iter()

@@ -356,17 +356,7 @@ async fn refuses_what_it_must_and_keeps_what_it_accepts() {
     let mut ids = stored_ids(&lake);
     ids.sort();
     assert_eq!(ids, vec!["gz-1", "gz-2", "mixed-good", "ok-1", "root-1"]);
-    let rejected: Vec<serde_json::Value> = std::fs::read_dir(lake.join("_rejected"))
-        .expect("rejected dir")
-        .flatten()
-        .flat_map(|e| {
-            std::fs::read_to_string(e.path())
-                .expect("read")
-                .lines()
-                .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let rejected = dead_letters(&lake);
     assert_eq!(rejected.len(), 2, "{rejected:?}");
     assert!(
         rejected

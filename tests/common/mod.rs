@@ -118,3 +118,18 @@ pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
     }
     rows
 }
+
+/// Every dead letter in the lake's `_rejected/` files.
+pub fn dead_letters(lake: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_dir(lake.join("_rejected"))
+        .expect("rejected dir")
+        .flatten()
+        .flat_map(|e| {
+            std::fs::read_to_string(e.path())
+                .expect("read dead letters")
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("dead letter is a JSON line"))
+                .collect::<Vec<serde_json::Value>>()
+        })
+        .collect()
+}
