@@ -13,7 +13,7 @@
 //! cut off, which only ever drops records that were never acknowledged.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -204,8 +204,8 @@ pub fn open(dir: &Path, opts: WalOptions) -> Result<Opened, WalError> {
     let segs = segments(dir)?;
     let mut last_seq = 0u64;
     let mut total = 0u64;
-    let mut tail: Option<(u64, PathBuf, u64)> = None; // (first, path, valid len)
-    for (i, (first, path)) in segs.iter().enumerate() {
+    let mut tail: Option<(PathBuf, u64)> = None; // (path, valid len)
+    for (i, (_, path)) in segs.iter().enumerate() {
         let f = File::open(path).map_err(io_err(path))?;
         let mut r = BufReader::new(f);
         let mut valid = 0u64;
@@ -233,10 +233,7 @@ pub fn open(dir: &Path, opts: WalOptions) -> Result<Opened, WalError> {
             }
         }
         total += valid;
-        tail = Some((*first, path.clone(), valid));
-        if valid == 0 && last_seq + 1 > *first && i + 1 == segs.len() {
-            // An empty last segment is fine; keep it.
-        }
+        tail = Some((path.clone(), valid));
     }
     let stats = Arc::new(WalStats::default());
     stats.bytes.store(total, Ordering::Relaxed);
@@ -253,7 +250,7 @@ pub fn open(dir: &Path, opts: WalOptions) -> Result<Opened, WalError> {
         stats: stats.clone(),
         durable: durable_tx,
     };
-    if let Some((_, path, len)) = tail {
+    if let Some((path, len)) = tail {
         let f = OpenOptions::new()
             .append(true)
             .open(&path)
@@ -343,7 +340,7 @@ pub fn trim(dir: &Path, committed: u64, stats: &WalStats) -> Result<u64, WalErro
 /// and by replay).
 pub struct Reader {
     dir: PathBuf,
-    current: Option<(u64, BufReader<File>)>,
+    current: Option<BufReader<File>>,
     next: u64,
     /// Bytes of records passed over because they precede `from`.
     pub skipped_bytes: u64,
@@ -367,17 +364,16 @@ impl Reader {
                 let segs = segments(&self.dir)?;
                 // The segment holding `next`: the last one starting at or
                 // before it.
-                let Some((first, path)) = segs.iter().rev().find(|(f, _)| *f <= self.next).cloned()
+                let Some((_, path)) = segs.iter().rev().find(|(f, _)| *f <= self.next).cloned()
                 else {
                     return Ok(None);
                 };
                 let f = File::open(&path).map_err(io_err(&path))?;
-                self.current = Some((first, BufReader::with_capacity(1 << 20, f)));
+                self.current = Some(BufReader::with_capacity(1 << 20, f));
             }
-            let Some((_, r)) = self.current.as_mut() else {
+            let Some(r) = self.current.as_mut() else {
                 return Ok(None);
             };
-            let mut pos_before = r.stream_position().unwrap_or(0);
             match read_record(r).map_err(io_err(&self.dir))? {
                 Some(Ok(rec)) if rec.seq < self.next => {
                     self.skipped_bytes += rec.frame_len();
@@ -387,19 +383,15 @@ impl Reader {
                     self.next = rec.seq + 1;
                     return Ok(Some(rec));
                 }
-                // End of this segment (or a record still being written past
-                // the durable point): move to the next segment if one
-                // starts here, else wait.
+                // End of this segment: move to the next one if it starts
+                // here. Records up to `durable` are complete (only the
+                // active segment grows, and only past `durable`), so a short
+                // read here means corruption; it is not skipped over.
                 None | Some(Err(())) => {
                     let segs = segments(&self.dir)?;
                     if segs.iter().any(|(f, _)| *f == self.next) {
                         self.current = None;
                         continue;
-                    }
-                    if let Some((_, r)) = self.current.as_mut() {
-                        pos_before =
-                            pos_before.min(r.get_ref().metadata().map(|m| m.len()).unwrap_or(0));
-                        let _ = r.seek(SeekFrom::Start(pos_before));
                     }
                     return Ok(None);
                 }
