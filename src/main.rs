@@ -147,9 +147,13 @@ enum Command {
     /// /readyz (after the log is replayed) and /metrics (Prometheus).
     /// SIGTERM/SIGINT: stop accepting, finish requests, flush, exit 0.
     Serve {
-        /// Lake directory.
-        #[arg(long, env = "AUDITLAKE_LAKE")]
-        lake: PathBuf,
+        /// Lake directory (not needed with --kafka-brokers).
+        #[arg(
+            long,
+            env = "AUDITLAKE_LAKE",
+            required_unless_present = "kafka_brokers"
+        )]
+        lake: Option<PathBuf>,
         /// Address to listen on.
         #[arg(long, env = "AUDITLAKE_LISTEN", default_value = "0.0.0.0:8443")]
         listen: std::net::SocketAddr,
@@ -210,6 +214,138 @@ enum Command {
         /// Proxy profiles TOML (default: the built-in schemas/proxies.toml).
         #[arg(long, env = "AUDITLAKE_PROFILES")]
         profiles: Option<PathBuf>,
+        /// Relay batches to these Kafka brokers instead of the local log
+        /// (needs --kafka-topic): each event becomes one message keyed by
+        /// its auditID, and the answer is 2xx only after every delivery
+        /// report; 503 when Kafka does not confirm in --kafka-timeout.
+        #[arg(long, env = "AUDITLAKE_KAFKA_BROKERS", requires = "kafka_topic")]
+        kafka_brokers: Option<String>,
+        /// Topic the relay writes.
+        #[arg(long, env = "AUDITLAKE_KAFKA_TOPIC", requires = "kafka_brokers")]
+        kafka_topic: Option<String>,
+        /// Seconds a batch may wait for Kafka's confirmation before 503.
+        #[arg(long, env = "AUDITLAKE_KAFKA_TIMEOUT", default_value_t = 10.0)]
+        kafka_timeout: f64,
+        /// librdkafka producer property (TLS, SASL, tuning), repeatable.
+        #[arg(
+            long = "kafka-option",
+            value_name = "KEY=VALUE",
+            env = "AUDITLAKE_KAFKA_OPTIONS",
+            value_delimiter = ','
+        )]
+        kafka_options: Vec<String>,
+    },
+    /// Consume audit events from Kafka (as a consumer-group member) into the lake.
+    ///
+    /// Each message may hold one Event, an EventList, a JSON array of events
+    /// or JSON lines (detected per message), optionally inside a wrapper
+    /// field (--payload-field). Every partition's offset is committed only
+    /// after the Parquet file holding its records is committed, and files
+    /// are named after topic, partition and offset range, so crashes,
+    /// restarts and rebalances never lose or duplicate a row. Undecodable,
+    /// empty or oversized messages are dead-lettered to LAKE/_rejected with
+    /// topic, partition, offset and reason, and the partition moves on.
+    /// Run several with the same --group to share the partitions.
+    /// Metrics, /healthz and /readyz are served on --metrics-listen.
+    Consume {
+        /// Bootstrap brokers, host:port[,host:port...].
+        #[arg(long, env = "AUDITLAKE_BROKERS")]
+        brokers: String,
+        /// Topic to read (repeatable; comma-separated in the environment
+        /// variable). A name starting with ^ is a regular expression.
+        #[arg(
+            long = "topic",
+            env = "AUDITLAKE_TOPICS",
+            value_delimiter = ',',
+            required = true
+        )]
+        topics: Vec<String>,
+        /// Consumer group; members of one group share the partitions.
+        #[arg(long, env = "AUDITLAKE_GROUP", default_value = "auditlake")]
+        group: String,
+        /// Lake directory (shared by every member of the group).
+        #[arg(long, env = "AUDITLAKE_LAKE")]
+        lake: PathBuf,
+        /// Cluster of messages that do not name one (see --cluster-header, --cluster-field).
+        #[arg(long, env = "AUDITLAKE_CLUSTER", default_value = "default")]
+        cluster: String,
+        /// Message header whose value names the cluster (the webhook's Kafka
+        /// relay sets it).
+        #[arg(
+            long,
+            env = "AUDITLAKE_CLUSTER_HEADER",
+            default_value = "auditlake-cluster"
+        )]
+        cluster_header: String,
+        /// The event is in this field of a JSON wrapper object, as text
+        /// (Fluent Bit's `log`) or as an object (Vector's `message`).
+        #[arg(long, env = "AUDITLAKE_PAYLOAD_FIELD")]
+        payload_field: Option<String>,
+        /// With --payload-field: the wrapper field that names the cluster.
+        #[arg(long, env = "AUDITLAKE_CLUSTER_FIELD", requires = "payload_field")]
+        cluster_field: Option<String>,
+        /// librdkafka property passed through, as kcat does (TLS, SASL,
+        /// tuning), e.g. -X security.protocol=ssl (repeatable;
+        /// comma-separated in the environment variable).
+        #[arg(
+            short = 'X',
+            value_name = "KEY=VALUE",
+            env = "AUDITLAKE_KAFKA_OPTIONS",
+            value_delimiter = ','
+        )]
+        options: Vec<String>,
+        /// Commit a partition's lake segment once it holds this many rows.
+        #[arg(long, env = "AUDITLAKE_SEGMENT_ROWS", default_value_t = 500_000)]
+        segment_rows: u64,
+        /// ...or this many seconds after its first row (bounds how far
+        /// committed offsets trail behind).
+        #[arg(long, env = "AUDITLAKE_FLUSH_SECONDS", default_value_t = 10.0)]
+        flush_seconds: f64,
+        /// Messages larger than this are dead-lettered.
+        #[arg(long, env = "AUDITLAKE_MAX_MESSAGE_BYTES", default_value_t = 16 << 20)]
+        max_message_bytes: usize,
+        /// Decode/resolve threads (default: number of cores).
+        #[arg(long, env = "AUDITLAKE_WORKERS")]
+        workers: Option<usize>,
+        /// Stop (after committing) once every assigned partition is read to
+        /// its end: for backfills and benchmarks.
+        #[arg(long, env = "AUDITLAKE_EXIT_AT_END")]
+        exit_at_end: bool,
+        /// Serve /metrics, /healthz and /readyz here (plain HTTP); port 0 picks one.
+        #[arg(
+            long,
+            env = "AUDITLAKE_METRICS_LISTEN",
+            default_value = "127.0.0.1:9464"
+        )]
+        metrics_listen: std::net::SocketAddr,
+        /// Proxy profiles TOML (default: the built-in schemas/proxies.toml).
+        #[arg(long, env = "AUDITLAKE_PROFILES")]
+        profiles: Option<PathBuf>,
+    },
+    /// Produce JSON lines (a log-backend file, `auditlake gen` output) to a
+    /// Kafka topic: one event per message keyed by its auditID, or several
+    /// lines per message. For backfills, tests and benchmarks.
+    Produce {
+        /// Bootstrap brokers, host:port[,host:port...].
+        #[arg(long, env = "AUDITLAKE_BROKERS")]
+        brokers: String,
+        /// Topic to write.
+        #[arg(long, env = "AUDITLAKE_TOPIC")]
+        topic: String,
+        /// Lines per message (1 = one Event per message).
+        #[arg(long, env = "AUDITLAKE_LINES_PER_MESSAGE", default_value_t = 1)]
+        lines_per_message: usize,
+        /// librdkafka property passed through (repeatable).
+        #[arg(
+            short = 'X',
+            value_name = "KEY=VALUE",
+            env = "AUDITLAKE_KAFKA_OPTIONS",
+            value_delimiter = ','
+        )]
+        options: Vec<String>,
+        /// Input file (`-` = stdin).
+        #[arg(env = "AUDITLAKE_FILE", default_value = "-")]
+        file: PathBuf,
     },
     /// Post EventList batches like kube-apiserver does, and report
     /// acknowledged events/s and acknowledgement latency.
@@ -372,7 +508,26 @@ fn main() -> Result<()> {
             flush_seconds,
             segment_rows,
             profiles,
+            kafka_brokers,
+            kafka_topic,
+            kafka_timeout,
+            kafka_options,
         } => {
+            let relay = match (kafka_brokers, kafka_topic) {
+                (Some(brokers), Some(topic)) => {
+                    let options = kafka_options
+                        .iter()
+                        .map(|o| auditlake::source::kafka::parse_option(o))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Some(auditlake::relay::Relay::new(
+                        &brokers,
+                        &topic,
+                        &options,
+                        std::time::Duration::from_secs_f64(kafka_timeout.max(0.1)),
+                    )?)
+                }
+                _ => None,
+            };
             use auditlake::source::webhook::{load_tokens, Auth, ServerSettings, TlsSettings};
             let tls = match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => Some(TlsSettings { cert, key, client_ca: client_ca.clone() }),
@@ -404,10 +559,18 @@ fn main() -> Result<()> {
                     "refusing to accept unauthenticated audit events on {listen}: configure --client-ca and/or --token-file, or pass --allow-unauthenticated"
                 );
             }
-            let wal_dir = wal.unwrap_or_else(|| lake.join("_wal"));
-            let lake = Lake::open(&lake, WriteOptions::default())
-                .with_context(|| format!("cannot open lake {}", lake.display()))?;
-            let source = auditlake::serve::instance_source(&wal_dir)?;
+            // The relay keeps no state: no lake, no log.
+            let (lake, wal_dir, source) = match (&relay, lake) {
+                (None, Some(dir)) => {
+                    let wal_dir = wal.unwrap_or_else(|| dir.join("_wal"));
+                    let lake = Lake::open(&dir, WriteOptions::default())
+                        .with_context(|| format!("cannot open lake {}", dir.display()))?;
+                    let source = auditlake::serve::instance_source(&wal_dir)?;
+                    (Some(lake), wal_dir, source)
+                }
+                (None, None) => bail!("give --lake (or --kafka-brokers and --kafka-topic)"),
+                (Some(_), _) => (None, PathBuf::new(), String::new()),
+            };
             let cfg = auditlake::serve::ServeConfig {
                 server: ServerSettings {
                     listen,
@@ -429,6 +592,7 @@ fn main() -> Result<()> {
                 },
                 max_body,
                 max_inflight_bytes,
+                relay,
             };
             runtime()?.block_on(async {
                 let shutdown = tokio_util::sync::CancellationToken::new();
@@ -442,6 +606,123 @@ fn main() -> Result<()> {
                 auditlake::serve::run(lake, cfg, shutdown).await?;
                 anyhow::Ok(())
             })?;
+            Ok(())
+        }
+        Command::Consume {
+            brokers,
+            topics,
+            group,
+            lake,
+            cluster,
+            cluster_header,
+            payload_field,
+            cluster_field,
+            options,
+            segment_rows,
+            flush_seconds,
+            max_message_bytes,
+            workers,
+            exit_at_end,
+            metrics_listen,
+            profiles,
+        } => {
+            use auditlake::source::kafka::{parse_option, ConsumerSettings};
+            let options = options
+                .iter()
+                .map(|o| parse_option(o))
+                .collect::<Result<Vec<_>, _>>()?;
+            let opts = auditlake::consume::ConsumeOptions {
+                consumer: ConsumerSettings {
+                    brokers,
+                    topics,
+                    group,
+                    options,
+                    cluster_header: Some(cluster_header).filter(|h| !h.is_empty()),
+                    chunk_messages: 2048,
+                    chunk_bytes: 4 << 20,
+                    chunk_wait: std::time::Duration::from_millis(100),
+                    exit_at_end,
+                },
+                cluster,
+                payload_field,
+                cluster_field,
+                profiles: Arc::new(Profiles::load(profiles.as_deref())?),
+                workers: workers.unwrap_or_else(default_workers).max(1),
+                segment_rows: segment_rows.max(1),
+                max_age: std::time::Duration::from_secs_f64(flush_seconds.max(0.05)),
+                max_message_bytes,
+            };
+            let lake = Lake::open(&lake, WriteOptions::default())
+                .with_context(|| format!("cannot open lake {}", lake.display()))?;
+            let started = Instant::now();
+            let summary = runtime()?.block_on(async {
+                let shutdown = tokio_util::sync::CancellationToken::new();
+                let s = shutdown.clone();
+                let signal = shutdown_signal()?;
+                tokio::spawn(async move {
+                    signal.await;
+                    tracing::info!("signal received; shutting down");
+                    s.cancel();
+                });
+                let metrics = Arc::new(auditlake::metrics::Metrics::new());
+                let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let http_stop = tokio_util::sync::CancellationToken::new();
+                let addr = auditlake::metrics::serve_http(
+                    metrics_listen,
+                    metrics.clone(),
+                    ready.clone(),
+                    http_stop.clone(),
+                )
+                .await
+                .with_context(|| format!("cannot listen on --metrics-listen {metrics_listen}"))?;
+                tracing::info!(%addr, "metrics listening");
+                let r = auditlake::consume::run(lake, opts, metrics, ready, shutdown).await;
+                http_stop.cancel();
+                anyhow::Ok(r?)
+            })?;
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "consumed {} messages, {} events in {secs:.1} s ({:.0} events/s): {} rows in {} files, {} rejected",
+                summary.messages,
+                summary.events,
+                summary.events as f64 / secs.max(1e-9),
+                summary.rows,
+                summary.files,
+                summary.rejected
+            );
+            Ok(())
+        }
+        Command::Produce {
+            brokers,
+            topic,
+            lines_per_message,
+            options,
+            file,
+        } => {
+            let options = options
+                .iter()
+                .map(|o| auditlake::source::kafka::parse_option(o))
+                .collect::<Result<Vec<_>, _>>()?;
+            let input: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
+                Box::new(std::io::BufReader::new(std::io::stdin().lock()))
+            } else {
+                Box::new(std::io::BufReader::with_capacity(
+                    1 << 20,
+                    std::fs::File::open(&file)
+                        .with_context(|| format!("cannot open {}", file.display()))?,
+                ))
+            };
+            let report = auditlake::relay::produce_lines(
+                &brokers,
+                &topic,
+                &options,
+                input,
+                lines_per_message,
+            )?;
+            println!("{report}");
+            if report.failed > 0 {
+                bail!("{} messages were not delivered", report.failed);
+            }
             Ok(())
         }
         Command::Loadgen {
@@ -509,6 +790,12 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
 fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
@@ -527,11 +814,7 @@ fn ingest(
     let opts = IngestOptions {
         cluster: cluster.to_string(),
         profiles: Arc::new(profiles),
-        workers: workers.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-        }),
+        workers: workers.unwrap_or_else(default_workers),
         progress: progress && std::io::stderr().is_terminal(),
         ingested_at_us: now_us(),
     };

@@ -2,8 +2,8 @@
 //! in the text exposition format.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Every metric the server exports.
@@ -20,6 +20,17 @@ pub struct Metrics {
     pub committed_position: IntGauge,
     pub ack_latency: Histogram,
     pub flush_latency: Histogram,
+    /// Kafka consumer: messages read, per topic and partition.
+    pub kafka_messages: IntCounterVec,
+    /// Kafka consumer: events decoded, per topic and partition.
+    pub kafka_events: IntCounterVec,
+    /// Kafka consumer: last committed (next) offset, per topic and partition.
+    pub kafka_committed_offset: IntGaugeVec,
+    /// Kafka consumer: messages behind the high watermark (librdkafka stats).
+    pub kafka_lag: IntGaugeVec,
+    pub kafka_rebalances: IntCounter,
+    /// Webhook relay: events produced to Kafka with a confirmed delivery.
+    pub kafka_produced: IntCounter,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -41,6 +52,9 @@ impl Metrics {
             ),
             &["code"],
         ));
+        let tp = ["topic", "partition"];
+        let cv = |name: &str, help: &str| must(IntCounterVec::new(Opts::new(name, help), &tp));
+        let gv = |name: &str, help: &str| must(IntGaugeVec::new(Opts::new(name, help), &tp));
         let c = |name: &str, help: &str| must(IntCounter::new(name, help));
         let g = |name: &str, help: &str| must(IntGauge::new(name, help));
         let h = |name: &str, help: &str, buckets: Vec<f64>| {
@@ -86,6 +100,30 @@ impl Metrics {
                 "Time to commit one lake segment",
                 prometheus::exponential_buckets(0.005, 2.0, 14).unwrap_or_default(),
             ),
+            kafka_messages: cv(
+                "auditlake_kafka_messages_total",
+                "Kafka messages consumed, per topic and partition",
+            ),
+            kafka_events: cv(
+                "auditlake_kafka_events_total",
+                "Audit events decoded from Kafka messages, per topic and partition",
+            ),
+            kafka_committed_offset: gv(
+                "auditlake_kafka_committed_offset",
+                "Next offset committed to the consumer group after a lake commit",
+            ),
+            kafka_lag: gv(
+                "auditlake_kafka_lag",
+                "Messages between the consumer position and the high watermark",
+            ),
+            kafka_rebalances: c(
+                "auditlake_kafka_rebalances_total",
+                "Consumer-group rebalances (assignments and revocations)",
+            ),
+            kafka_produced: c(
+                "auditlake_kafka_produced_events_total",
+                "Events the webhook produced to Kafka with a confirmed delivery",
+            ),
             registry,
         };
         for col in [
@@ -100,6 +138,12 @@ impl Metrics {
             Box::new(m.committed_position.clone()),
             Box::new(m.ack_latency.clone()),
             Box::new(m.flush_latency.clone()),
+            Box::new(m.kafka_messages.clone()),
+            Box::new(m.kafka_events.clone()),
+            Box::new(m.kafka_committed_offset.clone()),
+            Box::new(m.kafka_lag.clone()),
+            Box::new(m.kafka_rebalances.clone()),
+            Box::new(m.kafka_produced.clone()),
         ] {
             must(m.registry.register(col));
         }
@@ -112,6 +156,48 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8_lossy(&buf).into_owned()
     }
+}
+
+/// Serve `/metrics`, `/healthz` and `/readyz` over plain HTTP on `listen`
+/// until `cancel` fires (for commands without a server of their own).
+/// Returns the bound address (port 0 picks one).
+pub async fn serve_http(
+    listen: std::net::SocketAddr,
+    metrics: std::sync::Arc<Metrics>,
+    ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cancel: tokio_util::sync::CancellationToken,
+) -> std::io::Result<std::net::SocketAddr> {
+    use axum::http::{header, StatusCode};
+    use axum::routing::get;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let router = axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || async move {
+                if ready.load(std::sync::atomic::Ordering::Relaxed) {
+                    (StatusCode::OK, "ready")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "starting")
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || async move {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    metrics.render(),
+                )
+            }),
+        );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { cancel.cancelled().await })
+            .await;
+    });
+    Ok(addr)
 }
 
 impl Default for Metrics {

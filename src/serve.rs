@@ -5,14 +5,22 @@
 //!                      (2xx after the fsync)                         (then trim the log)
 //! ```
 //!
+//! With `--kafka-brokers`, the log and flush stage are replaced by the
+//! [`relay`](crate::relay): batches go to a Kafka topic and the 2xx waits
+//! for the delivery reports; `auditlake consume` writes the lake.
+//!
+//! ```text
+//! apiserver ──HTTPS──▶ webhook ──produce, acks=all──▶ Kafka ──▶ consume ──▶ lake
+//! ```
+//!
 //! Shutdown order on SIGTERM/SIGINT: stop accepting, finish in-flight
-//! requests (their appends complete), let the flush stage commit everything
-//! durable to Parquet, close the log, exit.
+//! requests (their appends or deliveries complete), let the flush stage
+//! commit everything durable to Parquet, close the log, exit.
 
 use crate::flush::{self, FlushError, FlushOptions};
 use crate::lake::Lake;
 use crate::metrics::Metrics;
-use crate::source::webhook::{self, App, Auth, ServerSettings, WebhookError};
+use crate::source::webhook::{self, App, Auth, ServerSettings, Sink, WebhookError};
 use crate::wal::{self, WalError, WalOptions};
 use rand::Rng;
 use std::path::{Path, PathBuf};
@@ -28,6 +36,8 @@ pub enum ServeError {
     Wal(#[from] WalError),
     #[error(transparent)]
     Flush(#[from] FlushError),
+    #[error("serve needs a lake directory unless it relays to Kafka")]
+    NoLake,
     #[error("instance id in {path}: {source}")]
     Instance {
         path: PathBuf,
@@ -45,6 +55,8 @@ pub struct ServeConfig {
     pub max_body: usize,
     /// Request body bytes held in memory at once (503 beyond, after a short wait).
     pub max_inflight_bytes: u64,
+    /// Relay batches to Kafka instead of the local log.
+    pub relay: Option<crate::relay::Relay>,
 }
 
 /// The lake source id of a log directory: a random id created with the log,
@@ -71,10 +83,30 @@ pub fn instance_source(wal_dir: &Path) -> Result<String, ServeError> {
 
 /// Run until `shutdown` fires; then drain and return.
 pub async fn run(
-    lake: Lake,
+    lake: Option<Lake>,
     cfg: ServeConfig,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    if let Some(relay) = cfg.relay {
+        // Stateless: nothing to replay, ready at once.
+        let app = Arc::new(App {
+            inflight: Arc::new(tokio::sync::Semaphore::new(webhook::inflight_permits(
+                cfg.max_inflight_bytes,
+                cfg.max_body,
+            ))),
+            sink: Sink::Kafka(Arc::new(relay)),
+            auth: cfg.auth,
+            metrics: Arc::new(Metrics::new()),
+            ready: Arc::new(AtomicBool::new(true)),
+            max_body: cfg.max_body,
+        });
+        webhook::serve(cfg.server, app, shutdown).await?;
+        tracing::info!("shut down cleanly");
+        return Ok(());
+    }
+    let Some(lake) = lake else {
+        return Err(ServeError::NoLake);
+    };
     let opened = wal::open(&cfg.wal_dir, cfg.wal.clone())?;
     tracing::info!(last_seq = opened.last_seq, dir = %cfg.wal_dir.display(), "write-ahead log open");
     let metrics = Arc::new(Metrics::new());
@@ -123,7 +155,7 @@ pub async fn run(
             cfg.max_inflight_bytes,
             cfg.max_body,
         ))),
-        wal: opened.wal.clone(),
+        sink: Sink::Wal(opened.wal.clone()),
         auth: cfg.auth,
         metrics,
         ready,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a bare machine: installs what the tests need
-# (Python packages for the DuckDB / pyarrow cross-checks), then runs every
+# (Python packages for the DuckDB / pyarrow cross-checks, Apache Kafka's
+# jars for the broker the Kafka tests start with Java), then runs every
 # Rust test in release mode (one build serves the demo, tests and benches).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,5 +17,9 @@ if ! "$VENV/bin/python" -c 'import duckdb, pyarrow' 2>/dev/null; then
   "$VENV/bin/pip" install --quiet --disable-pip-version-check 'duckdb>=1.1' 'pyarrow>=17'
 fi
 export AUDITLAKE_TEST_PYTHON="$VENV/bin/python"
+
+# Apache Kafka's jars (Maven Central, cached under $CACHE) for the tests
+# that start a real broker; each such test starts and stops its own.
+bash tests/kafka.sh fetch >/dev/null
 
 cargo test --release --all-targets "$@"

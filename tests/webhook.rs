@@ -667,3 +667,82 @@ async fn failing_parquet_stage_keeps_acknowledged_batches_and_recovers() {
         "30"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn relays_to_kafka_answers_503_while_it_is_down_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = pki(dir.path());
+    let lake = dir.path().join("lake");
+    let broker = common::kafka::Broker::start();
+    broker.create_topic("relayed", 3);
+    let addr = broker.addr();
+    let server = Server::start(
+        &lake,
+        &pki,
+        &[
+            "--kafka-brokers",
+            &addr,
+            "--kafka-topic",
+            "relayed",
+            "--kafka-timeout",
+            "3",
+        ],
+    );
+    let c = client(&pki, Some(&pki.client));
+    let mut want: Vec<String> = Vec::new();
+    for b in 0..20 {
+        let ids: Vec<String> = (0..50).map(|i| format!("up-b{b}-i{i}")).collect();
+        let r = post(&c, &server.url, event_list(&ids)).await.expect("post");
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+        want.extend(ids);
+    }
+    // Kafka goes away: the webhook must not acknowledge.
+    broker.stop();
+    let ids: Vec<String> = (0..50).map(|i| format!("down-i{i}")).collect();
+    let body = event_list(&ids);
+    let r = post(&c, &server.url, body.clone()).await.expect("post");
+    assert_eq!(r.status(), 503, "{}", r.text().await.unwrap_or_default());
+    // It comes back; the apiserver retries the batch until it is accepted.
+    broker.restart();
+    let started = std::time::Instant::now();
+    loop {
+        let r = post(&c, &server.url, body.clone()).await.expect("post");
+        if r.status() == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "still {} after the broker returned",
+            r.status()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    want.extend(ids);
+    server.sigterm();
+    // A consumer group member writes the lake.
+    let lake_s = lake.display().to_string();
+    run(&[
+        "consume",
+        "--brokers",
+        &addr,
+        "--topic",
+        "relayed",
+        "--lake",
+        &lake_s,
+        "--exit-at-end",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    let mut got = stored_ids(&lake);
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "every acknowledged event exactly once");
+    // The client's identity travelled in the message header.
+    assert_eq!(
+        scalar(
+            &lake,
+            "SELECT min(cluster) || '/' || max(cluster) FROM audit"
+        ),
+        "cluster-a/cluster-a"
+    );
+}

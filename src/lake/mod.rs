@@ -229,7 +229,9 @@ impl Lake {
         };
         // Temporaries of this source are leftovers of a crashed writer.
         let tmp = self.root.join("_tmp");
-        let prefix = format!("{source}-");
+        // `~` cannot occur in a source id (file, webhook or Kafka topic), so
+        // this prefix matches this source's temporaries only.
+        let prefix = format!("{source}~");
         for entry in fs::read_dir(&tmp).map_err(io(&tmp))?.flatten() {
             if entry.file_name().to_string_lossy().starts_with(&prefix) {
                 let p = entry.path();
@@ -286,7 +288,7 @@ impl Lake {
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         self.root
             .join("_tmp")
-            .join(format!("{source}-{}-{n}.{ext}.tmp", std::process::id()))
+            .join(format!("{source}~{}-{n}.{ext}.tmp", std::process::id()))
     }
 }
 

@@ -2,4 +2,5 @@
 //! stable positions; decoding and everything after it is shared.
 
 pub mod file;
+pub mod kafka;
 pub mod webhook;

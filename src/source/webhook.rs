@@ -325,12 +325,20 @@ pub fn inflight_permits(bytes: u64, max_body: usize) -> usize {
     (bytes.max(max_body as u64).div_ceil(INFLIGHT_UNIT)) as usize
 }
 
+/// Where accepted batches go before the 2xx.
+pub enum Sink {
+    /// The local write-ahead log (2xx after its fsync).
+    Wal(Wal),
+    /// Kafka (2xx after every delivery report).
+    Kafka(Arc<crate::relay::Relay>),
+}
+
 /// Everything the request handlers share.
 pub struct App {
     /// Bytes of request bodies being read or appended right now, in 64 KiB
     /// units: bounds memory however many clients post at once.
     pub inflight: Arc<tokio::sync::Semaphore>,
-    pub wal: Wal,
+    pub sink: Sink,
     pub auth: Auth,
     pub metrics: Arc<Metrics>,
     pub ready: Arc<AtomicBool>,
@@ -642,21 +650,34 @@ async fn ingest(
         bytes
     };
     let n = body.len() as u64;
-    let result = app.wal.append(&cluster, body).await;
+    let result = match &app.sink {
+        // Every log error (full, busy, I/O, closed) is temporary from the
+        // client's point of view: 503 and retry.
+        Sink::Wal(wal) => wal
+            .append(&cluster, body)
+            .await
+            .map(|_| ())
+            .map_err(|e: WalError| e.to_string()),
+        Sink::Kafka(relay) => match relay.send(&cluster, &body).await {
+            Ok(events) => {
+                app.metrics.kafka_produced.inc_by(events as u64);
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        },
+    };
     drop(permit);
     match result {
-        Ok(_) => {
+        Ok(()) => {
             app.metrics.bytes_received.inc_by(n);
             app.metrics
                 .ack_latency
                 .observe(started.elapsed().as_secs_f64());
             answer(&app, StatusCode::OK, "stored")
         }
-        Err(
-            e @ (WalError::Full { .. } | WalError::Busy | WalError::Io { .. } | WalError::Closed),
-        ) => {
+        Err(e) => {
             tracing::warn!(error = %e, "refusing batch");
-            answer(&app, StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+            answer(&app, StatusCode::SERVICE_UNAVAILABLE, &e)
         }
     }
 }

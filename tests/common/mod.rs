@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: they drive the real binary.
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -132,4 +134,13 @@ pub fn dead_letters(lake: &Path) -> Vec<serde_json::Value> {
                 .collect::<Vec<serde_json::Value>>()
         })
         .collect()
+}
+
+/// Committed Parquet files of a lake.
+pub fn parquet_files(lake: &Path) -> Vec<PathBuf> {
+    auditlake::lake::parquet_files(lake)
+}
+
+pub fn parquet_count(lake: &Path) -> usize {
+    parquet_files(lake).len()
 }

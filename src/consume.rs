@@ -1,0 +1,492 @@
+//! `auditlake consume`: a Kafka consumer-group member that writes the lake,
+//! effectively once.
+//!
+//! ```text
+//! consumer thread ──chunks──▶ worker × N ──batches──▶ writer ──lake commit──▶ offsets back
+//! (poll, rebalance)  (bounded)  decode, resolve,      per-partition          to the consumer
+//!                               build Arrow           segments               thread to commit
+//! ```
+//!
+//! Each partition is its own lake source (`k.<topic>.<partition>`), with
+//! segments named after their first and last offset. A partition's offset
+//! is committed only after the segment holding its records is committed;
+//! the lake remembers the next offset too, so a member that restarts (or
+//! takes the partition over) skips what is already stored. Rejected
+//! messages go into the same segment's dead letters, so the committed
+//! range is always contiguous and a poison message never stops a
+//! partition.
+//!
+//! Shutdown (SIGTERM/SIGINT, or the end of the topics with
+//! `--exit-at-end`): stop fetching, hand the last chunks on, commit every
+//! partition's segment, commit offsets synchronously, leave the group.
+
+use crate::ingest::Assembler;
+use crate::lake::batch::{PartKey, RowContext};
+use crate::lake::{Lake, LakeError, RejectRecord, Segment, SourceState};
+use crate::metrics::Metrics;
+use crate::profiles::Profiles;
+use crate::source::kafka::{
+    self, Chunk, ConsumerParts, ConsumerSettings, Control, Offsets, ReleaseReply, Tp,
+};
+use arrow::record_batch::RecordBatch;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    #[error(transparent)]
+    Source(#[from] kafka::KafkaSourceError),
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    #[error("{origin} offsets {first}..={last}: building Arrow batch: {source}")]
+    Arrow {
+        origin: String,
+        first: i64,
+        last: i64,
+        source: arrow::error::ArrowError,
+    },
+    #[error("a pipeline thread stopped unexpectedly")]
+    Pipeline,
+}
+
+/// What the consumer does with messages.
+#[derive(Clone)]
+pub struct ConsumeOptions {
+    pub consumer: ConsumerSettings,
+    /// Cluster of messages that name none (header or wrapper field).
+    pub cluster: String,
+    /// Field of a wrapper object that holds the event (or its text).
+    pub payload_field: Option<String>,
+    /// Field of the wrapper object that names the cluster.
+    pub cluster_field: Option<String>,
+    pub profiles: Arc<Profiles>,
+    pub workers: usize,
+    /// Commit a partition's segment at this many rows...
+    pub segment_rows: u64,
+    /// ...or this long after its first row.
+    pub max_age: Duration,
+    /// Larger messages are dead-lettered (first 64 KiB kept).
+    pub max_message_bytes: usize,
+}
+
+/// Totals of one run.
+#[derive(Debug, Default, Clone)]
+pub struct ConsumeSummary {
+    pub messages: u64,
+    pub events: u64,
+    pub rows: u64,
+    pub rejected: u64,
+    pub files: u64,
+}
+
+/// A worker's output for one chunk.
+pub struct Processed {
+    tp: Arc<Tp>,
+    seq: u64,
+    first: i64,
+    last: i64,
+    messages: u64,
+    events: u64,
+    parts: Vec<(PartKey, RecordBatch)>,
+    rejects: Vec<RejectRecord>,
+}
+
+/// Input of the writer: work from the workers, control from the consumer.
+pub enum WriterMsg {
+    Work(Result<Processed, ConsumeError>),
+    Control(Control),
+}
+
+/// Run the consumer until `cancel` fires (or the end with `exit_at_end`).
+pub async fn run(
+    lake: Lake,
+    opts: ConsumeOptions,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    cancel: CancellationToken,
+) -> Result<ConsumeSummary, ConsumeError> {
+    let workers = opts.workers.max(1);
+    let (work_tx, work_rx) = sync_channel::<Chunk>(workers * 2);
+    let (writer_tx, writer_rx) = sync_channel::<WriterMsg>(workers * 2 + 4);
+    let (commit_tx, commit_rx) = std::sync::mpsc::channel();
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    let mut handles = Vec::new();
+    for _ in 0..workers {
+        let (rx, tx, opts) = (work_rx.clone(), writer_tx.clone(), opts.clone());
+        handles.push(std::thread::spawn(move || worker(rx, tx, opts)));
+    }
+    drop(work_rx);
+    let writer = {
+        let (lake, opts, metrics) = (lake.clone(), opts.clone(), metrics.clone());
+        std::thread::spawn(move || write_loop(writer_rx, lake, &opts, commit_tx, &metrics))
+    };
+    let consumer = {
+        let parts = ConsumerParts {
+            settings: opts.consumer.clone(),
+            lake,
+            work: work_tx,
+            control: writer_tx,
+            commits: commit_rx,
+            metrics,
+            ready,
+        };
+        std::thread::spawn(move || kafka::run(parts, cancel))
+    };
+    let joined = tokio::task::spawn_blocking(move || {
+        let consumed = consumer.join();
+        for h in handles {
+            let _ = h.join();
+        }
+        (consumed, writer.join())
+    })
+    .await
+    .map_err(|_| ConsumeError::Pipeline)?;
+    let (consumed, written) = joined;
+    let summary = written.map_err(|_| ConsumeError::Pipeline)??;
+    consumed.map_err(|_| ConsumeError::Pipeline)??;
+    Ok(summary)
+}
+
+fn worker(rx: Arc<Mutex<Receiver<Chunk>>>, tx: SyncSender<WriterMsg>, opts: ConsumeOptions) {
+    let mut asm = Assembler::default();
+    loop {
+        let chunk = {
+            let Ok(guard) = rx.lock() else { return };
+            match guard.recv() {
+                Ok(c) => c,
+                Err(_) => return,
+            }
+        };
+        let out = process(&chunk, &opts, &mut asm);
+        if tx.send(WriterMsg::Work(out)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Bytes of a dead-lettered message's text that are kept.
+const KEEP: usize = 64 * 1024;
+
+fn process(
+    chunk: &Chunk,
+    opts: &ConsumeOptions,
+    asm: &mut Assembler,
+) -> Result<Processed, ConsumeError> {
+    let tp = &chunk.tp;
+    let prefix = format!("kafka:{}/{}:", tp.topic, tp.partition);
+    let ingested_at_us = chrono::Utc::now().timestamp_micros();
+    let mut rejects = Vec::new();
+    let mut events = 0u64;
+    let reject = |rejects: &mut Vec<RejectRecord>, offset: i64, reason: String, text: &[u8]| {
+        let truncated = text.len() > KEEP;
+        let kept = &text[..text.len().min(KEEP)];
+        rejects.push(RejectRecord {
+            source: tp.origin.clone(),
+            position: offset as u64,
+            item: None,
+            reason,
+            text: String::from_utf8_lossy(kept).into_owned(),
+            truncated,
+        });
+    };
+    for m in &chunk.messages {
+        let Some(payload) = m.payload.as_deref() else {
+            reject(&mut rejects, m.offset, "message has no payload".into(), b"");
+            continue;
+        };
+        if payload.len() > opts.max_message_bytes {
+            let reason = format!(
+                "message of {} bytes is over --max-message-bytes {} (first 64 KiB kept)",
+                payload.len(),
+                opts.max_message_bytes
+            );
+            reject(&mut rejects, m.offset, reason, payload);
+            continue;
+        }
+        let Ok(text) = std::str::from_utf8(payload) else {
+            let reason = "message is not valid UTF-8 (kept with U+FFFD replacements)".to_string();
+            reject(&mut rejects, m.offset, reason, payload);
+            continue;
+        };
+        let extracted = match kafka::extract(
+            text,
+            opts.payload_field.as_deref(),
+            opts.cluster_field.as_deref(),
+        ) {
+            Ok(x) => x,
+            Err(reason) => {
+                reject(&mut rejects, m.offset, reason, payload);
+                continue;
+            }
+        };
+        let cluster = extracted
+            .cluster
+            .as_deref()
+            .or(m.cluster.as_deref())
+            .unwrap_or(&opts.cluster);
+        let row_ctx = RowContext {
+            cluster,
+            ingested_at_us,
+        };
+        let lines = extracted.units.len();
+        for (i, unit) in extracted.units.iter().enumerate() {
+            let before = rejects.len();
+            events += asm.add(
+                unit,
+                m.offset as u64,
+                &prefix,
+                &tp.origin,
+                &row_ctx,
+                &opts.profiles,
+                &mut rejects,
+            );
+            if lines > 1 {
+                for r in &mut rejects[before..] {
+                    r.reason = format!("JSON line {}: {}", i + 1, r.reason);
+                }
+            }
+        }
+    }
+    let first = chunk.messages.first().map_or(0, |m| m.offset);
+    let last = chunk.messages.last().map_or(0, |m| m.offset);
+    let parts = asm.finish().map_err(|source| ConsumeError::Arrow {
+        origin: tp.origin.clone(),
+        first,
+        last,
+        source,
+    })?;
+    Ok(Processed {
+        tp: tp.clone(),
+        seq: chunk.seq,
+        first,
+        last,
+        messages: chunk.messages.len() as u64,
+        events,
+        parts,
+        rejects,
+    })
+}
+
+/// Writer-side state of one partition.
+struct PartWrite {
+    tp: Arc<Tp>,
+    state: SourceState,
+    /// The open segment with its first and last offset and start time.
+    segment: Option<(Segment, i64, i64, Instant)>,
+    next_seq: u64,
+    waiting: BTreeMap<u64, Processed>,
+    events: prometheus::IntCounter,
+}
+
+/// A partition release the consumer thread is waiting for.
+struct Barrier {
+    parts: Vec<(Arc<Tp>, Option<u64>)>,
+    reply: ReleaseReply,
+}
+
+struct Writer<'a> {
+    lake: Lake,
+    opts: &'a ConsumeOptions,
+    metrics: &'a Metrics,
+    commits: Sender<Offsets>,
+    parts: HashMap<String, PartWrite>,
+    summary: ConsumeSummary,
+    /// Test hook: `abort-after-lake-commit` kills the process between a lake
+    /// commit and the offset commit it allows (the window a crash test
+    /// needs to hit exactly).
+    failpoint: Option<String>,
+}
+
+fn write_loop(
+    rx: Receiver<WriterMsg>,
+    lake: Lake,
+    opts: &ConsumeOptions,
+    commits: Sender<Offsets>,
+    metrics: &Metrics,
+) -> Result<ConsumeSummary, ConsumeError> {
+    let mut w = Writer {
+        lake,
+        opts,
+        metrics,
+        commits,
+        parts: HashMap::new(),
+        summary: ConsumeSummary::default(),
+        failpoint: std::env::var("AUDITLAKE_FAILPOINT").ok(),
+    };
+    let mut barriers: Vec<Barrier> = Vec::new();
+    let result = (|| -> Result<(), ConsumeError> {
+        loop {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(WriterMsg::Work(work)) => w.take(work?)?,
+                Ok(WriterMsg::Control(Control::Open { tp, state })) => {
+                    let events = metrics
+                        .kafka_events
+                        .with_label_values(&[tp.topic.as_str(), &tp.partition.to_string()]);
+                    w.parts.insert(
+                        tp.source.clone(),
+                        PartWrite {
+                            tp,
+                            state,
+                            segment: None,
+                            next_seq: 0,
+                            waiting: BTreeMap::new(),
+                            events,
+                        },
+                    );
+                }
+                Ok(WriterMsg::Control(Control::Release { parts, reply })) => {
+                    barriers.push(Barrier { parts, reply })
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            w.commit_aged()?;
+            let mut i = 0;
+            while i < barriers.len() {
+                if w.satisfied(&barriers[i]) {
+                    let b = barriers.swap_remove(i);
+                    match w.release(&b.parts) {
+                        Ok(offsets) => {
+                            let _ = b.reply.send(Ok(offsets));
+                        }
+                        Err(e) => {
+                            let _ = b.reply.send(Err(e.to_string()));
+                            return Err(e);
+                        }
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        // Everyone upstream is gone; whatever is still held is committed.
+        let sources: Vec<String> = w.parts.keys().cloned().collect();
+        for s in sources {
+            w.commit_part(&s)?;
+        }
+        Ok(())
+    })();
+    for b in barriers {
+        let _ = b.reply.send(Err("the lake writer stopped".into()));
+    }
+    result.map(|_| w.summary)
+}
+
+impl Writer<'_> {
+    fn take(&mut self, p: Processed) -> Result<(), ConsumeError> {
+        let source = p.tp.source.clone();
+        let Some(part) = self.parts.get_mut(&source) else {
+            // Cannot happen: a partition is forgotten only after all its
+            // chunks arrived. Refuse rather than write without state.
+            tracing::error!(source, "chunk for a partition this writer does not hold");
+            return Err(ConsumeError::Pipeline);
+        };
+        part.waiting.insert(p.seq, p);
+        loop {
+            let Some(part) = self.parts.get_mut(&source) else {
+                return Ok(());
+            };
+            let Some(p) = part.waiting.remove(&part.next_seq) else {
+                return Ok(());
+            };
+            part.next_seq += 1;
+            part.events.inc_by(p.events);
+            self.summary.messages += p.messages;
+            self.summary.events += p.events;
+            let (seg, _, last, _) = part.segment.get_or_insert_with(|| {
+                (
+                    self.lake.segment(&part.tp.source),
+                    p.first,
+                    p.last,
+                    Instant::now(),
+                )
+            });
+            for (key, batch) in &p.parts {
+                seg.write(*key, batch)?;
+            }
+            for r in &p.rejects {
+                self.metrics.dead_letters.inc();
+                seg.reject(r)?;
+            }
+            *last = p.last;
+            let full = seg.is_full() || seg.rows() >= self.opts.segment_rows;
+            if full {
+                self.commit_part(&source)?;
+            }
+        }
+    }
+
+    fn commit_aged(&mut self) -> Result<(), ConsumeError> {
+        let aged: Vec<String> = self
+            .parts
+            .iter()
+            .filter(|(_, p)| {
+                p.segment
+                    .as_ref()
+                    .is_some_and(|(_, _, _, t)| t.elapsed() >= self.opts.max_age)
+            })
+            .map(|(s, _)| s.clone())
+            .collect();
+        for s in aged {
+            self.commit_part(&s)?;
+        }
+        Ok(())
+    }
+
+    /// Commit the open segment of a partition, then let the consumer
+    /// commit the offset after it.
+    fn commit_part(&mut self, source: &str) -> Result<(), ConsumeError> {
+        let Some(part) = self.parts.get_mut(source) else {
+            return Ok(());
+        };
+        let Some((seg, first, last, _)) = part.segment.take() else {
+            return Ok(());
+        };
+        let stem = crate::ingest::stem(source, first as u64, last as u64);
+        let info = seg.commit(&stem, last as u64 + 1, &mut part.state)?;
+        self.summary.rows += info.rows;
+        self.summary.rejected += info.rejected;
+        self.summary.files += info.files as u64;
+        self.metrics.files_committed.inc_by(info.files as u64);
+        self.metrics.rows_committed.inc_by(info.rows);
+        tracing::info!(
+            topic = part.tp.topic,
+            partition = part.tp.partition,
+            first,
+            last,
+            rows = info.rows,
+            rejected = info.rejected,
+            "lake segment committed"
+        );
+        if self.failpoint.as_deref() == Some("abort-after-lake-commit") {
+            tracing::error!("failpoint abort-after-lake-commit: aborting before the offset commit");
+            std::process::abort();
+        }
+        let _ = self
+            .commits
+            .send(vec![(part.tp.clone(), part.state.committed_through)]);
+        Ok(())
+    }
+
+    fn satisfied(&self, b: &Barrier) -> bool {
+        b.parts.iter().all(|(tp, last_seq)| match last_seq {
+            None => true,
+            Some(s) => self.parts.get(&tp.source).is_none_or(|p| p.next_seq > *s),
+        })
+    }
+
+    fn release(&mut self, parts: &[(Arc<Tp>, Option<u64>)]) -> Result<Offsets, ConsumeError> {
+        let mut out = Vec::new();
+        for (tp, _) in parts {
+            self.commit_part(&tp.source)?;
+            if let Some(p) = self.parts.remove(&tp.source) {
+                out.push((p.tp, p.state.committed_through));
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,325 @@
+//! Relay: the webhook's Kafka sink. Each accepted batch is split into its
+//! events, and each event is produced as one message keyed by its
+//! `auditID` (so all stages of a request land in one partition, in order),
+//! with the client's cluster in the `auditlake-cluster` header. The HTTP
+//! answer waits for every delivery report: 2xx means every event is in
+//! Kafka with `acks=all` from an idempotent producer, so webhook receivers
+//! keep no state of their own and can scale behind a Service.
+//!
+//! A body that is not an Event, EventList or array is produced whole and
+//! without a key: the consumer dead-letters it with its offset, so nothing
+//! the webhook acknowledged is dropped.
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::time::Duration;
+
+/// The header that carries the cluster of a relayed event.
+pub const CLUSTER_HEADER: &str = "auditlake-cluster";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("Kafka producer configuration: {0}\nhint: check --kafka-brokers and the --kafka-option key=value options")]
+    Config(KafkaError),
+    #[error("Kafka did not confirm {failed} of {total} events: {source}")]
+    Delivery {
+        failed: usize,
+        total: usize,
+        source: KafkaError,
+    },
+}
+
+/// A producer bound to one topic.
+pub struct Relay {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl Relay {
+    /// `timeout` bounds how long a batch waits for Kafka before the
+    /// webhook answers 503 (librdkafka's `message.timeout.ms`).
+    pub fn new(
+        brokers: &str,
+        topic: &str,
+        options: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<Relay, RelayError> {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", brokers)
+            .set("client.id", "auditlake-serve")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .set("queue.buffering.max.kbytes", "262144")
+            .set("message.timeout.ms", timeout.as_millis().max(1).to_string());
+        for (k, v) in options {
+            c.set(k, v);
+        }
+        // The acknowledgement promise rests on these: applied last.
+        c.set("enable.idempotence", "true").set("acks", "all");
+        let producer: FutureProducer = c.create().map_err(RelayError::Config)?;
+        Ok(Relay {
+            producer,
+            topic: topic.to_string(),
+        })
+    }
+
+    /// Produce every event of `body` and wait for all delivery reports.
+    /// Returns the number of messages produced.
+    pub async fn send(&self, cluster: &str, body: &[u8]) -> Result<usize, RelayError> {
+        let items = split_batch(body);
+        let total = items.len();
+        let mut pending = Vec::with_capacity(total);
+        let mut first_error = None;
+        for (key, payload) in &items {
+            let headers = OwnedHeaders::new().insert(Header {
+                key: CLUSTER_HEADER,
+                value: Some(cluster),
+            });
+            let mut record = FutureRecord::<str, [u8]>::to(&self.topic)
+                .payload(payload)
+                .headers(headers);
+            if let Some(k) = key.as_deref() {
+                record = record.key(k);
+            }
+            match self.producer.send_result(record) {
+                Ok(f) => pending.push(f),
+                Err((e, _)) => {
+                    first_error = Some(e);
+                    break;
+                }
+            }
+        }
+        let mut failed = total - pending.len();
+        for f in pending {
+            match f.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => {
+                    failed += 1;
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {
+                    failed += 1;
+                    first_error.get_or_insert(KafkaError::Canceled);
+                }
+            }
+        }
+        match first_error {
+            None => Ok(total),
+            Some(source) => Err(RelayError::Delivery {
+                failed: failed.max(1),
+                total,
+                source,
+            }),
+        }
+    }
+}
+
+/// What [`produce_lines`] did.
+#[derive(Debug, Default)]
+pub struct ProduceReport {
+    pub lines: u64,
+    pub messages: u64,
+    pub bytes: u64,
+    pub failed: u64,
+    pub elapsed: Duration,
+}
+
+impl std::fmt::Display for ProduceReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        write!(
+            f,
+            "produced {} messages ({} lines, {:.1} MB) in {secs:.2} s: {:.0} lines/s, {:.1} MB/s; {} failed",
+            self.messages,
+            self.lines,
+            self.bytes as f64 / 1e6,
+            self.lines as f64 / secs,
+            self.bytes as f64 / 1e6 / secs,
+            self.failed
+        )
+    }
+}
+
+struct Counting {
+    failed: std::sync::atomic::AtomicU64,
+}
+
+impl rdkafka::ClientContext for Counting {}
+
+impl rdkafka::producer::ProducerContext for Counting {
+    type DeliveryOpaque = ();
+    fn delivery(&self, r: &rdkafka::message::DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = r {
+            tracing::warn!(error = %e, "delivery failed");
+            self.failed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// Produce JSON lines from `input` to `topic`, `per_message` lines per
+/// message (1: one event per message, keyed by its `auditID`; more: JSON
+/// lines messages). For loading files into Kafka, tests and benchmarks.
+pub fn produce_lines(
+    brokers: &str,
+    topic: &str,
+    options: &[(String, String)],
+    input: impl std::io::BufRead,
+    per_message: usize,
+) -> Result<ProduceReport, RelayError> {
+    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+    let started = std::time::Instant::now();
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
+        .set("client.id", "auditlake-produce")
+        .set("linger.ms", "20")
+        .set("compression.type", "lz4")
+        .set("batch.size", "1000000");
+    for (k, v) in options {
+        c.set(k, v);
+    }
+    c.set("enable.idempotence", "true").set("acks", "all");
+    let producer: ThreadedProducer<Counting> = c
+        .create_with_context(Counting {
+            failed: Default::default(),
+        })
+        .map_err(RelayError::Config)?;
+    let mut report = ProduceReport::default();
+    let mut buf = String::new();
+    let mut in_buf = 0usize;
+    let send = |payload: &str, key: Option<String>, report: &mut ProduceReport| {
+        let mut record = BaseRecord::<str, str>::to(topic).payload(payload);
+        if let Some(k) = key.as_deref() {
+            record = record.key(k);
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((
+                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    r,
+                )) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err((e, _)) => {
+                    tracing::warn!(error = %e, "produce failed");
+                    report.failed += 1;
+                    return;
+                }
+            }
+        }
+        report.messages += 1;
+        report.bytes += payload.len() as u64;
+    };
+    let per_message = per_message.max(1);
+    for line in input.lines() {
+        let Ok(line) = line else { break };
+        if line.trim().is_empty() {
+            continue;
+        }
+        report.lines += 1;
+        if per_message == 1 {
+            let key = audit_id(&line);
+            send(&line, key, &mut report);
+            continue;
+        }
+        buf.push_str(&line);
+        buf.push('\n');
+        in_buf += 1;
+        if in_buf == per_message {
+            send(&buf, None, &mut report);
+            buf.clear();
+            in_buf = 0;
+        }
+    }
+    if in_buf > 0 {
+        send(&buf, None, &mut report);
+    }
+    let _ = producer.flush(Duration::from_secs(60));
+    report.failed += producer
+        .context()
+        .failed
+        .load(std::sync::atomic::Ordering::Relaxed);
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+#[derive(Deserialize)]
+struct Doc<'a> {
+    #[serde(borrow, default)]
+    items: Option<Vec<&'a RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct Id<'a> {
+    #[serde(rename = "auditID", borrow, default)]
+    audit_id: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// A batch body as messages: `(key, payload)` per event of an EventList or
+/// array, the body itself for a single Event, and the whole body without a
+/// key for anything else (the consumer dead-letters it).
+pub fn split_batch(body: &[u8]) -> Vec<(Option<String>, &[u8])> {
+    let whole = || vec![(None, body)];
+    let Ok(text) = std::str::from_utf8(body) else {
+        return whole();
+    };
+    let trimmed = text.trim_start_matches('\u{feff}').trim();
+    let items: Vec<&RawValue> = match trimmed.as_bytes().first() {
+        Some(b'[') => match serde_json::from_str(trimmed) {
+            Ok(v) => v,
+            Err(_) => return whole(),
+        },
+        Some(b'{') => match serde_json::from_str::<Doc>(trimmed) {
+            Ok(Doc { items: Some(v) }) => v,
+            Ok(Doc { items: None }) => return vec![(audit_id(trimmed), trimmed.as_bytes())],
+            Err(_) => return whole(),
+        },
+        _ => return whole(),
+    };
+    items
+        .into_iter()
+        .map(|raw| (audit_id(raw.get()), raw.get().as_bytes()))
+        .collect()
+}
+
+fn audit_id(item: &str) -> Option<String> {
+    serde_json::from_str::<Id>(item)
+        .ok()
+        .and_then(|id| id.audit_id)
+        .map(|c| c.into_owned())
+        .filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_batch;
+
+    #[test]
+    fn batches_split_into_keyed_events() {
+        let list = br#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"auditID":"a","stage":"ResponseComplete"},{"auditID":"b"},{"stage":"x"}]}"#;
+        let got = split_batch(list);
+        let keys: Vec<_> = got.iter().map(|(k, _)| k.as_deref()).collect();
+        assert_eq!(keys, vec![Some("a"), Some("b"), None]);
+        assert_eq!(got[1].1, br#"{"auditID":"b"}"#);
+
+        let array = br#"[{"auditID":"c"}, {"auditID":"d"}]"#;
+        assert_eq!(split_batch(array).len(), 2);
+
+        let single = br#" {"auditID":"e","verb":"get"} "#;
+        let got = split_batch(single);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0.as_deref(), Some("e"));
+
+        // Not JSON, not UTF-8: produced whole, unkeyed.
+        for bad in [&b"garbage"[..], &b"{\"items\": [1,"[..], &[0xff, 0xfe][..]] {
+            let got = split_batch(bad);
+            assert_eq!(got, vec![(None, bad)]);
+        }
+    }
+}
