@@ -71,6 +71,10 @@ pub struct ConsumeOptions {
     pub max_age: Duration,
     /// Larger messages are dead-lettered (first 64 KiB kept).
     pub max_message_bytes: usize,
+    /// Parquet files open at once in this process (every open file buffers
+    /// a row group): past it, the partition holding the most is committed
+    /// early. Bounds memory however many partitions are assigned.
+    pub max_open_files: usize,
 }
 
 /// Totals of one run.
@@ -81,6 +85,20 @@ pub struct ConsumeSummary {
     pub rows: u64,
     pub rejected: u64,
     pub files: u64,
+    /// From the first message to the last commit (group join and the
+    /// end-of-topic check excluded): the steady-state rate's denominator.
+    pub active: Duration,
+}
+
+impl ConsumeSummary {
+    fn add(&mut self, o: &ConsumeSummary) {
+        self.messages += o.messages;
+        self.events += o.events;
+        self.rows += o.rows;
+        self.rejected += o.rejected;
+        self.files += o.files;
+        self.active = self.active.max(o.active);
+    }
 }
 
 /// A worker's output for one chunk.
@@ -111,25 +129,35 @@ pub async fn run(
 ) -> Result<ConsumeSummary, ConsumeError> {
     let workers = opts.workers.max(1);
     let (work_tx, work_rx) = sync_channel::<Chunk>(workers * 2);
-    let (writer_tx, writer_rx) = sync_channel::<WriterMsg>(workers * 2 + 4);
     let (commit_tx, commit_rx) = std::sync::mpsc::channel();
+    // As many lake writers as workers: Parquet encoding is the costliest
+    // stage, and partitions are independent.
+    let mut writer_txs = Vec::new();
+    let mut writers = Vec::new();
+    for _ in 0..workers {
+        // Small: each message is a chunk of up to 8192 rows in Arrow form.
+        let (tx, rx) = sync_channel::<WriterMsg>(2);
+        writer_txs.push(tx);
+        let (lake, opts, metrics, commits) =
+            (lake.clone(), opts.clone(), metrics.clone(), commit_tx.clone());
+        writers.push(std::thread::spawn(move || {
+            write_loop(rx, lake, &opts, commits, &metrics)
+        }));
+    }
+    drop(commit_tx);
     let work_rx = Arc::new(Mutex::new(work_rx));
     let mut handles = Vec::new();
     for _ in 0..workers {
-        let (rx, tx, opts) = (work_rx.clone(), writer_tx.clone(), opts.clone());
-        handles.push(std::thread::spawn(move || worker(rx, tx, opts)));
+        let (rx, txs, opts) = (work_rx.clone(), writer_txs.clone(), opts.clone());
+        handles.push(std::thread::spawn(move || worker(rx, txs, opts)));
     }
     drop(work_rx);
-    let writer = {
-        let (lake, opts, metrics) = (lake.clone(), opts.clone(), metrics.clone());
-        std::thread::spawn(move || write_loop(writer_rx, lake, &opts, commit_tx, &metrics))
-    };
     let consumer = {
         let parts = ConsumerParts {
             settings: opts.consumer.clone(),
             lake,
             work: work_tx,
-            control: writer_tx,
+            writers: writer_txs,
             commits: commit_rx,
             metrics,
             ready,
@@ -141,17 +169,30 @@ pub async fn run(
         for h in handles {
             let _ = h.join();
         }
-        (consumed, writer.join())
+        let written: Vec<_> = writers.into_iter().map(|w| w.join()).collect();
+        (consumed, written)
     })
     .await
     .map_err(|_| ConsumeError::Pipeline)?;
     let (consumed, written) = joined;
-    let summary = written.map_err(|_| ConsumeError::Pipeline)??;
+    let mut summary = ConsumeSummary::default();
+    let mut first_error = None;
+    for w in written {
+        match w.map_err(|_| ConsumeError::Pipeline).and_then(|r| r) {
+            Ok(s) => summary.add(&s),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
     consumed.map_err(|_| ConsumeError::Pipeline)??;
     Ok(summary)
 }
 
-fn worker(rx: Arc<Mutex<Receiver<Chunk>>>, tx: SyncSender<WriterMsg>, opts: ConsumeOptions) {
+fn worker(rx: Arc<Mutex<Receiver<Chunk>>>, txs: Vec<SyncSender<WriterMsg>>, opts: ConsumeOptions) {
     let mut asm = Assembler::default();
     loop {
         let chunk = {
@@ -162,6 +203,9 @@ fn worker(rx: Arc<Mutex<Receiver<Chunk>>>, tx: SyncSender<WriterMsg>, opts: Cons
             }
         };
         let out = process(&chunk, &opts, &mut asm);
+        let Some(tx) = txs.get(chunk.tp.shard) else {
+            return;
+        };
         if tx.send(WriterMsg::Work(out)).is_err() {
             return;
         }
@@ -295,6 +339,7 @@ struct Writer<'a> {
     commits: Sender<Offsets>,
     parts: HashMap<String, PartWrite>,
     summary: ConsumeSummary,
+    first_work: Option<Instant>,
     /// Test hook: `abort-after-lake-commit` kills the process between a lake
     /// commit and the offset commit it allows (the window a crash test
     /// needs to hit exactly).
@@ -315,6 +360,7 @@ fn write_loop(
         commits,
         parts: HashMap::new(),
         summary: ConsumeSummary::default(),
+        first_work: None,
         failpoint: std::env::var("AUDITLAKE_FAILPOINT").ok(),
     };
     let mut barriers: Vec<Barrier> = Vec::new();
@@ -395,6 +441,7 @@ impl Writer<'_> {
             };
             part.next_seq += 1;
             part.events.inc_by(p.events);
+            self.first_work.get_or_insert_with(Instant::now);
             self.summary.messages += p.messages;
             self.summary.events += p.events;
             let (seg, _, last, _) = part.segment.get_or_insert_with(|| {
@@ -417,6 +464,28 @@ impl Writer<'_> {
             if full {
                 self.commit_part(&source)?;
             }
+            self.enforce_open_files()?;
+        }
+    }
+
+    /// Keep this writer's share of `max_open_files`.
+    fn enforce_open_files(&mut self) -> Result<(), ConsumeError> {
+        let budget = (self.opts.max_open_files / self.opts.workers.max(1)).max(1);
+        loop {
+            let open = |p: &PartWrite| p.segment.as_ref().map_or(0, |s| s.0.open_partitions());
+            let total: usize = self.parts.values().map(open).sum();
+            if total <= budget {
+                return Ok(());
+            }
+            let Some(largest) = self
+                .parts
+                .iter()
+                .max_by_key(|(_, p)| open(p))
+                .map(|(s, _)| s.clone())
+            else {
+                return Ok(());
+            };
+            self.commit_part(&largest)?;
         }
     }
 
@@ -451,6 +520,9 @@ impl Writer<'_> {
         self.summary.rows += info.rows;
         self.summary.rejected += info.rejected;
         self.summary.files += info.files as u64;
+        if let Some(t) = self.first_work {
+            self.summary.active = t.elapsed();
+        }
         self.metrics.files_committed.inc_by(info.files as u64);
         self.metrics.rows_committed.inc_by(info.rows);
         tracing::info!(

@@ -304,6 +304,15 @@ enum Command {
         /// Messages larger than this are dead-lettered.
         #[arg(long, env = "AUDITLAKE_MAX_MESSAGE_BYTES", default_value_t = 16 << 20)]
         max_message_bytes: usize,
+        /// Rows per Parquet row group. Every open file buffers one row
+        /// group, and each partition has one file per hour it holds.
+        #[arg(long, env = "AUDITLAKE_ROW_GROUP_ROWS", default_value_t = 131_072)]
+        row_group_rows: usize,
+        /// Parquet files open at once (each buffers a row group); past it the
+        /// partition holding the most files commits early. Bounds memory
+        /// however many partitions this member is assigned.
+        #[arg(long, env = "AUDITLAKE_MAX_OPEN_FILES", default_value_t = 32)]
+        max_open_files: usize,
         /// Decode/resolve threads (default: number of cores).
         #[arg(long, env = "AUDITLAKE_WORKERS")]
         workers: Option<usize>,
@@ -621,6 +630,8 @@ fn main() -> Result<()> {
             segment_rows,
             flush_seconds,
             max_message_bytes,
+            row_group_rows,
+            max_open_files,
             workers,
             exit_at_end,
             metrics_listen,
@@ -638,8 +649,8 @@ fn main() -> Result<()> {
                     group,
                     options,
                     cluster_header: Some(cluster_header).filter(|h| !h.is_empty()),
-                    chunk_messages: 2048,
-                    chunk_bytes: 4 << 20,
+                    chunk_messages: 8192,
+                    chunk_bytes: 16 << 20,
                     chunk_wait: std::time::Duration::from_millis(100),
                     exit_at_end,
                 },
@@ -651,8 +662,13 @@ fn main() -> Result<()> {
                 segment_rows: segment_rows.max(1),
                 max_age: std::time::Duration::from_secs_f64(flush_seconds.max(0.05)),
                 max_message_bytes,
+                max_open_files: max_open_files.max(1),
             };
-            let lake = Lake::open(&lake, WriteOptions::default())
+            let write = WriteOptions {
+                row_group_rows: row_group_rows.max(1),
+                ..WriteOptions::default()
+            };
+            let lake = Lake::open(&lake, write)
                 .with_context(|| format!("cannot open lake {}", lake.display()))?;
             let started = Instant::now();
             let summary = runtime()?.block_on(async {
@@ -681,11 +697,12 @@ fn main() -> Result<()> {
                 anyhow::Ok(r?)
             })?;
             let secs = started.elapsed().as_secs_f64();
+            let active = summary.active.as_secs_f64();
             eprintln!(
-                "consumed {} messages, {} events in {secs:.1} s ({:.0} events/s): {} rows in {} files, {} rejected",
+                "consumed {} messages, {} events in {secs:.1} s ({active:.2} s from first message to last commit: {:.0} events/s): {} rows in {} files, {} rejected",
                 summary.messages,
                 summary.events,
-                summary.events as f64 / secs.max(1e-9),
+                summary.events as f64 / active.max(1e-9),
                 summary.rows,
                 summary.files,
                 summary.rejected
