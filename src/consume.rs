@@ -75,6 +75,8 @@ pub struct ConsumeOptions {
     /// a row group): past it, the partition holding the most is committed
     /// early. Bounds memory however many partitions are assigned.
     pub max_open_files: usize,
+    /// Dead letters go to this topic (else to the lake's `_rejected/`).
+    pub dead_letter: Option<Arc<crate::relay::DeadLetterTopic>>,
 }
 
 /// Totals of one run.
@@ -138,8 +140,12 @@ pub async fn run(
         // Small: each message is a chunk of up to 8192 rows in Arrow form.
         let (tx, rx) = sync_channel::<WriterMsg>(2);
         writer_txs.push(tx);
-        let (lake, opts, metrics, commits) =
-            (lake.clone(), opts.clone(), metrics.clone(), commit_tx.clone());
+        let (lake, opts, metrics, commits) = (
+            lake.clone(),
+            opts.clone(),
+            metrics.clone(),
+            commit_tx.clone(),
+        );
         writers.push(std::thread::spawn(move || {
             write_loop(rx, lake, &opts, commits, &metrics)
         }));
@@ -324,6 +330,9 @@ struct PartWrite {
     next_seq: u64,
     waiting: BTreeMap<u64, Processed>,
     events: prometheus::IntCounter,
+    /// Dead letters of the open segment bound for the dead-letter topic;
+    /// delivered (or, failing that, written to the lake) before it commits.
+    held: Vec<RejectRecord>,
 }
 
 /// A partition release the consumer thread is waiting for.
@@ -381,6 +390,7 @@ fn write_loop(
                             next_seq: 0,
                             waiting: BTreeMap::new(),
                             events,
+                            held: Vec::new(),
                         },
                     );
                 }
@@ -455,9 +465,13 @@ impl Writer<'_> {
             for (key, batch) in &p.parts {
                 seg.write(*key, batch)?;
             }
-            for r in &p.rejects {
+            for r in p.rejects {
                 self.metrics.dead_letters.inc();
-                seg.reject(r)?;
+                if self.opts.dead_letter.is_some() {
+                    part.held.push(r);
+                } else {
+                    seg.reject(&r)?;
+                }
             }
             *last = p.last;
             let full = seg.is_full() || seg.rows() >= self.opts.segment_rows;
@@ -512,9 +526,20 @@ impl Writer<'_> {
         let Some(part) = self.parts.get_mut(source) else {
             return Ok(());
         };
-        let Some((seg, first, last, _)) = part.segment.take() else {
+        let Some((mut seg, first, last, _)) = part.segment.take() else {
             return Ok(());
         };
+        if let Some(dlq) = &self.opts.dead_letter {
+            let held = std::mem::take(&mut part.held);
+            let n = held.len() as u64;
+            let failed = dlq.deliver(held);
+            self.summary.rejected += n - failed.len() as u64;
+            // Not confirmed by Kafka: kept in the lake instead, so the
+            // offset commit below never outruns a dead letter.
+            for r in &failed {
+                seg.reject(r)?;
+            }
+        }
         let stem = crate::ingest::stem(source, first as u64, last as u64);
         let info = seg.commit(&stem, last as u64 + 1, &mut part.state)?;
         self.summary.rows += info.rows;

@@ -313,6 +313,11 @@ enum Command {
         /// however many partitions this member is assigned.
         #[arg(long, env = "AUDITLAKE_MAX_OPEN_FILES", default_value_t = 32)]
         max_open_files: usize,
+        /// Send dead letters (JSON: source topic/partition, offset, reason,
+        /// text) to this topic instead of LAKE/_rejected. A record Kafka
+        /// does not confirm is kept in the lake instead.
+        #[arg(long, env = "AUDITLAKE_DEAD_LETTER_TOPIC")]
+        dead_letter_topic: Option<String>,
         /// Decode/resolve threads (default: number of cores).
         #[arg(long, env = "AUDITLAKE_WORKERS")]
         workers: Option<usize>,
@@ -632,6 +637,7 @@ fn main() -> Result<()> {
             max_message_bytes,
             row_group_rows,
             max_open_files,
+            dead_letter_topic,
             workers,
             exit_at_end,
             metrics_listen,
@@ -644,10 +650,10 @@ fn main() -> Result<()> {
                 .collect::<Result<Vec<_>, _>>()?;
             let opts = auditlake::consume::ConsumeOptions {
                 consumer: ConsumerSettings {
-                    brokers,
+                    brokers: brokers.clone(),
                     topics,
                     group,
-                    options,
+                    options: options.clone(),
                     cluster_header: Some(cluster_header).filter(|h| !h.is_empty()),
                     chunk_messages: 8192,
                     chunk_bytes: 16 << 20,
@@ -663,6 +669,12 @@ fn main() -> Result<()> {
                 max_age: std::time::Duration::from_secs_f64(flush_seconds.max(0.05)),
                 max_message_bytes,
                 max_open_files: max_open_files.max(1),
+                dead_letter: match &dead_letter_topic {
+                    Some(t) => Some(Arc::new(auditlake::relay::DeadLetterTopic::new(
+                        &brokers, t, &options,
+                    )?)),
+                    None => None,
+                },
             };
             let write = WriteOptions {
                 row_group_rows: row_group_rows.max(1),

@@ -118,6 +118,74 @@ impl Relay {
     }
 }
 
+/// The consumer's dead-letter topic: rejected messages as JSON records
+/// (the lake's `RejectRecord`: source topic/partition, offset, reason,
+/// text), keyed by `<source>@<offset>`.
+pub struct DeadLetterTopic {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl DeadLetterTopic {
+    pub fn new(
+        brokers: &str,
+        topic: &str,
+        options: &[(String, String)],
+    ) -> Result<DeadLetterTopic, RelayError> {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", brokers)
+            .set("client.id", "auditlake-dead-letters")
+            .set("message.timeout.ms", "30000");
+        for (k, v) in options {
+            c.set(k, v);
+        }
+        c.set("enable.idempotence", "true").set("acks", "all");
+        Ok(DeadLetterTopic {
+            producer: c.create().map_err(RelayError::Config)?,
+            topic: topic.to_string(),
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Produce every record and wait for the delivery reports; returns the
+    /// records Kafka did not confirm (the caller keeps them elsewhere).
+    pub fn deliver(
+        &self,
+        records: Vec<crate::lake::RejectRecord>,
+    ) -> Vec<crate::lake::RejectRecord> {
+        let mut pending = Vec::with_capacity(records.len());
+        let mut failed = Vec::new();
+        for r in records {
+            let payload = serde_json::to_vec(&r).unwrap_or_default();
+            let key = format!("{}@{}", r.source, r.position);
+            let record = FutureRecord::<str, [u8]>::to(&self.topic)
+                .key(&key)
+                .payload(&payload);
+            match self.producer.send_result(record) {
+                Ok(f) => pending.push((r, f)),
+                Err((e, _)) => {
+                    tracing::warn!(error = %e, "dead-letter topic refused a record");
+                    failed.push(r);
+                }
+            }
+        }
+        for (r, f) in pending {
+            match futures::executor::block_on(f) {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => {
+                    tracing::warn!(error = %e, "dead-letter record not delivered");
+                    failed.push(r);
+                }
+                Err(_) => failed.push(r),
+            }
+        }
+        failed
+    }
+}
+
 /// What [`produce_lines`] did.
 #[derive(Debug, Default)]
 pub struct ProduceReport {

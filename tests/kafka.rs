@@ -526,3 +526,65 @@ fn wrapped_events_from_log_shippers_are_unwrapped() {
         .unwrap_or_default()
         .contains("no field `log`"));
 }
+
+#[test]
+fn dead_letter_topic_receives_poison_with_its_offset() {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    use rdkafka::message::Message as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let broker = Broker::start();
+    broker.create_topic("dl-source", 1);
+    broker.create_topic("dl-letters", 1);
+    let lines = generated(dir.path(), 20, 9);
+    let producer = broker.producer();
+    for l in &lines[..10] {
+        send(&producer, "dl-source", 0, None, l.as_bytes(), None);
+    }
+    send(&producer, "dl-source", 0, None, b"{broken", None);
+    send(&producer, "dl-source", 0, None, b"[1, 2]", None);
+    for l in &lines[10..] {
+        send(&producer, "dl-source", 0, None, l.as_bytes(), None);
+    }
+    flush(&producer);
+    let mut c = Consumer::start(
+        &broker,
+        &lake,
+        "dl-source",
+        &["--dead-letter-topic", "dl-letters", "--exit-at-end"],
+        &[],
+    );
+    c.wait_success();
+    assert_exactly_once(&lake, &keys(&lines));
+    assert!(
+        dead_letters(&lake).is_empty(),
+        "dead letters went to the lake, not the topic"
+    );
+    // Read the dead-letter topic back.
+    let reader: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", broker.addr())
+        .set("group.id", "dl-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    reader.subscribe(&["dl-letters"]).expect("subscribe");
+    let mut got = Vec::new();
+    let t = Instant::now();
+    while got.len() < 3 && t.elapsed() < Duration::from_secs(30) {
+        if let Some(Ok(m)) = reader.poll(Duration::from_millis(200)) {
+            let v: serde_json::Value =
+                serde_json::from_slice(m.payload().expect("payload")).expect("JSON dead letter");
+            got.push(v);
+        }
+    }
+    assert_eq!(got.len(), 3, "{got:?}");
+    let mut positions: Vec<u64> = got
+        .iter()
+        .map(|v| v["position"].as_u64().expect("pos"))
+        .collect();
+    positions.sort();
+    // `[1, 2]` is one message with two bad items.
+    assert_eq!(positions, vec![10, 11, 11]);
+    assert!(got.iter().all(|v| v["source"] == "kafka dl-source/0"));
+    assert!(got.iter().any(|v| v["text"] == "{broken"));
+}

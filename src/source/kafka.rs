@@ -388,7 +388,11 @@ impl Feed {
         let (tx, rx) = std::sync::mpsc::sync_channel(self.writers.len().max(1));
         let mut asked = 0;
         for (shard, writer) in self.writers.iter().enumerate() {
-            let mine: Vec<_> = parts.iter().filter(|(tp, _)| tp.shard == shard).cloned().collect();
+            let mine: Vec<_> = parts
+                .iter()
+                .filter(|(tp, _)| tp.shard == shard)
+                .cloned()
+                .collect();
             if mine.is_empty() {
                 continue;
             }
@@ -558,7 +562,11 @@ pub fn run(parts: ConsumerParts, cancel: CancellationToken) -> Result<(), KafkaS
         {
             last_end_check = Instant::now();
             let at_end = read_to_end(&consumer);
-            tracing::debug!(at_end, took_ms = last_end_check.elapsed().as_millis() as u64, "end-of-topics check");
+            tracing::debug!(
+                at_end,
+                took_ms = last_end_check.elapsed().as_millis() as u64,
+                "end-of-topics check"
+            );
             if at_end {
                 tracing::info!("every assigned partition is read to its end; stopping");
                 break;
@@ -621,7 +629,11 @@ fn read_to_end(consumer: &BaseConsumer<Ctx>) -> bool {
 }
 
 /// librdkafka's cached (low, high) watermarks of a partition, if known.
-fn cached_watermarks(consumer: &BaseConsumer<Ctx>, topic: &str, partition: i32) -> Option<(i64, i64)> {
+fn cached_watermarks(
+    consumer: &BaseConsumer<Ctx>,
+    topic: &str,
+    partition: i32,
+) -> Option<(i64, i64)> {
     let topic = std::ffi::CString::new(topic).ok()?;
     let (mut low, mut high) = (-1i64, -1i64);
     // SAFETY: the client handle is valid while `consumer` is borrowed, the
