@@ -338,6 +338,7 @@ struct PartWrite {
 /// A partition release the consumer thread is waiting for.
 struct Barrier {
     parts: Vec<(Arc<Tp>, Option<u64>)>,
+    discard: bool,
     reply: ReleaseReply,
 }
 
@@ -394,9 +395,15 @@ fn write_loop(
                         },
                     );
                 }
-                Ok(WriterMsg::Control(Control::Release { parts, reply })) => {
-                    barriers.push(Barrier { parts, reply })
-                }
+                Ok(WriterMsg::Control(Control::Release {
+                    parts,
+                    discard,
+                    reply,
+                })) => barriers.push(Barrier {
+                    parts,
+                    discard,
+                    reply,
+                }),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -405,7 +412,7 @@ fn write_loop(
             while i < barriers.len() {
                 if w.satisfied(&barriers[i]) {
                     let b = barriers.swap_remove(i);
-                    match w.release(&b.parts) {
+                    match w.release(&b.parts, b.discard) {
                         Ok(offsets) => {
                             let _ = b.reply.send(Ok(offsets));
                         }
@@ -576,9 +583,19 @@ impl Writer<'_> {
         })
     }
 
-    fn release(&mut self, parts: &[(Arc<Tp>, Option<u64>)]) -> Result<Offsets, ConsumeError> {
+    fn release(
+        &mut self,
+        parts: &[(Arc<Tp>, Option<u64>)],
+        discard: bool,
+    ) -> Result<Offsets, ConsumeError> {
         let mut out = Vec::new();
         for (tp, _) in parts {
+            if discard {
+                // Dropping the segment leaves only temporaries, which the
+                // partition's next owner deletes when it recovers.
+                self.parts.remove(&tp.source);
+                continue;
+            }
             self.commit_part(&tp.source)?;
             if let Some(p) = self.parts.remove(&tp.source) {
                 out.push((p.tp, p.state.committed_through));

@@ -296,7 +296,9 @@ fn crash_between_lake_commit_and_offset_commit_duplicates_nothing() {
     let lake = dir.path().join("lake");
     let broker = Broker::start();
     broker.create_topic("crash", 2);
-    let lines = generated(dir.path(), 5_000, 11);
+    // Several chunks (8192 messages) per partition, so the crash comes
+    // mid-stream.
+    let lines = generated(dir.path(), 30_000, 11);
     let want = keys(&lines);
     let producer = broker.producer();
     for (i, l) in lines.iter().enumerate() {
@@ -309,7 +311,7 @@ fn crash_between_lake_commit_and_offset_commit_duplicates_nothing() {
         &broker,
         &lake,
         "crash",
-        &["--segment-rows", "1000", "--exit-at-end"],
+        &["--segment-rows", "1000", "--exit-at-end", "--workers", "1"],
         &[("AUDITLAKE_FAILPOINT", "abort-after-lake-commit")],
     );
     let (status, log) = c.wait();
@@ -492,10 +494,11 @@ fn wrapped_events_from_log_shippers_are_unwrapped() {
         None,
     );
     flush(&producer);
+    // Subscribed by regular expression (librdkafka's `^` convention).
     let mut c = Consumer::start(
         &broker,
         &lake,
-        "shipped",
+        "^ship+ed$",
         &[
             "--payload-field",
             "log",

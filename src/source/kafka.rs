@@ -111,9 +111,13 @@ pub enum Control {
     Open { tp: Arc<Tp>, state: SourceState },
     /// Commit everything of these partitions up to and including chunk
     /// `last_seq` (`None`: no chunk was ever sent), forget them, and answer
-    /// with the next offset of each.
+    /// with the next offset of each. With `discard`, drop what is held
+    /// instead of committing it: the partitions were *lost* (this member
+    /// was expelled from the group) and another member may already be
+    /// writing them.
     Release {
         parts: Vec<(Arc<Tp>, Option<u64>)>,
+        discard: bool,
         reply: ReleaseReply,
     },
 }
@@ -216,15 +220,23 @@ impl ConsumerContext for Ctx {
                     .iter()
                     .map(|e| (e.topic().to_string(), e.partition()))
                     .collect();
-                tracing::info!(
-                    partitions = parts.len(),
-                    "partitions revoked; flushing them first"
-                );
+                let lost = consumer.assignment_lost();
+                if lost {
+                    tracing::warn!(
+                        partitions = parts.len(),
+                        "partitions lost (expelled from the group); dropping what was not committed, another member reads it again"
+                    );
+                } else {
+                    tracing::info!(
+                        partitions = parts.len(),
+                        "partitions revoked; flushing them first"
+                    );
+                }
                 let mut feed = match self.feed.lock() {
                     Ok(f) => f,
                     Err(p) => p.into_inner(),
                 };
-                feed.release(consumer, Some(&parts));
+                feed.release(consumer, Some(&parts), lost);
             }
             Rebalance::Assign(tpl) => {
                 self.metrics.kafka_rebalances.inc();
@@ -358,7 +370,12 @@ impl Feed {
 
     /// Flush the given partitions (all when `None`) to the lake, commit
     /// their offsets synchronously and forget them.
-    fn release(&mut self, consumer: &BaseConsumer<Ctx>, which: Option<&[(String, i32)]>) {
+    fn release(
+        &mut self,
+        consumer: &BaseConsumer<Ctx>,
+        which: Option<&[(String, i32)]>,
+        discard: bool,
+    ) {
         let keys: Vec<(String, i32)> = match which {
             Some(w) => w
                 .iter()
@@ -398,6 +415,7 @@ impl Feed {
             }
             let msg = crate::consume::WriterMsg::Control(Control::Release {
                 parts: mine,
+                discard,
                 reply: tx.clone(),
             });
             if writer.send(msg).is_err() {
@@ -418,8 +436,11 @@ impl Feed {
                 Err(_) => self.broken.store(true, Ordering::Relaxed),
             }
         }
-        // Whatever did get committed to the lake is committed to the group.
-        commit_offsets(consumer, &offsets, CommitMode::Sync, &self.metrics);
+        // Whatever did get committed to the lake is committed to the group
+        // (not for lost partitions: the group has moved on without us).
+        if !discard {
+            commit_offsets(consumer, &offsets, CommitMode::Sync, &self.metrics);
+        }
     }
 }
 
@@ -579,7 +600,7 @@ pub fn run(parts: ConsumerParts, cancel: CancellationToken) -> Result<(), KafkaS
             Ok(f) => f,
             Err(p) => p.into_inner(),
         };
-        feed.release(&consumer, None);
+        feed.release(&consumer, None, false);
     }
     while let Ok(offsets) = commits.try_recv() {
         commit_offsets(&consumer, &offsets, CommitMode::Sync, &metrics);
