@@ -201,12 +201,8 @@ pub async fn run(
 fn worker(rx: Arc<Mutex<Receiver<Chunk>>>, txs: Vec<SyncSender<WriterMsg>>, opts: ConsumeOptions) {
     let mut asm = Assembler::default();
     loop {
-        let chunk = {
-            let Ok(guard) = rx.lock() else { return };
-            match guard.recv() {
-                Ok(c) => c,
-                Err(_) => return,
-            }
+        let Some(chunk) = crate::ingest::recv_shared(&rx) else {
+            return;
         };
         let out = process(&chunk, &opts, &mut asm);
         let Some(tx) = txs.get(chunk.tp.shard) else {

@@ -287,18 +287,20 @@ fn worker(
     let mut asm = Assembler::default();
     let prefix = format!("file:{}:", ctx.path);
     loop {
-        let chunk = {
-            let Ok(guard) = rx.lock() else { return };
-            match guard.recv() {
-                Ok(c) => c,
-                Err(_) => return,
-            }
+        let Some(chunk) = recv_shared(&rx) else {
+            return;
         };
         let out = process_chunk(&chunk, &ctx, &prefix, &mut asm);
         if tx.send(out).is_err() {
             return;
         }
     }
+}
+
+/// Take the next item from a receiver shared by a pool of workers; `None`
+/// once the sender is gone (or a worker panicked holding the lock).
+pub(crate) fn recv_shared<T>(rx: &Mutex<Receiver<T>>) -> Option<T> {
+    rx.lock().ok()?.recv().ok()
 }
 
 fn process_chunk(

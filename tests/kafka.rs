@@ -140,12 +140,7 @@ impl Consumer {
     }
 
     fn sigterm(mut self) -> String {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success());
+        common::signal(&self.child, "-TERM");
         self.wait_success()
     }
 
@@ -258,7 +253,7 @@ fn group_members_killed_and_rebalanced_store_every_event_exactly_once() {
         if k == 3 {
             // Mid-stream, after the group has settled and written files.
             wait_rows(&lake, 1, Duration::from_secs(60));
-            a_kill(&a);
+            common::signal(&a.child, "-KILL");
         }
     }
     // Member A is gone: B takes its partitions over after the session
@@ -278,16 +273,6 @@ fn group_members_killed_and_rebalanced_store_every_event_exactly_once() {
         let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         name.starts_with("k.audit.") && name.ends_with(".parquet")
     }));
-}
-
-/// kill -9 member A (keeps the handle so Drop reaps it).
-fn a_kill(a: &Consumer) {
-    let pid = a.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-KILL", &pid])
-        .status()
-        .expect("kill")
-        .success());
 }
 
 #[test]

@@ -127,12 +127,7 @@ impl Server {
     }
 
     fn sigterm(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success());
+        signal(&self.child, "-TERM");
         let status = self.child.wait().expect("wait");
         assert!(status.success(), "serve exited with {status} after SIGTERM");
     }

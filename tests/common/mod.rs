@@ -144,3 +144,16 @@ pub fn parquet_files(lake: &Path) -> Vec<PathBuf> {
 pub fn parquet_count(lake: &Path) -> usize {
     parquet_files(lake).len()
 }
+
+/// Send `signal` (e.g. "-TERM", "-KILL") to a child process.
+pub fn signal(child: &std::process::Child, signal: &str) {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("kill")
+            .success(),
+        "kill {signal} {pid} failed"
+    );
+}
