@@ -406,6 +406,16 @@ fn poison_messages_are_dead_lettered_and_the_partition_moves_on() {
         "{text}"
     );
     assert!(text.contains("auditlake_dead_letters_total 5"), "{text}");
+    // Lag comes from librdkafka's statistics (every 5 s): caught up = 0.
+    let t = Instant::now();
+    while !http_get(&url).contains("auditlake_kafka_lag{partition=\"0\",topic=\"poison\"} 0") {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no lag gauge:\n{}",
+            http_get(&url)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     assert!(http_get(&format!("http://{listen}/readyz")).contains("ready"));
     c.sigterm();
     assert_eq!(row_count(&lake), 200);
