@@ -243,8 +243,9 @@ enum Command {
     /// after the Parquet file holding its records is committed, and files
     /// are named after topic, partition and offset range, so crashes,
     /// restarts and rebalances never lose or duplicate a row. Undecodable,
-    /// empty or oversized messages are dead-lettered to LAKE/_rejected with
-    /// topic, partition, offset and reason, and the partition moves on.
+    /// empty or oversized messages are dead-lettered (to LAKE/_rejected, or
+    /// to --dead-letter-topic) with topic, partition, offset and reason, and
+    /// the partition moves on.
     /// Run several with the same --group to share the partitions.
     /// Metrics, /healthz and /readyz are served on --metrics-listen.
     Consume {
