@@ -530,10 +530,7 @@ fn main() -> Result<()> {
         } => {
             let relay = match (kafka_brokers, kafka_topic) {
                 (Some(brokers), Some(topic)) => {
-                    let options = kafka_options
-                        .iter()
-                        .map(|o| auditlake::source::kafka::parse_option(o))
-                        .collect::<Result<Vec<_>, _>>()?;
+                    let options = auditlake::source::kafka::parse_options(&kafka_options)?;
                     Some(auditlake::relay::Relay::new(
                         &brokers,
                         &topic,
@@ -644,11 +641,8 @@ fn main() -> Result<()> {
             metrics_listen,
             profiles,
         } => {
-            use auditlake::source::kafka::{parse_option, ConsumerSettings};
-            let options = options
-                .iter()
-                .map(|o| parse_option(o))
-                .collect::<Result<Vec<_>, _>>()?;
+            use auditlake::source::kafka::ConsumerSettings;
+            let options = auditlake::source::kafka::parse_options(&options)?;
             let opts = auditlake::consume::ConsumeOptions {
                 consumer: ConsumerSettings {
                     brokers: brokers.clone(),
@@ -729,10 +723,7 @@ fn main() -> Result<()> {
             options,
             file,
         } => {
-            let options = options
-                .iter()
-                .map(|o| auditlake::source::kafka::parse_option(o))
-                .collect::<Result<Vec<_>, _>>()?;
+            let options = auditlake::source::kafka::parse_options(&options)?;
             let input: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
                 Box::new(std::io::BufReader::new(std::io::stdin().lock()))
             } else {

@@ -33,6 +33,26 @@ pub enum RelayError {
     },
 }
 
+/// A producer configuration: `defaults`, then the user's options, then
+/// the settings every acknowledgement here rests on (idempotence,
+/// `acks=all`), which options therefore cannot weaken.
+fn producer_config(
+    brokers: &str,
+    defaults: &[(&str, &str)],
+    options: &[(String, String)],
+) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers);
+    for (k, v) in defaults {
+        c.set(*k, *v);
+    }
+    for (k, v) in options {
+        c.set(k, v);
+    }
+    c.set("enable.idempotence", "true").set("acks", "all");
+    c
+}
+
 /// A producer bound to one topic.
 pub struct Relay {
     producer: FutureProducer,
@@ -48,18 +68,18 @@ impl Relay {
         options: &[(String, String)],
         timeout: Duration,
     ) -> Result<Relay, RelayError> {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", brokers)
-            .set("client.id", "auditlake-serve")
-            .set("linger.ms", "5")
-            .set("compression.type", "lz4")
-            .set("queue.buffering.max.kbytes", "262144")
-            .set("message.timeout.ms", timeout.as_millis().max(1).to_string());
-        for (k, v) in options {
-            c.set(k, v);
-        }
-        // The acknowledgement promise rests on these: applied last.
-        c.set("enable.idempotence", "true").set("acks", "all");
+        let timeout_ms = timeout.as_millis().max(1).to_string();
+        let c = producer_config(
+            brokers,
+            &[
+                ("client.id", "auditlake-serve"),
+                ("linger.ms", "5"),
+                ("compression.type", "lz4"),
+                ("queue.buffering.max.kbytes", "262144"),
+                ("message.timeout.ms", &timeout_ms),
+            ],
+            options,
+        );
         let producer: FutureProducer = c.create().map_err(RelayError::Config)?;
         Ok(Relay {
             producer,
@@ -132,14 +152,14 @@ impl DeadLetterTopic {
         topic: &str,
         options: &[(String, String)],
     ) -> Result<DeadLetterTopic, RelayError> {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", brokers)
-            .set("client.id", "auditlake-dead-letters")
-            .set("message.timeout.ms", "30000");
-        for (k, v) in options {
-            c.set(k, v);
-        }
-        c.set("enable.idempotence", "true").set("acks", "all");
+        let c = producer_config(
+            brokers,
+            &[
+                ("client.id", "auditlake-dead-letters"),
+                ("message.timeout.ms", "30000"),
+            ],
+            options,
+        );
         Ok(DeadLetterTopic {
             producer: c.create().map_err(RelayError::Config)?,
             topic: topic.to_string(),
@@ -241,16 +261,16 @@ pub fn produce_lines(
 ) -> Result<ProduceReport, RelayError> {
     use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
     let started = std::time::Instant::now();
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers)
-        .set("client.id", "auditlake-produce")
-        .set("linger.ms", "20")
-        .set("compression.type", "lz4")
-        .set("batch.size", "1000000");
-    for (k, v) in options {
-        c.set(k, v);
-    }
-    c.set("enable.idempotence", "true").set("acks", "all");
+    let c = producer_config(
+        brokers,
+        &[
+            ("client.id", "auditlake-produce"),
+            ("linger.ms", "20"),
+            ("compression.type", "lz4"),
+            ("batch.size", "1000000"),
+        ],
+        options,
+    );
     let producer: ThreadedProducer<Counting> = c
         .create_with_context(Counting {
             failed: Default::default(),

@@ -143,6 +143,11 @@ pub struct ConsumerSettings {
     pub exit_at_end: bool,
 }
 
+/// Parse every `-X key=value`.
+pub fn parse_options(all: &[String]) -> Result<Vec<(String, String)>, KafkaSourceError> {
+    all.iter().map(|o| parse_option(o)).collect()
+}
+
 /// Parse `key=value`.
 pub fn parse_option(s: &str) -> Result<(String, String), KafkaSourceError> {
     match s.split_once('=') {
@@ -320,14 +325,9 @@ impl Feed {
     }
 
     fn add(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) -> Result<(), KafkaSourceError> {
-        let header = self.settings.cluster_header.clone();
-        let (max_msgs, max_bytes) = (self.settings.chunk_messages, self.settings.chunk_bytes);
-        let part = self.part(m.topic(), m.partition())?;
-        part.consumed.inc();
-        if m.offset() < part.skip_below {
-            return Ok(());
-        }
-        let cluster = header.as_deref().and_then(|name| {
+        // Read from the message before borrowing the partition state (no
+        // per-message copy of the settings on this hot path).
+        let cluster = self.settings.cluster_header.as_deref().and_then(|name| {
             m.headers().and_then(|h| {
                 h.iter()
                     .find(|hd| hd.key == name)
@@ -335,6 +335,12 @@ impl Feed {
                     .map(|v| String::from_utf8_lossy(v).into_owned())
             })
         });
+        let (max_msgs, max_bytes) = (self.settings.chunk_messages, self.settings.chunk_bytes);
+        let part = self.part(m.topic(), m.partition())?;
+        part.consumed.inc();
+        if m.offset() < part.skip_below {
+            return Ok(());
+        }
         let payload = m.payload().map(|p| p.to_vec());
         if part.pending.is_empty() {
             part.since = Instant::now();
