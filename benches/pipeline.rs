@@ -4,12 +4,12 @@
 
 use auditlake::decode::{decode_unit, Decoded};
 use auditlake::lake::batch::{BatchBuilder, RowContext};
+use auditlake::lake::writer::ParquetFile;
 use auditlake::lake::{writer_properties, WriteOptions};
 use auditlake::profiles::Profiles;
 use auditlake::resolve::resolve;
 use auditlake::schema::record_schema;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use parquet::arrow::ArrowWriter;
 use std::hint::black_box;
 
 const EVENTS: u64 = 20_000;
@@ -81,18 +81,35 @@ fn stages(c: &mut Criterion) {
     let Ok(batch) = build() else {
         panic!("batch build failed")
     };
+    // The lake's writer: columns encoded one after another (`serial`) and
+    // spread over a pool of every core (`parallel`, what `ingest` does).
     g.throughput(Throughput::Elements(EVENTS));
-    g.bench_function("parquet_encode", |b| {
-        b.iter(|| {
-            let mut buf = Vec::with_capacity(8 << 20);
-            let props = writer_properties(&WriteOptions::default(), "bench");
-            let mut w = ArrowWriter::try_new(&mut buf, record_schema(), Some(props))
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .ok()
+        .map(std::sync::Arc::new);
+    for (name, pool) in [
+        ("parquet_encode_serial", None),
+        ("parquet_encode_parallel", pool),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let props = writer_properties(&WriteOptions::default(), "bench");
+                let mut w = ParquetFile::try_new(
+                    Vec::with_capacity(8 << 20),
+                    record_schema(),
+                    props,
+                    pool.clone(),
+                )
                 .unwrap_or_else(|e| panic!("writer: {e}"));
-            w.write(&batch).unwrap_or_else(|e| panic!("write: {e}"));
-            w.close().unwrap_or_else(|e| panic!("close: {e}"));
-            black_box(buf.len())
-        })
-    });
+                w.write(&batch).unwrap_or_else(|e| panic!("write: {e}"));
+                let out = w.into_inner().unwrap_or_else(|e| panic!("close: {e}"));
+                black_box(out.len())
+            })
+        });
+    }
     g.finish();
 }
 

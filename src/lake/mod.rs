@@ -24,11 +24,11 @@
 //! committed one are re-read).
 
 pub mod batch;
+pub mod writer;
 
 use crate::schema::{record_schema, SCHEMA_VERSION};
 use arrow::record_batch::RecordBatch;
 use batch::PartKey;
-use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -39,6 +39,8 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use writer::ParquetFile;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LakeError {
@@ -72,6 +74,9 @@ pub struct WriteOptions {
     /// ...or has this many partitions open (bounds memory on unsorted input).
     pub max_open_partitions: usize,
     pub zstd_level: i32,
+    /// Threads encoding the columns of a batch; 1 encodes on the writing
+    /// thread. Shared by every writer of the lake.
+    pub encode_threads: usize,
 }
 
 impl Default for WriteOptions {
@@ -81,6 +86,9 @@ impl Default for WriteOptions {
             segment_rows: 1_000_000,
             max_open_partitions: 24,
             zstd_level: 1,
+            encode_threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
         }
     }
 }
@@ -101,6 +109,48 @@ const NO_DICTIONARY: &[&str] = &[
     "source",
 ];
 
+/// Columns that get page statistics (min/max/null count per page and per
+/// column chunk), which is what lets a query skip pages and row groups.
+/// Every other column, random tokens (audit ids, uids, credential ids), URIs,
+/// free text, JSON blobs and the values inside lists and maps, gets none:
+/// their min/max would span nearly the whole range in every page, so they
+/// would prune nothing, while computing them costs about a sixth of the
+/// encoding time. `audit_id` lookups use its bloom filter instead.
+const STATISTICS: &[&str] = &[
+    "cluster",
+    "stage",
+    "level",
+    "verb",
+    "request_received_at",
+    "stage_at",
+    "resource",
+    "subresource",
+    "namespace",
+    "name",
+    "api_group",
+    "api_version",
+    "response_code",
+    "response_status",
+    "response_reason",
+    "decision",
+    "decision_reason",
+    "authn_username",
+    "impersonated_username",
+    "original_username",
+    "actor_username",
+    "actor_kind",
+    "actor_sa_namespace",
+    "actor_sa_name",
+    "acted_as_username",
+    "proxy_profile",
+    "proxy_username",
+    "resolution",
+    "claim_status",
+    "pod_name",
+    "node_name",
+    "ingested_at",
+];
+
 /// Columns investigators look up by exact value.
 const BLOOM: &[&str] = &["actor_username", "audit_id", "name"];
 
@@ -109,7 +159,7 @@ pub fn writer_properties(opts: &WriteOptions, source: &str) -> WriterProperties 
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
         .set_max_row_group_row_count(Some(opts.row_group_rows))
-        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_statistics_enabled(EnabledStatistics::None)
         .set_created_by(format!("auditlake {}", env!("CARGO_PKG_VERSION")))
         .set_key_value_metadata(Some(vec![
             KeyValue::new(
@@ -122,6 +172,9 @@ pub fn writer_properties(opts: &WriteOptions, source: &str) -> WriterProperties 
             ),
             KeyValue::new("auditlake.source".into(), source.to_string()),
         ]));
+    for c in STATISTICS {
+        b = b.set_column_statistics_enabled(ColumnPath::from(*c), EnabledStatistics::Page);
+    }
     for c in NO_DICTIONARY {
         b = b.set_column_dictionary_enabled(ColumnPath::from(*c), false);
     }
@@ -186,6 +239,7 @@ pub struct CommitInfo {
 pub struct Lake {
     root: PathBuf,
     opts: WriteOptions,
+    encoders: Option<Arc<rayon::ThreadPool>>,
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -198,7 +252,24 @@ impl Lake {
             let p = root.join(d);
             fs::create_dir_all(&p).map_err(io(&p))?;
         }
-        Ok(Lake { root, opts })
+        // Without a pool (one thread asked for, or none could be started)
+        // columns are encoded on the writing thread: slower, same bytes.
+        let encoders = (opts.encode_threads > 1)
+            .then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(opts.encode_threads)
+                    .thread_name(|i| format!("auditlake-encode-{i}"))
+                    .build()
+                    .map_err(|e| tracing::warn!("no Parquet encoding threads: {e}"))
+                    .ok()
+            })
+            .flatten()
+            .map(Arc::new);
+        Ok(Lake {
+            root,
+            opts,
+            encoders,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -294,7 +365,7 @@ impl Lake {
 
 struct OpenFile {
     tmp: PathBuf,
-    writer: ArrowWriter<BufWriter<File>>,
+    writer: ParquetFile<BufWriter<File>>,
     rows: u64,
 }
 
@@ -343,10 +414,11 @@ impl Segment {
                 let tmp = self.lake.tmp_path(&self.source, "parquet");
                 let f = File::create(&tmp).map_err(io(&tmp))?;
                 let props = writer_properties(&self.lake.opts, &self.source);
-                let writer = ArrowWriter::try_new(
+                let writer = ParquetFile::try_new(
                     BufWriter::with_capacity(1 << 20, f),
                     record_schema(),
-                    Some(props),
+                    props,
+                    self.lake.encoders.clone(),
                 )
                 .map_err(|source| LakeError::Parquet {
                     path: tmp.clone(),
@@ -487,4 +559,103 @@ pub fn parquet_files(root: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parquet::basic::Encoding;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    #[test]
+    fn tuned_columns_exist() {
+        for c in NO_DICTIONARY.iter().chain(STATISTICS).chain(BLOOM) {
+            assert!(
+                crate::schema::column_index(c).is_some(),
+                "{c} is not a column"
+            );
+        }
+    }
+
+    /// The layout promised to readers: ZSTD everywhere, dictionaries except
+    /// on unique columns, page statistics on the columns queries filter by,
+    /// bloom filters on the lookup columns, and the key-value metadata.
+    #[test]
+    fn files_carry_the_promised_layout() {
+        let batch = writer::tests::generated_batch(3000);
+        let mut f = ParquetFile::try_new(
+            Vec::new(),
+            record_schema(),
+            writer_properties(&WriteOptions::default(), "src-1"),
+            None,
+        )
+        .expect("file");
+        f.write(&batch).expect("write");
+        let bytes = f.into_inner().expect("close");
+        let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).expect("readable");
+        let md = reader.metadata();
+
+        let kv: BTreeMap<String, Option<String>> = md
+            .file_metadata()
+            .key_value_metadata()
+            .into_iter()
+            .flatten()
+            .map(|kv| (kv.key.clone(), kv.value.clone()))
+            .collect();
+        assert_eq!(
+            kv.get("auditlake.schema_version"),
+            Some(&Some(SCHEMA_VERSION.to_string()))
+        );
+        assert_eq!(kv.get("auditlake.source"), Some(&Some("src-1".to_string())));
+        assert!(kv.contains_key("auditlake.writer_version"));
+
+        let rg = md.row_group(0);
+        let chunk = |path: &str| {
+            rg.columns()
+                .iter()
+                .find(|c| c.column_path().string() == path)
+                .unwrap_or_else(|| panic!("no column {path}"))
+        };
+        for c in rg.columns() {
+            assert!(
+                matches!(c.compression(), Compression::ZSTD(_)),
+                "{} is not ZSTD",
+                c.column_path()
+            );
+        }
+        let dictionary = |path: &str| {
+            chunk(path)
+                .encodings()
+                .any(|e| e == Encoding::RLE_DICTIONARY)
+        };
+        assert!(dictionary("verb"));
+        assert!(dictionary("actor_username"));
+        assert!(dictionary("authn_extra.entries.value.list.item"));
+        assert!(!dictionary("audit_id"));
+        assert!(!dictionary("request_uri"));
+
+        for c in STATISTICS {
+            let chunk = chunk(c);
+            assert!(chunk.statistics().is_some(), "{c} has no statistics");
+            assert!(
+                chunk.column_index_offset().is_some(),
+                "{c} has no page index"
+            );
+        }
+        for c in ["audit_id", "authn_uid", "annotations.entries.value"] {
+            assert!(chunk(c).statistics().is_none(), "{c} has statistics");
+        }
+        let ts = chunk("request_received_at")
+            .statistics()
+            .and_then(|s| s.min_bytes_opt().map(|b| b.len()));
+        assert_eq!(ts, Some(8), "timestamp min is an i64");
+
+        for c in BLOOM {
+            assert!(
+                chunk(c).bloom_filter_offset().is_some(),
+                "{c} has no bloom filter"
+            );
+        }
+        assert!(chunk("verb").bloom_filter_offset().is_none());
+    }
 }

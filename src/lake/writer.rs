@@ -1,0 +1,283 @@
+//! One Parquet file of the lake being written, its columns encoded in
+//! parallel.
+//!
+//! `parquet::arrow::ArrowWriter` encodes a batch's columns one after another
+//! on the calling thread. With ~60 columns, encoding (dictionaries, min/max
+//! statistics, bloom filters, ZSTD) is about as much work per event as
+//! decoding, so a single lake writer fed by several decode workers became
+//! the serial bottleneck of `ingest`. Columns are independent until their
+//! row group is closed, so here every top-level column (with its leaf
+//! writers) is one unit of work for a rayon pool, and only the final splice
+//! of encoded column chunks into the file runs on the caller's thread.
+//!
+//! Invariant: the bytes written are those `ArrowWriter` would write with the
+//! same properties: the file writer and the column writers both come from
+//! `ArrowWriter::try_new(..).into_serialized_writer()` (so the embedded Arrow
+//! schema and key-value metadata are identical), row groups are cut at the
+//! same row counts, and column chunks are appended in schema order.
+
+use arrow::datatypes::{DataType, FieldRef, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_writer::{
+    compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory,
+};
+use parquet::arrow::ArrowWriter;
+use parquet::errors::{ParquetError, Result};
+use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+use rayon::prelude::*;
+use std::io::Write;
+use std::sync::Arc;
+
+/// A Parquet file being written with row groups of at most `max_rows` rows.
+pub struct ParquetFile<W: Write + Send> {
+    file: SerializedFileWriter<W>,
+    factory: ArrowRowGroupWriterFactory,
+    fields: Vec<FieldRef>,
+    /// Parquet leaf columns per top-level field (a map has two, a list one).
+    leaves: Vec<usize>,
+    /// Writers of the row group in progress, grouped by top-level field.
+    open: Option<Vec<Vec<ArrowColumnWriter>>>,
+    buffered_rows: usize,
+    max_rows: usize,
+    /// `None`: encode on the calling thread.
+    pool: Option<Arc<rayon::ThreadPool>>,
+}
+
+/// Number of Parquet leaf columns an Arrow type is stored as.
+fn leaf_count(dt: &DataType) -> usize {
+    match dt {
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::ListView(f)
+        | DataType::LargeListView(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::Map(f, _) => leaf_count(f.data_type()),
+        DataType::Struct(fs) => fs.iter().map(|f| leaf_count(f.data_type())).sum(),
+        _ => 1,
+    }
+}
+
+impl<W: Write + Send> ParquetFile<W> {
+    pub fn try_new(
+        out: W,
+        schema: SchemaRef,
+        props: WriterProperties,
+        pool: Option<Arc<rayon::ThreadPool>>,
+    ) -> Result<Self> {
+        let max_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
+        let (file, factory) =
+            ArrowWriter::try_new(out, schema.clone(), Some(props))?.into_serialized_writer()?;
+        let fields: Vec<FieldRef> = schema.fields().iter().cloned().collect();
+        let leaves = fields.iter().map(|f| leaf_count(f.data_type())).collect();
+        Ok(ParquetFile {
+            file,
+            factory,
+            fields,
+            leaves,
+            open: None,
+            buffered_rows: 0,
+            max_rows,
+            pool,
+        })
+    }
+
+    /// Encode `batch` (of the file's schema) into the row group in progress,
+    /// closing row groups as they fill.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let room = self.max_rows - self.buffered_rows;
+            let n = room.min(batch.num_rows() - offset);
+            let part = if offset == 0 && n == batch.num_rows() {
+                batch.clone()
+            } else {
+                batch.slice(offset, n)
+            };
+            self.encode(&part)?;
+            offset += n;
+            if self.buffered_rows >= self.max_rows {
+                self.flush_row_group()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn encode(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_columns() != self.fields.len() {
+            return Err(ParquetError::General(format!(
+                "batch has {} columns, the file's schema {}",
+                batch.num_columns(),
+                self.fields.len()
+            )));
+        }
+        if self.open.is_none() {
+            let row_group = self.file.flushed_row_groups().len();
+            let mut flat = self.factory.create_column_writers(row_group)?.into_iter();
+            let groups = self
+                .leaves
+                .iter()
+                .map(|&n| flat.by_ref().take(n).collect())
+                .collect();
+            self.open = Some(groups);
+        }
+        let Some(groups) = self.open.as_mut() else {
+            return Ok(());
+        };
+        let fields = &self.fields;
+        let encode_one = |(i, writers): (usize, &mut Vec<ArrowColumnWriter>)| -> Result<()> {
+            let leaves = compute_leaves(&fields[i], batch.column(i))?;
+            for (leaf, w) in leaves.iter().zip(writers.iter_mut()) {
+                w.write(leaf)?;
+            }
+            Ok(())
+        };
+        match &self.pool {
+            Some(pool) => pool.install(|| {
+                groups
+                    .par_iter_mut()
+                    .with_max_len(1)
+                    .enumerate()
+                    .try_for_each(encode_one)
+            })?,
+            None => groups.iter_mut().enumerate().try_for_each(encode_one)?,
+        }
+        self.buffered_rows += batch.num_rows();
+        Ok(())
+    }
+
+    /// Close the row group in progress (finishing every column chunk in
+    /// parallel) and append it to the file.
+    fn flush_row_group(&mut self) -> Result<()> {
+        let Some(groups) = self.open.take() else {
+            return Ok(());
+        };
+        self.buffered_rows = 0;
+        let close = |writers: Vec<ArrowColumnWriter>| -> Result<Vec<ArrowColumnChunk>> {
+            writers.into_iter().map(|w| w.close()).collect()
+        };
+        let chunks: Vec<Vec<ArrowColumnChunk>> = match &self.pool {
+            Some(pool) => pool.install(|| {
+                groups
+                    .into_par_iter()
+                    .with_max_len(1)
+                    .map(close)
+                    .collect::<Result<_>>()
+            })?,
+            None => groups.into_iter().map(close).collect::<Result<_>>()?,
+        };
+        let mut row_group = self.file.next_row_group()?;
+        for chunk in chunks.into_iter().flatten() {
+            chunk.append_to_row_group(&mut row_group)?;
+        }
+        row_group.close()?;
+        Ok(())
+    }
+
+    /// Write the last row group and the footer; hand back the output.
+    pub fn into_inner(mut self) -> Result<W> {
+        self.flush_row_group()?;
+        self.file.into_inner()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::lake::batch::{BatchBuilder, RowContext};
+    use crate::lake::{writer_properties, WriteOptions};
+    use crate::schema::record_schema;
+
+    /// A batch of `n` generated events.
+    pub(crate) fn generated_batch(n: u64) -> RecordBatch {
+        let text = crate::gen::jsonl(n, 11);
+        let text = std::str::from_utf8(&text).expect("generator writes UTF-8");
+        let profiles = crate::profiles::Profiles::builtin();
+        let ctx = RowContext {
+            cluster: "c1",
+            ingested_at_us: 1,
+        };
+        let mut b = BatchBuilder::new();
+        for (i, line) in text.lines().enumerate() {
+            crate::decode::decode_unit(
+                line,
+                |d| {
+                    let r = crate::resolve::resolve(&d.event, &profiles);
+                    b.append(&d, &r, &ctx, &format!("test:{i}"));
+                },
+                |r| panic!("generated event rejected: {:?}", r.error),
+            );
+        }
+        b.finish().expect("batch builds")
+    }
+
+    fn props() -> WriterProperties {
+        let opts = WriteOptions {
+            // Small row groups so the batches below straddle several.
+            row_group_rows: 700,
+            ..WriteOptions::default()
+        };
+        writer_properties(&opts, "test")
+    }
+
+    fn with_arrow_writer(batches: &[RecordBatch]) -> Vec<u8> {
+        let mut w =
+            ArrowWriter::try_new(Vec::new(), record_schema(), Some(props())).expect("arrow writer");
+        for b in batches {
+            w.write(b).expect("arrow write");
+        }
+        w.into_inner().expect("arrow close")
+    }
+
+    fn with_parquet_file(batches: &[RecordBatch], threads: usize) -> Vec<u8> {
+        let pool = (threads > 1).then(|| {
+            Arc::new(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .expect("pool"),
+            )
+        });
+        let mut f =
+            ParquetFile::try_new(Vec::new(), record_schema(), props(), pool).expect("parquet file");
+        for b in batches {
+            f.write(b).expect("write");
+        }
+        f.into_inner().expect("close")
+    }
+
+    #[test]
+    fn parallel_encoding_writes_the_bytes_arrow_writer_writes() {
+        let batch = generated_batch(2000);
+        // Uneven pieces: row groups fill across batch boundaries.
+        let batches = vec![
+            batch.slice(0, 333),
+            batch.slice(333, 1200),
+            batch.slice(1533, 467),
+        ];
+        let expected = with_arrow_writer(&batches);
+        assert_eq!(with_parquet_file(&batches, 1), expected, "serial");
+        assert_eq!(with_parquet_file(&batches, 3), expected, "parallel");
+
+        let reader = parquet::file::reader::SerializedFileReader::new(bytes::Bytes::from(expected))
+            .expect("readable");
+        use parquet::file::reader::FileReader;
+        let md = reader.metadata();
+        assert_eq!(md.file_metadata().num_rows(), 2000);
+        // 700-row groups: 700 + 700 + 600.
+        let groups: Vec<i64> = md.row_groups().iter().map(|g| g.num_rows()).collect();
+        assert_eq!(groups, vec![700, 700, 600]);
+    }
+
+    #[test]
+    fn a_batch_of_the_wrong_shape_is_an_error() {
+        let mut f =
+            ParquetFile::try_new(Vec::new(), record_schema(), props(), None).expect("parquet file");
+        let other = RecordBatch::try_from_iter([(
+            "x",
+            Arc::new(arrow::array::Int32Array::from(vec![1, 2])) as arrow::array::ArrayRef,
+        )])
+        .expect("batch");
+        assert!(f.write(&other).is_err());
+    }
+}
