@@ -53,6 +53,53 @@ const UAS: &[&str] = &[
     "Go-http-client/2.0",
 ];
 
+/// Objects of each resource in each namespace.
+const OBJECTS_PER_KIND: u32 = 64;
+
+/// Pods behind each workload service account.
+const PODS_PER_ACCOUNT: u32 = 3;
+
+/// A number that depends only on `parts`: identities that are stable in a
+/// real cluster (uids, pod names, certificates) are derived, not drawn.
+fn stable_u64(parts: &[&str]) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update(&[0]);
+    }
+    h.digest()
+}
+
+fn stable_hex(parts: &[&str], n: usize) -> String {
+    let mut out = String::with_capacity(n + 16);
+    let mut round = 0u64;
+    while out.len() < n {
+        let r = round.to_string();
+        let mut with_round = parts.to_vec();
+        with_round.push(&r);
+        out.push_str(&format!("{:016x}", stable_u64(&with_round)));
+        round += 1;
+    }
+    out.truncate(n);
+    out
+}
+
+fn stable_uuid(parts: &[&str]) -> String {
+    uuid_shape(&stable_hex(parts, 32))
+}
+
+/// A version-4-looking UUID from 32 hex digits.
+fn uuid_shape(h: &str) -> String {
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
 /// A request under construction; turned into one or more stage events.
 struct Req {
     verb: &'static str,
@@ -84,37 +131,37 @@ impl Generator {
 
     fn uuid(&mut self) -> String {
         let a: u128 = self.rng.random();
-        let h = format!("{a:032x}");
-        format!(
-            "{}-{}-4{}-a{}-{}",
-            &h[0..8],
-            &h[8..12],
-            &h[13..16],
-            &h[17..20],
-            &h[20..32]
-        )
+        uuid_shape(&format!("{a:032x}"))
     }
 
-    fn hex(&mut self, n: usize) -> String {
-        (0..n)
-            .map(|_| char::from(b"0123456789abcdef"[self.rng.random_range(0..16)]))
-            .collect()
+    /// The hour (since the epoch) of the request being generated: bound
+    /// service-account tokens are modelled as rotating hourly.
+    fn token_epoch(&self) -> i64 {
+        self.now_us.div_euclid(3_600_000_000)
     }
 
     fn human(&mut self) -> Value {
         let name = self.pick(HUMANS);
-        let fp = self.hex(64);
+        // One client certificate per person.
+        let fp = stable_hex(&["x509", name], 64);
         json!({"username": name, "groups": ["devs", "system:authenticated"],
                "extra": {"authentication.kubernetes.io/credential-id": [format!("X509SHA256={fp}")]}})
     }
 
+    /// A request from one of the service account's pods. A cluster has a
+    /// stable population: each account has a fixed uid and a few pods
+    /// (name, uid, node fixed), and each pod's bound token (its JTI) lasts an
+    /// hour, so credential ids repeat the way they do in real audit logs.
     fn service_account(&mut self, ns: &str, sa: &str) -> Value {
-        let pod = format!("{sa}-{}", self.hex(5));
-        let node = format!("worker-{}", self.rng.random_range(1..6));
-        let uid = self.uuid();
-        let pod_uid = self.uuid();
-        let node_uid = self.uuid();
-        let jti = self.uuid();
+        let replica = self.rng.random_range(0..PODS_PER_ACCOUNT).to_string();
+        let pod_key = [ns, sa, replica.as_str()];
+        let pod = format!("{sa}-{}", stable_hex(&pod_key, 5));
+        let node = format!("worker-{}", 1 + stable_u64(&pod_key) % 5);
+        let uid = stable_uuid(&["sa", ns, sa]);
+        let pod_uid = stable_uuid(&["pod", ns, sa, replica.as_str()]);
+        let node_uid = stable_uuid(&["node", node.as_str()]);
+        let epoch = self.token_epoch().to_string();
+        let jti = stable_uuid(&["jti", ns, sa, replica.as_str(), epoch.as_str()]);
         json!({"username": format!("system:serviceaccount:{ns}:{sa}"), "uid": uid,
                "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{ns}"), "system:authenticated"],
                "extra": {
@@ -127,8 +174,9 @@ impl Generator {
 
     fn proxy_sa(&mut self, username: &str) -> Value {
         let ns = username.split(':').nth(2).unwrap_or("default").to_string();
-        let jti = self.uuid();
-        let uid = self.uuid();
+        let epoch = self.token_epoch().to_string();
+        let jti = stable_uuid(&["jti", username, epoch.as_str()]);
+        let uid = stable_uuid(&["sa", username]);
         json!({"username": username, "uid": uid,
                "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{ns}"), "system:authenticated"],
                "extra": {"authentication.kubernetes.io/credential-id": [format!("JTI={jti}")]}})
@@ -158,7 +206,14 @@ impl Generator {
         ns: &str,
     ) -> Req {
         let verb = self.pick(verbs);
-        let name = format!("{}-{}", resource.trim_end_matches('s'), self.hex(4));
+        // Each namespace holds a fixed set of objects per resource, which
+        // clients touch again and again.
+        let object = self.rng.random_range(0..OBJECTS_PER_KIND).to_string();
+        let name = format!(
+            "{}-{}",
+            resource.trim_end_matches('s'),
+            stable_hex(&[ns, resource, object.as_str()], 4)
+        );
         let base = if group.is_empty() {
             "/api/v1".to_string()
         } else {
@@ -396,7 +451,9 @@ impl Generator {
             }
             // Rancher downstream impersonation.
             840..=869 => {
-                let uid = format!("u-{}", self.hex(5));
+                // A handful of Rancher users, each with a fixed id.
+                let user = self.rng.random_range(0..4u32).to_string();
+                let uid = format!("u-{}", stable_hex(&["rancher", user.as_str()], 5));
                 let mut r =
                     self.resource_req(&["get", "list", "update"], "deployments", "apps", ns);
                 r.user = self.proxy_sa(&format!("{RANCHER_PREFIX}{uid}"));
@@ -413,7 +470,7 @@ impl Generator {
             870..=889 => {
                 let mut r = self.resource_req(&["get", "list"], "pods", "", ns);
                 r.user = self.proxy_sa(ARC_SA);
-                let oid = self.uuid();
+                let oid = stable_uuid(&["aad", "frank@contoso.com"]);
                 r.impersonated = Some(
                     json!({"username": "frank@contoso.com", "groups": ["aad:ops", "system:authenticated"],
                     "extra": {"oid": [oid]}}),
@@ -526,7 +583,8 @@ impl Generator {
             // A stolen SA token replayed from a different pod.
             _ => {
                 let mut r = self.resource_req(&["list"], "secrets", "", "payments");
-                r.user = json!({"username": "system:serviceaccount:payments:ledger", "uid": "5a1c0b1e-0000-4000-a000-00000000ledg",
+                let uid = stable_uuid(&["sa", "payments", "ledger"]);
+                r.user = json!({"username": "system:serviceaccount:payments:ledger", "uid": uid,
                     "groups": ["system:serviceaccounts", "system:serviceaccounts:payments", "system:authenticated"],
                     "extra": {"authentication.kubernetes.io/credential-id": ["JTI=7e3f9a52-1b2c-4d5e-8f90-stolen000001"],
                               "authentication.kubernetes.io/pod-name": [self.pick(&["ledger-7d9f8-abcde", "debug-shell-x1"])],
@@ -740,5 +798,70 @@ mod tests {
         ] {
             assert!(seen.contains(&want), "scenario {want:?} missing");
         }
+    }
+
+    /// Identities that are fixed in a real cluster stay fixed: one uid per
+    /// service account, one uid and node per pod, one certificate per
+    /// person, one token per pod and hour.
+    #[test]
+    fn identities_form_a_stable_population() {
+        use std::collections::{HashMap, HashSet};
+        let mut g = Generator::new(3);
+        let mut events = Vec::new();
+        for i in 0..15_000 {
+            if i == 7_500 {
+                // Jump past a token lifetime.
+                g.now_us += 2 * 3_600_000_000;
+            }
+            events.extend(g.next_events());
+        }
+        let mut sa_uid: HashMap<String, String> = HashMap::new();
+        let mut pod: HashMap<String, (String, String)> = HashMap::new();
+        let mut token: HashMap<(String, i64), String> = HashMap::new();
+        let mut tokens_per_pod: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut cert: HashMap<String, String> = HashMap::new();
+        for e in &events {
+            let u = &e["user"];
+            let name = u["username"].as_str().unwrap_or_default().to_string();
+            let x = &u["extra"];
+            let first = |k: &str| x[k][0].as_str().map(str::to_string);
+            let cred = first("authentication.kubernetes.io/credential-id");
+            if cred.as_deref().is_some_and(|c| c.ends_with("stolen000001")) {
+                // The replayed-token scenario breaks the pattern on purpose.
+                continue;
+            }
+            if let Some(uid) = u["uid"].as_str() {
+                let prev = sa_uid
+                    .entry(name.clone())
+                    .or_insert_with(|| uid.to_string());
+                assert_eq!(prev, uid, "{name} changed uid");
+            }
+            if let (Some(p), Some(puid), Some(node)) = (
+                first("authentication.kubernetes.io/pod-name"),
+                first("authentication.kubernetes.io/pod-uid"),
+                first("authentication.kubernetes.io/node-name"),
+            ) {
+                let prev = pod.entry(p.clone()).or_insert((puid.clone(), node.clone()));
+                assert_eq!(prev, &(puid, node), "pod {p} changed uid or node");
+                let received = e["requestReceivedTimestamp"].as_str().unwrap_or_default();
+                let hour = crate::decode::parse_timestamp_us(received)
+                    .expect("timestamp")
+                    .div_euclid(3_600_000_000);
+                let jti = cred.clone().expect("pods have tokens");
+                let prev = token.entry((p.clone(), hour)).or_insert(jti.clone());
+                assert_eq!(prev, &jti, "pod {p} used two tokens in one hour");
+                tokens_per_pod.entry(p).or_default().insert(jti);
+            }
+            if let Some(c) = cred.filter(|c| c.starts_with("X509SHA256=")) {
+                let prev = cert.entry(name.clone()).or_insert(c.clone());
+                assert_eq!(prev, &c, "{name} changed certificate");
+            }
+        }
+        assert!(pod.len() >= 5, "workload pods: {}", pod.len());
+        assert!(!cert.is_empty(), "no certificate users");
+        assert!(
+            tokens_per_pod.values().any(|t| t.len() > 1),
+            "tokens never rotate"
+        );
     }
 }
