@@ -4,7 +4,7 @@
 
 use auditlake::decode::{decode_unit, Decoded};
 use auditlake::lake::batch::{BatchBuilder, RowContext};
-use auditlake::lake::writer::ParquetFile;
+use auditlake::lake::writer::{encoding_pool, ParquetFile};
 use auditlake::lake::{writer_properties, WriteOptions};
 use auditlake::profiles::Profiles;
 use auditlake::resolve::resolve;
@@ -85,11 +85,7 @@ fn stages(c: &mut Criterion) {
     // spread over a pool of every core (`parallel`, what `ingest` does).
     g.throughput(Throughput::Elements(EVENTS));
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .ok()
-        .map(std::sync::Arc::new);
+    let pool = encoding_pool(threads);
     for (name, pool) in [
         ("parquet_encode_serial", None),
         ("parquet_encode_parallel", pool),

@@ -252,19 +252,7 @@ impl Lake {
             let p = root.join(d);
             fs::create_dir_all(&p).map_err(io(&p))?;
         }
-        // Without a pool (one thread asked for, or none could be started)
-        // columns are encoded on the writing thread: slower, same bytes.
-        let encoders = (opts.encode_threads > 1)
-            .then(|| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(opts.encode_threads)
-                    .thread_name(|i| format!("auditlake-encode-{i}"))
-                    .build()
-                    .map_err(|e| tracing::warn!("no Parquet encoding threads: {e}"))
-                    .ok()
-            })
-            .flatten()
-            .map(Arc::new);
+        let encoders = writer::encoding_pool(opts.encode_threads);
         Ok(Lake {
             root,
             opts,

@@ -44,6 +44,22 @@ pub struct ParquetFile<W: Write + Send> {
     pool: Option<Arc<rayon::ThreadPool>>,
 }
 
+/// The pool `ParquetFile`s encode on: `threads` workers named
+/// `auditlake-encode-N`, or `None` (encode on the writing thread: slower,
+/// same bytes) when one thread is asked for or none could be started.
+pub fn encoding_pool(threads: usize) -> Option<Arc<rayon::ThreadPool>> {
+    if threads <= 1 {
+        return None;
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("auditlake-encode-{i}"))
+        .build()
+        .map_err(|e| tracing::warn!("no Parquet encoding threads: {e}"))
+        .ok()
+        .map(Arc::new)
+}
+
 /// Number of Parquet leaf columns an Arrow type is stored as.
 fn leaf_count(dt: &DataType) -> usize {
     match dt {
@@ -89,12 +105,8 @@ impl<W: Write + Send> ParquetFile<W> {
         while offset < batch.num_rows() {
             let room = self.max_rows - self.buffered_rows;
             let n = room.min(batch.num_rows() - offset);
-            let part = if offset == 0 && n == batch.num_rows() {
-                batch.clone()
-            } else {
-                batch.slice(offset, n)
-            };
-            self.encode(&part)?;
+            // A slice shares the batch's buffers: no copy, whole or not.
+            self.encode(&batch.slice(offset, n))?;
             offset += n;
             if self.buffered_rows >= self.max_rows {
                 self.flush_row_group()?;
@@ -111,19 +123,18 @@ impl<W: Write + Send> ParquetFile<W> {
                 self.fields.len()
             )));
         }
-        if self.open.is_none() {
-            let row_group = self.file.flushed_row_groups().len();
-            let mut flat = self.factory.create_column_writers(row_group)?.into_iter();
-            let groups = self
-                .leaves
-                .iter()
-                .map(|&n| flat.by_ref().take(n).collect())
-                .collect();
-            self.open = Some(groups);
-        }
-        let Some(groups) = self.open.as_mut() else {
-            return Ok(());
+        let groups = match self.open.take() {
+            Some(groups) => groups,
+            None => {
+                let row_group = self.file.flushed_row_groups().len();
+                let mut flat = self.factory.create_column_writers(row_group)?.into_iter();
+                self.leaves
+                    .iter()
+                    .map(|&n| flat.by_ref().take(n).collect())
+                    .collect()
+            }
         };
+        let groups = self.open.insert(groups);
         let fields = &self.fields;
         let encode_one = |(i, writers): (usize, &mut Vec<ArrowColumnWriter>)| -> Result<()> {
             let leaves = compute_leaves(&fields[i], batch.column(i))?;
@@ -230,14 +241,8 @@ pub(crate) mod tests {
     }
 
     fn with_parquet_file(batches: &[RecordBatch], threads: usize) -> Vec<u8> {
-        let pool = (threads > 1).then(|| {
-            Arc::new(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .expect("pool"),
-            )
-        });
+        let pool = encoding_pool(threads);
+        assert_eq!(pool.is_some(), threads > 1, "pool of {threads}");
         let mut f =
             ParquetFile::try_new(Vec::new(), record_schema(), props(), pool).expect("parquet file");
         for b in batches {
