@@ -15,7 +15,7 @@
 //! proxy identity of the profile that defines the claim. Anything else that
 //! carries a claim key is recorded as `spoofed` and its text kept as evidence.
 
-use crate::event::{Event, Str, UserInfo};
+use crate::event::{Event, ExtraValues, Str, UserInfo};
 use crate::profiles::{Claim, Profile, Profiles};
 use std::borrow::Cow;
 
@@ -368,7 +368,7 @@ fn parse_userinfo(text: &str) -> Option<UserInfo<'_>> {
 }
 
 /// A JSON `map[string][]string`.
-fn parse_extra_map(text: &str) -> Option<Vec<(Str<'_>, Vec<Str<'_>>)>> {
+fn parse_extra_map(text: &str) -> Option<Vec<(Str<'_>, ExtraValues<'_>)>> {
     // Reuse UserInfo's tolerant extra decoding.
     let wrapped = format!("{{\"extra\":{text}}}");
     let user: UserInfo = serde_json::from_str(&wrapped).ok()?;
@@ -379,7 +379,7 @@ fn parse_extra_map(text: &str) -> Option<Vec<(Str<'_>, Vec<Str<'_>>)>> {
             .map(|(k, v)| {
                 (
                     Cow::Owned(k.into_owned()),
-                    v.into_iter().map(|s| Cow::Owned(s.into_owned())).collect(),
+                    v.iter().map(|s| Cow::Owned(s.to_string())).collect(),
                 )
             })
             .collect(),
