@@ -9,9 +9,10 @@ use crate::resolve::{
 };
 use crate::schema::record_schema;
 use arrow::array::{
-    ArrayRef, Int32Builder, ListBuilder, MapBuilder, MapFieldNames, StringBuilder,
+    Array, ArrayRef, AsArray, Int32Builder, ListBuilder, MapBuilder, MapFieldNames, StringBuilder,
     TimestampMicrosecondBuilder,
 };
+use arrow::datatypes::DataType;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use std::fmt::Write as _;
@@ -70,8 +71,77 @@ type StrListBuilder = ListBuilder<StringBuilder>;
 type StrMapBuilder = MapBuilder<StringBuilder, StringBuilder>;
 type ExtraMapBuilder = MapBuilder<StringBuilder, StrListBuilder>;
 
-fn str_list() -> StrListBuilder {
-    ListBuilder::new(StringBuilder::new())
+/// How much a column's builder should hold: taken from the batch just
+/// finished, so the next batch's buffers are allocated once at about the
+/// right size instead of grown by doubling (each doubling copies the column,
+/// about a copy of every event per batch).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Capacity {
+    rows: usize,
+    /// Strings of the column, list items, or map keys.
+    items: usize,
+    bytes: usize,
+    /// Map values: their strings, or the items of their lists.
+    sub_items: usize,
+    sub_bytes: usize,
+}
+
+impl Capacity {
+    fn of(a: &dyn Array) -> Capacity {
+        let rows = a.len();
+        if let Some(s) = a.as_string_opt::<i32>() {
+            return Capacity {
+                rows,
+                items: rows,
+                bytes: s.values().len(),
+                ..Default::default()
+            };
+        }
+        if let Some(l) = a.as_list_opt::<i32>() {
+            let v = Capacity::of(l.values());
+            return Capacity {
+                rows,
+                items: v.rows,
+                bytes: v.bytes,
+                ..Default::default()
+            };
+        }
+        if let Some(m) = a.as_map_opt() {
+            let (k, v) = (Capacity::of(m.keys()), Capacity::of(m.values()));
+            let (sub_items, sub_bytes) = match m.values().data_type() {
+                DataType::List(_) => (v.items, v.bytes),
+                _ => (v.rows, v.bytes),
+            };
+            return Capacity {
+                rows,
+                items: k.rows,
+                bytes: k.bytes,
+                sub_items,
+                sub_bytes,
+            };
+        }
+        Capacity {
+            rows,
+            ..Default::default()
+        }
+    }
+}
+
+/// A little headroom, so a batch slightly larger than the last one does not
+/// double its buffers.
+fn grow(n: usize) -> usize {
+    n + n / 8
+}
+
+fn string(c: Capacity) -> StringBuilder {
+    StringBuilder::with_capacity(grow(c.items), grow(c.bytes))
+}
+
+fn str_list(c: Capacity) -> StrListBuilder {
+    ListBuilder::with_capacity(
+        StringBuilder::with_capacity(grow(c.items), grow(c.bytes)),
+        grow(c.rows),
+    )
 }
 
 fn names() -> Option<MapFieldNames> {
@@ -82,16 +152,29 @@ fn names() -> Option<MapFieldNames> {
     })
 }
 
-fn str_map() -> StrMapBuilder {
-    MapBuilder::new(names(), StringBuilder::new(), StringBuilder::new())
+fn str_map(c: Capacity) -> StrMapBuilder {
+    MapBuilder::with_capacity(
+        names(),
+        StringBuilder::with_capacity(grow(c.items), grow(c.bytes)),
+        StringBuilder::with_capacity(grow(c.items), grow(c.sub_bytes)),
+        grow(c.rows),
+    )
 }
 
-fn extra_map() -> ExtraMapBuilder {
-    MapBuilder::new(names(), StringBuilder::new(), str_list())
+fn extra_map(c: Capacity) -> ExtraMapBuilder {
+    MapBuilder::with_capacity(
+        names(),
+        StringBuilder::with_capacity(grow(c.items), grow(c.bytes)),
+        ListBuilder::with_capacity(
+            StringBuilder::with_capacity(grow(c.sub_items), grow(c.sub_bytes)),
+            grow(c.items),
+        ),
+        grow(c.rows),
+    )
 }
 
-fn ts() -> TimestampMicrosecondBuilder {
-    TimestampMicrosecondBuilder::new().with_timezone("UTC")
+fn ts(c: Capacity) -> TimestampMicrosecondBuilder {
+    TimestampMicrosecondBuilder::with_capacity(grow(c.rows)).with_timezone("UTC")
 }
 
 /// Arrow builders for every stored column, in schema order.
@@ -187,7 +270,7 @@ fn extra(b: &mut ExtraMapBuilder, u: Option<&UserInfo>) {
         Some(u) if !u.extra.is_empty() => {
             for (k, vs) in &u.extra {
                 b.keys().append_value(k);
-                for v in vs {
+                for v in vs.iter() {
                     b.values().values().append_value(v);
                 }
                 b.values().append(true);
@@ -210,68 +293,78 @@ fn s<'a>(v: &'a Option<Str<'_>>) -> Option<&'a str> {
 
 impl BatchBuilder {
     pub fn new() -> Self {
+        Self::with_capacities(&[])
+    }
+
+    /// Builders sized for `caps` (one per column, in schema order; missing
+    /// ones start empty).
+    fn with_capacities(caps: &[Capacity]) -> Self {
+        let mut caps = caps.iter().copied();
+        let mut next = || caps.next().unwrap_or_default();
+        // Fields are initialised in the order written, which is the
+        // schema's order, so each builder takes its own column's capacity.
         BatchBuilder {
             rows: 0,
-            cluster: StringBuilder::new(),
-            audit_id: StringBuilder::new(),
-            stage: StringBuilder::new(),
-            level: StringBuilder::new(),
-            verb: StringBuilder::new(),
-            request_uri: StringBuilder::new(),
-            user_agent: StringBuilder::new(),
-            source_ips: str_list(),
-            request_received_at: ts(),
-            stage_at: ts(),
-            resource: StringBuilder::new(),
-            subresource: StringBuilder::new(),
-            namespace: StringBuilder::new(),
-            name: StringBuilder::new(),
-            api_group: StringBuilder::new(),
-            api_version: StringBuilder::new(),
-            object_uid: StringBuilder::new(),
-            response_code: Int32Builder::new(),
-            response_status: StringBuilder::new(),
-            response_reason: StringBuilder::new(),
-            response_message: StringBuilder::new(),
-            decision: StringBuilder::new(),
-            decision_reason: StringBuilder::new(),
-            annotations: str_map(),
-            authn_username: StringBuilder::new(),
-            authn_uid: StringBuilder::new(),
-            authn_groups: str_list(),
-            authn_extra: extra_map(),
-            impersonated_username: StringBuilder::new(),
-            impersonated_uid: StringBuilder::new(),
-            impersonated_groups: str_list(),
-            impersonated_extra: extra_map(),
-            original_username: StringBuilder::new(),
-            original_uid: StringBuilder::new(),
-            original_groups: str_list(),
-            original_extra: extra_map(),
-            original_claim_raw: StringBuilder::new(),
-            actor_username: StringBuilder::new(),
-            actor_uid: StringBuilder::new(),
-            actor_groups: str_list(),
-            actor_kind: StringBuilder::new(),
-            actor_sa_namespace: StringBuilder::new(),
-            actor_sa_name: StringBuilder::new(),
-            acted_as_username: StringBuilder::new(),
-            acted_as_groups: str_list(),
-            proxy_profile: StringBuilder::new(),
-            proxy_username: StringBuilder::new(),
-            resolution: StringBuilder::new(),
-            claim_status: StringBuilder::new(),
-            credential_id: StringBuilder::new(),
-            authn_credential_id: StringBuilder::new(),
-            pod_name: StringBuilder::new(),
-            pod_uid: StringBuilder::new(),
-            node_name: StringBuilder::new(),
-            node_uid: StringBuilder::new(),
-            request_object: StringBuilder::new(),
-            response_object: StringBuilder::new(),
-            event_extra_fields: StringBuilder::new(),
-            source: StringBuilder::new(),
-            ingested_at: ts(),
+            cluster: string(next()),
+            audit_id: string(next()),
+            stage: string(next()),
+            level: string(next()),
+            verb: string(next()),
+            request_uri: string(next()),
+            user_agent: string(next()),
+            source_ips: str_list(next()),
+            request_received_at: ts(next()),
+            stage_at: ts(next()),
+            resource: string(next()),
+            subresource: string(next()),
+            namespace: string(next()),
+            name: string(next()),
+            api_group: string(next()),
+            api_version: string(next()),
+            object_uid: string(next()),
+            response_code: Int32Builder::with_capacity(grow(next().rows)),
+            response_status: string(next()),
+            response_reason: string(next()),
+            response_message: string(next()),
+            decision: string(next()),
+            decision_reason: string(next()),
+            annotations: str_map(next()),
+            authn_username: string(next()),
+            authn_uid: string(next()),
+            authn_groups: str_list(next()),
+            authn_extra: extra_map(next()),
+            impersonated_username: string(next()),
+            impersonated_uid: string(next()),
+            impersonated_groups: str_list(next()),
+            impersonated_extra: extra_map(next()),
+            original_username: string(next()),
+            original_uid: string(next()),
+            original_groups: str_list(next()),
+            original_extra: extra_map(next()),
+            original_claim_raw: string(next()),
+            actor_username: string(next()),
+            actor_uid: string(next()),
+            actor_groups: str_list(next()),
+            actor_kind: string(next()),
+            actor_sa_namespace: string(next()),
+            actor_sa_name: string(next()),
+            acted_as_username: string(next()),
+            acted_as_groups: str_list(next()),
+            proxy_profile: string(next()),
+            proxy_username: string(next()),
+            resolution: string(next()),
+            claim_status: string(next()),
+            credential_id: string(next()),
+            authn_credential_id: string(next()),
+            pod_name: string(next()),
+            pod_uid: string(next()),
+            node_name: string(next()),
+            node_uid: string(next()),
+            request_object: string(next()),
+            response_object: string(next()),
+            event_extra_fields: string(next()),
+            source: string(next()),
+            ingested_at: ts(next()),
             scratch: String::new(),
         }
     }
@@ -494,6 +587,10 @@ impl BatchBuilder {
             Arc::new(self.source.finish()),
             Arc::new(self.ingested_at.finish()),
         ];
+        let caps: Vec<Capacity> = columns.iter().map(|c| Capacity::of(c)).collect();
+        let scratch = std::mem::take(&mut self.scratch);
+        *self = BatchBuilder::with_capacities(&caps);
+        self.scratch = scratch;
         RecordBatch::try_new(record_schema(), columns)
     }
 }
@@ -516,6 +613,98 @@ mod tests {
         for (us, want) in rows {
             assert_eq!(PartKey::from_micros(us).dir(), want);
         }
+    }
+
+    fn build(texts: &[&str], b: &mut BatchBuilder) -> RecordBatch {
+        let profiles = crate::profiles::Profiles::builtin();
+        let ctx = RowContext {
+            cluster: "c1",
+            ingested_at_us: 5,
+        };
+        for text in texts {
+            crate::decode::decode_unit(
+                text,
+                |d| {
+                    let r = crate::resolve::resolve(&d.event, &profiles);
+                    b.append(&d, &r, &ctx, "test:1");
+                },
+                |r| panic!("rejected: {:?}", r.error),
+            );
+        }
+        b.finish().expect("batch")
+    }
+
+    const SA_EVENT: &str = r#"{"auditID":"a","stage":"ResponseComplete","sourceIPs":["10.0.0.1","10.0.0.2"],"user":{"username":"system:serviceaccount:ns:sa","groups":["g1"],"extra":{"authentication.kubernetes.io/credential-id":["JTI=1"],"k2":["v1","v22"]}},"annotations":{"authorization.k8s.io/decision":"allow"}}"#;
+
+    #[test]
+    fn capacities_follow_the_last_batch() {
+        let batch = build(&[SA_EVENT, SA_EVENT, SA_EVENT], &mut BatchBuilder::new());
+        let cap = |n: &str| {
+            Capacity::of(
+                batch
+                    .column(crate::schema::column_index(n).expect("column"))
+                    .as_ref(),
+            )
+        };
+        assert_eq!(
+            cap("audit_id"),
+            Capacity {
+                rows: 3,
+                items: 3,
+                bytes: 3,
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            cap("source_ips"),
+            Capacity {
+                rows: 3,
+                items: 6,
+                bytes: 48,
+                ..Default::default()
+            }
+        );
+        // Keys: 2 per row, 42 + 2 bytes; values: 3 per row, 5 + 2 + 3 bytes.
+        assert_eq!(
+            cap("authn_extra"),
+            Capacity {
+                rows: 3,
+                items: 6,
+                bytes: 132,
+                sub_items: 9,
+                sub_bytes: 30
+            }
+        );
+        assert_eq!(
+            cap("annotations"),
+            Capacity {
+                rows: 3,
+                items: 3,
+                bytes: 87,
+                sub_items: 3,
+                sub_bytes: 15
+            }
+        );
+        assert_eq!(
+            cap("response_code"),
+            Capacity {
+                rows: 3,
+                ..Default::default()
+            }
+        );
+    }
+
+    /// A builder that was finished (and resized from its batch) builds the
+    /// same next batch as a fresh one.
+    #[test]
+    fn a_resized_builder_builds_the_same_rows() {
+        let other = r#"{"auditID":"b","stage":"ResponseComplete","user":{"username":"alice"},"impersonatedUser":{"username":"bob","groups":["x","y"]},"objectRef":{"resource":"pods","namespace":"n"},"responseStatus":{"code":403}}"#;
+        let mut reused = BatchBuilder::new();
+        build(&[SA_EVENT; 5], &mut reused);
+        let again = build(&[other, SA_EVENT], &mut reused);
+        let fresh = build(&[other, SA_EVENT], &mut BatchBuilder::new());
+        assert_eq!(again, fresh);
+        assert_eq!(again.num_rows(), 2);
     }
 
     #[test]
