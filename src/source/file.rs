@@ -478,6 +478,72 @@ mod tests {
         assert_eq!(out, b"xy");
     }
 
+    /// Lines cross buffer and chunk boundaries; every line must come
+    /// out once, whole, with its number, whatever the cuts.
+    #[test]
+    fn lines_survive_buffer_and_chunk_cuts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("many.log");
+        let mut text = String::new();
+        let mut want = vec![];
+        // Enough lines for several chunks (CHUNK_UNITS each) and lengths
+        // that put line ends at every offset of a buffer.
+        let lines = (2 * CHUNK_UNITS + 777) as u64;
+        for i in 0..lines {
+            if i % 1000 == 3 {
+                text.push_str("  \r\n"); // blank: counted, not a unit
+                continue;
+            }
+            let line = format!(
+                "{{\"n\":{i},\"pad\":\"{}\"}}",
+                "x".repeat((i * 7919 % 3001) as usize)
+            );
+            text.push_str(&line);
+            text.push('\n');
+            want.push((i + 1, line));
+        }
+        // The last line has no newline.
+        text.push_str("{\"last\":true}");
+        want.push((lines + 1, "{\"last\":true}".into()));
+        std::fs::write(&p, &text).expect("write");
+        let got = chunks(&p);
+        assert_eq!(got.len(), want.len());
+        for ((pos, t, flaw), (wpos, wt)) in got.iter().zip(&want) {
+            assert_eq!(
+                (pos, t.as_str(), *flaw),
+                (wpos, wt.as_str(), UnitFlaw::None)
+            );
+        }
+        let mut r = FileReader::open(&p).expect("open");
+        let mut seen = 0;
+        while let Some(c) = r.next_chunk().expect("read") {
+            assert!(c.units.len() <= CHUNK_UNITS);
+            seen += 1;
+        }
+        assert!(seen >= 3, "expected several chunks, got {seen}");
+    }
+
+    #[test]
+    fn an_over_long_line_keeps_its_head_and_the_next_line_its_number() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("long.log");
+        let mut text = b"{\"a\":1}\n".to_vec();
+        text.extend(std::iter::repeat_n(b'z', MAX_LINE_BYTES + (3 << 20) + 5));
+        text.extend_from_slice(b"\n{\"b\":2}\n");
+        std::fs::write(&p, &text).expect("write");
+        let got = chunks(&p);
+        assert_eq!(got.len(), 3);
+        assert_eq!((got[0].0, got[0].1.as_str()), (1, "{\"a\":1}"));
+        assert_eq!(
+            (got[1].0, got[1].1.len(), got[1].2),
+            (2, KEEP_OF_LONG_LINE, UnitFlaw::TooLong)
+        );
+        assert_eq!(
+            (got[2].0, got[2].1.as_str(), got[2].2),
+            (3, "{\"b\":2}", UnitFlaw::None)
+        );
+    }
+
     #[test]
     fn skip_through_resumes() {
         let dir = tempfile::tempdir().expect("tempdir");
