@@ -53,10 +53,8 @@ impl<'a> Extend<Str<'a>> for ExtraValues<'a> {
             match self {
                 ExtraValues::List(list) if list.is_empty() => *self = ExtraValues::One(v),
                 ExtraValues::List(list) => list.push(v),
-                ExtraValues::One(_) => {
-                    if let ExtraValues::One(first) = std::mem::take(self) {
-                        *self = ExtraValues::List(vec![first, v]);
-                    }
+                ExtraValues::One(first) => {
+                    *self = ExtraValues::List(vec![std::mem::take(first), v]);
                 }
             }
         }
