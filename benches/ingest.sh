@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# End-to-end `auditlake ingest` benchmark: the figure issue 2 sets a target
+# for (1,000,000 generated events, all columns, events/s, MB/s, peak RSS,
+# lake size).
+#
+# The project VM's speed drifts by up to 2x between periods, so builds are
+# only compared within a round: each round runs every given binary once, on
+# the same file, into a fresh lake. One markdown row per run, then the range
+# per binary.
+#
+# Usage: bash benches/ingest.sh [-n EVENTS] [-r ROUNDS] [-w DIR] [BINARY...]
+#   -n  events to generate (default 1000000, seed 1)
+#   -r  rounds (default 3)
+#   -w  work directory for the input and the lakes (default: a new temporary
+#       one, removed at the end; the input file is reused if already there)
+#   BINARY  auditlake executables to compare (default: builds
+#       `--profile dist`, what the Docker image ships and the README reports)
+# Wall time, CPU time and peak RSS come from the kernel's rusage of the
+# child (python3), so GNU time is not needed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/auditlake-target}"
+
+EVENTS=1000000
+ROUNDS=3
+WORK=""
+while getopts "n:r:w:" opt; do
+  case "$opt" in
+    n) EVENTS="$OPTARG" ;;
+    r) ROUNDS="$OPTARG" ;;
+    w) WORK="$OPTARG" ;;
+    *) echo "usage: bash benches/ingest.sh [-n EVENTS] [-r ROUNDS] [-w DIR] [BINARY...]" >&2; exit 2 ;;
+  esac
+done
+shift $((OPTIND - 1))
+BINS=("$@")
+if [ ${#BINS[@]} -eq 0 ]; then
+  cargo build --profile dist --bin auditlake --quiet
+  BINS=("$CARGO_TARGET_DIR/dist/auditlake")
+fi
+for b in "${BINS[@]}"; do
+  [ -x "$b" ] || { echo "benches/ingest.sh: $b is not an executable" >&2; exit 2; }
+done
+
+if [ -z "$WORK" ]; then
+  WORK="$(mktemp -d)"
+  trap 'rm -rf "$WORK"' EXIT
+fi
+mkdir -p "$WORK"
+INPUT="$WORK/events-$EVENTS.jsonl"
+if [ ! -s "$INPUT" ]; then
+  "${BINS[0]}" gen --events "$EVENTS" --seed 1 -o "$INPUT.tmp"
+  mv "$INPUT.tmp" "$INPUT"
+fi
+
+python3 - "$EVENTS" "$ROUNDS" "$WORK" "$INPUT" "${BINS[@]}" <<'PY'
+import os, resource, shutil, subprocess, sys, time
+
+events, rounds, work, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+bins = sys.argv[5:]
+size = os.path.getsize(path)
+print(f"input: {path}, {events:,} events, {size / 1e6:,.1f} MB")
+print("| binary | round | events/s | MB/s | wall | CPU (user + sys) | peak RSS | lake |")
+print("|---|---|---|---|---|---|---|---|")
+runs = {b: [] for b in bins}
+for r in range(1, rounds + 1):
+    for b in bins:
+        lake = os.path.join(work, "lake")
+        shutil.rmtree(lake, ignore_errors=True)
+        # wait4: this run's own rusage (RUSAGE_CHILDREN would give the peak
+        # over every run so far).
+        start = time.monotonic()
+        p = subprocess.Popen([b, "ingest", "--lake", lake, "--no-progress", path],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.monotonic() - start
+        err = p.stderr.read().decode(errors="replace")
+        p.stderr.close()
+        if os.waitstatus_to_exitcode(status) != 0:
+            sys.exit(f"{b} failed in round {r}:\n{err}")
+        rows = None
+        for line in err.splitlines():
+            if line.startswith("total:"):
+                rows = int(line.split(" rows written")[0].split(",")[-1].strip())
+        if rows != events:
+            sys.exit(f"{b} wrote {rows} rows, expected {events}:\n{err}")
+        lake_bytes = sum(os.path.getsize(os.path.join(d, f))
+                         for d, _, fs in os.walk(lake) for f in fs if f.endswith(".parquet"))
+        cpu = ru.ru_utime + ru.ru_stime
+        rss = ru.ru_maxrss / 1024  # KiB -> MiB
+        runs[b].append((events / wall, size / 1e6 / wall, wall, cpu, rss))
+        print(f"| {b} | {r} | {events / wall:,.0f} | {size / 1e6 / wall:,.0f} | {wall:.2f} s | "
+              f"{cpu:.2f} s ({cpu / wall * 100:.0f}%) | {rss:,.0f} MiB | {lake_bytes / 1e6:.1f} MB |",
+              flush=True)
+    shutil.rmtree(os.path.join(work, "lake"), ignore_errors=True)
+print()
+print("| binary | events/s | MB/s | wall | CPU | peak RSS |")
+print("|---|---|---|---|---|---|")
+for b, rs in runs.items():
+    col = lambda i, fmt: f"{fmt(min(x[i] for x in rs))}–{fmt(max(x[i] for x in rs))}"
+    print(f"| {b} | {col(0, lambda v: f'{v:,.0f}')} | {col(1, lambda v: f'{v:,.0f}')} | "
+          f"{col(2, lambda v: f'{v:.2f} s')} | {col(3, lambda v: f'{v:.2f} s')} | "
+          f"{col(4, lambda v: f'{v:,.0f} MiB')} |")
+PY
