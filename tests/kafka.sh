@@ -65,9 +65,18 @@ transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 PROPS
-    java -cp "$libs/*" kafka.tools.StorageTool format --ignore-formatted \
-      -t "$(python3 -c 'import uuid,base64;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')" \
-      -c "$dir/server.properties" > "$dir/format.log" 2>&1
+    # A cluster id is 16 random bytes in URL-safe base64. The first byte's
+    # top six bits are cleared so that the id starts with A-D: one starting
+    # with '-' (1 in 64 otherwise) is taken by the tool for an option and
+    # the format fails.
+    local id
+    id="$(python3 -c 'import os,base64;b=bytearray(os.urandom(16));b[0]&=3;print(base64.urlsafe_b64encode(bytes(b)).decode().rstrip("="))')"
+    if ! java -cp "$libs/*" kafka.tools.StorageTool format --ignore-formatted -t "$id" \
+      -c "$dir/server.properties" > "$dir/format.log" 2>&1; then
+      echo "tests/kafka.sh: formatting $dir (cluster id $id) failed:" >&2
+      tail -20 "$dir/format.log" >&2
+      exit 1
+    fi
   fi
   # Heap kept small: the tests run beside it on a 2-core machine.
   nohup java -Xms256m -Xmx768m -XX:+UseG1GC -cp "$libs/*" kafka.Kafka "$dir/server.properties" \
