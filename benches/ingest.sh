@@ -67,15 +67,20 @@ for r in range(1, rounds + 1):
     for b in bins:
         lake = os.path.join(work, "lake")
         shutil.rmtree(lake, ignore_errors=True)
-        # wait4: this run's own rusage (RUSAGE_CHILDREN would give the peak
-        # over every run so far).
-        start = time.monotonic()
-        p = subprocess.Popen([b, "ingest", "--lake", lake, "--no-progress", path],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, status, ru = os.wait4(p.pid, 0)
-        wall = time.monotonic() - start
-        err = p.stderr.read().decode(errors="replace")
-        p.stderr.close()
+        # stderr goes to a file: a pipe read only after the exit could fill
+        # up and stall a run that logs a lot.
+        log = os.path.join(work, "ingest.stderr")
+        with open(log, "wb") as errf:
+            start = time.monotonic()
+            p = subprocess.Popen([b, "ingest", "--lake", lake, "--no-progress", path],
+                                 stdout=subprocess.DEVNULL, stderr=errf)
+            # This run's own rusage (RUSAGE_CHILDREN would give the peak
+            # over every run so far).
+            _, status, ru = os.wait4(p.pid, 0)
+            wall = time.monotonic() - start
+        with open(log, encoding="utf-8", errors="replace") as errf:
+            err = errf.read()
+        os.remove(log)
         if os.waitstatus_to_exitcode(status) != 0:
             sys.exit(f"{b} failed in round {r}:\n{err}")
         rows = None

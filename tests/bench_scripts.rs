@@ -5,6 +5,12 @@
 mod common;
 use common::bin;
 use std::process::Command;
+use std::sync::Mutex;
+
+/// One test at a time: a test writes an executable and runs it, and a
+/// process forked meanwhile by another test could hold it open for
+/// writing (ETXTBSY).
+static SERIAL: Mutex<()> = Mutex::new(());
 
 fn script(args: &[&str]) -> std::process::Output {
     let root = env!("CARGO_MANIFEST_DIR");
@@ -17,6 +23,7 @@ fn script(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn ingest_bench_reports_every_run() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let work = tempfile::tempdir().expect("tempdir");
     let exe = bin();
     let exe = exe.to_str().expect("utf-8 path");
@@ -54,10 +61,49 @@ fn ingest_bench_reports_every_run() {
     // The input is kept in the given work directory, the lake is not.
     assert!(work.path().join("events-3000.jsonl").is_file());
     assert!(!work.path().join("lake").exists());
+    assert!(!work.path().join("ingest.stderr").exists());
+}
+
+/// A stand-in for auditlake that generates with the real binary but whose
+/// `ingest` reports `summary` and exits with `code`.
+fn fake_binary(dir: &std::path::Path, summary: &str, code: i32) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("fake-auditlake");
+    let real = bin();
+    let text = format!(
+        "#!/usr/bin/env bash\nif [ \"$1\" = gen ]; then exec '{}' \"$@\"; fi\necho '{summary}' >&2\nexit {code}\n",
+        real.display()
+    );
+    std::fs::write(&path, text).expect("write fake binary");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+#[test]
+fn ingest_bench_fails_when_a_run_loses_events_or_fails() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let work = tempfile::tempdir().expect("tempdir");
+    let w = work.path().to_str().expect("utf-8 path");
+    let short = "total: 1 input files, 5 events, 4 rows written, 0 rejected, 1 lake files (0.1 MB)";
+    let fake = fake_binary(work.path(), short, 0);
+    let out = script(&["-n", "5", "-r", "1", "-w", w, fake.to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("wrote 4 rows, expected 5"), "{stderr}");
+
+    let fake = fake_binary(work.path(), "error: disk full", 1);
+    let out = script(&["-n", "5", "-r", "1", "-w", w, fake.to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("failed in round 1") && stderr.contains("error: disk full"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn ingest_bench_refuses_a_missing_binary() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let out = script(&["-n", "10", "-r", "1", "/nonexistent/auditlake"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not an executable"));
