@@ -54,7 +54,7 @@ if [ ! -s "$INPUT" ]; then
 fi
 
 python3 - "$EVENTS" "$ROUNDS" "$WORK" "$INPUT" "${BINS[@]}" <<'PY'
-import os, resource, shutil, subprocess, sys, time
+import os, shutil, subprocess, sys, time
 
 events, rounds, work, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 bins = sys.argv[5:]
@@ -63,13 +63,13 @@ print(f"input: {path}, {events:,} events, {size / 1e6:,.1f} MB")
 print("| binary | round | events/s | MB/s | wall | CPU (user + sys) | peak RSS | lake |")
 print("|---|---|---|---|---|---|---|---|")
 runs = {b: [] for b in bins}
+lake = os.path.join(work, "lake")
+# stderr goes to a file: a pipe read only after the exit could fill up and
+# stall a run that logs a lot.
+log = os.path.join(work, "ingest.stderr")
 for r in range(1, rounds + 1):
     for b in bins:
-        lake = os.path.join(work, "lake")
         shutil.rmtree(lake, ignore_errors=True)
-        # stderr goes to a file: a pipe read only after the exit could fill
-        # up and stall a run that logs a lot.
-        log = os.path.join(work, "ingest.stderr")
         with open(log, "wb") as errf:
             start = time.monotonic()
             p = subprocess.Popen([b, "ingest", "--lake", lake, "--no-progress", path],
@@ -93,11 +93,12 @@ for r in range(1, rounds + 1):
                          for d, _, fs in os.walk(lake) for f in fs if f.endswith(".parquet"))
         cpu = ru.ru_utime + ru.ru_stime
         rss = ru.ru_maxrss / 1024  # KiB -> MiB
-        runs[b].append((events / wall, size / 1e6 / wall, wall, cpu, rss))
-        print(f"| {b} | {r} | {events / wall:,.0f} | {size / 1e6 / wall:,.0f} | {wall:.2f} s | "
+        eps, mbps = events / wall, size / 1e6 / wall
+        runs[b].append((eps, mbps, wall, cpu, rss))
+        print(f"| {b} | {r} | {eps:,.0f} | {mbps:,.0f} | {wall:.2f} s | "
               f"{cpu:.2f} s ({cpu / wall * 100:.0f}%) | {rss:,.0f} MiB | {lake_bytes / 1e6:.1f} MB |",
               flush=True)
-    shutil.rmtree(os.path.join(work, "lake"), ignore_errors=True)
+shutil.rmtree(lake, ignore_errors=True)
 print()
 print("| binary | events/s | MB/s | wall | CPU | peak RSS |")
 print("|---|---|---|---|---|---|")

@@ -135,10 +135,7 @@ fn string(c: Capacity) -> StringBuilder {
 }
 
 fn str_list(c: Capacity) -> StrListBuilder {
-    ListBuilder::with_capacity(
-        StringBuilder::with_capacity(grow(c.items), grow(c.bytes)),
-        grow(c.rows),
-    )
+    ListBuilder::with_capacity(string(c), grow(c.rows))
 }
 
 fn names() -> Option<MapFieldNames> {
@@ -152,7 +149,7 @@ fn names() -> Option<MapFieldNames> {
 fn str_map(c: Capacity) -> StrMapBuilder {
     MapBuilder::with_capacity(
         names(),
-        StringBuilder::with_capacity(grow(c.items), grow(c.bytes)),
+        string(c),
         StringBuilder::with_capacity(grow(c.items), grow(c.sub_bytes)),
         grow(c.rows),
     )
@@ -161,7 +158,7 @@ fn str_map(c: Capacity) -> StrMapBuilder {
 fn extra_map(c: Capacity) -> ExtraMapBuilder {
     MapBuilder::with_capacity(
         names(),
-        StringBuilder::with_capacity(grow(c.items), grow(c.bytes)),
+        string(c),
         ListBuilder::with_capacity(
             StringBuilder::with_capacity(grow(c.sub_items), grow(c.sub_bytes)),
             grow(c.items),
