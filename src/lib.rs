@@ -15,7 +15,8 @@
 //!
 //! Modules:
 //! - [`event`]: the audit `Event` as it arrives, borrowed from the input.
-//! - [`decode`]: text (Event, EventList, array, JSON lines) to events or rejections.
+//! - [`decode`]: text (Event, EventList, array, JSON lines) to events or rejections;
+//!   [`decode::scan`] is its fast path for the common event shape.
 //! - [`profiles`]: proxy profiles, which decide whose identity claims are believed.
 //! - [`resolve`]: the identity rules: who acted, as whom, through which proxy.
 //! - [`schema`]: the one definition of the record schema.

@@ -1,7 +1,9 @@
-//! Property tests: no input makes the decoder or resolver panic, and no
-//! input disappears silently (every unit yields events or rejections).
+//! Property tests: no input makes the decoder or resolver panic, no input
+//! disappears silently (every unit yields events or rejections), and the
+//! decoder's fast scanner reads an event exactly as serde_json does.
 
-use auditlake::decode::decode_unit;
+use auditlake::decode::{decode_unit, scan};
+use auditlake::event::Event;
 use auditlake::profiles::Profiles;
 use auditlake::resolve::resolve;
 use proptest::prelude::*;
@@ -9,6 +11,7 @@ use proptest::prelude::*;
 const SAMPLE: &str = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"4d2b","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/prod/secrets/db","verb":"get","user":{"username":"system:serviceaccount:pinniped-concierge:pinniped-concierge-impersonation-proxy","groups":["system:authenticated"],"extra":{"authentication.kubernetes.io/credential-id":["JTI=x"]}},"impersonatedUser":{"username":"ops-bot","groups":["bots"],"extra":{"original-user-info.impersonation-proxy.concierge.pinniped.dev":["{\"username\":\"alice\",\"groups\":[\"admins\"],\"extra\":{\"k\":[\"v\"]}}"]}},"sourceIPs":["203.0.113.7"],"objectRef":{"resource":"secrets","namespace":"prod","name":"db"},"responseStatus":{"metadata":{},"code":200},"requestReceivedTimestamp":"2025-01-01T00:00:00.000000Z","stageTimestamp":"2025-01-01T00:00:00.004000Z","annotations":{"authorization.k8s.io/decision":"allow"}}"#;
 
 fn check(text: &str, profiles: &Profiles) {
+    scanner_agrees(text);
     let (mut events, mut rejections) = (0, 0);
     decode_unit(
         text,
@@ -21,6 +24,22 @@ fn check(text: &str, profiles: &Profiles) {
     let outcomes = events + rejections;
     let is_empty_list = text.contains("\"items\":[]") || text.trim() == "[]";
     assert!(outcomes > 0 || is_empty_list, "silently dropped: {text:?}");
+}
+
+/// When the scanner reads `text` at all, serde_json must read the same event.
+fn scanner_agrees(text: &str) {
+    if let Some(fast) = scan::event(text) {
+        match serde_json::from_str::<Event>(text) {
+            Ok(slow) => assert_eq!(format!("{fast:?}"), format!("{slow:?}"), "{text:?}"),
+            Err(e) => panic!("scanner read what serde refuses ({e}): {text:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_sample_takes_the_fast_path() {
+    // Otherwise the agreement properties below would hold vacuously.
+    assert!(scan::event(SAMPLE).is_some());
 }
 
 proptest! {
@@ -43,6 +62,28 @@ proptest! {
         bytes[pos] = byte;
         if let Ok(s) = String::from_utf8(bytes) {
             check(&s, &profiles);
+        }
+    }
+
+    #[test]
+    fn scanner_reads_corrupted_events_as_serde_does(pos in 0usize..1200, len in 0usize..4, insert in "[ -~]{0,3}|\\\\u[0-9a-fA-F]{4}|[\"\\\\:,{}\\[\\]0-9.eE+-]{1,2}") {
+        // Replace a few bytes of a valid event with printable text, JSON
+        // punctuation or a \u escape: most results are still JSON (as
+        // different events) or almost JSON, which is where a scanner and
+        // serde could disagree.
+        let pos = pos % SAMPLE.len();
+        let end = (pos + len).min(SAMPLE.len());
+        let text = format!("{}{}{}", &SAMPLE[..pos], insert, &SAMPLE[end..]);
+        scanner_agrees(&text);
+    }
+
+    #[test]
+    fn scanner_reads_arbitrary_members_as_serde_does(key in "[a-zA-Z]{1,12}", value in "null|true|-?[0-9]{1,11}|\"[ -~]{0,8}\"|\\[\\]|\\{\\}|\\[null,\"x\"\\]") {
+        // Any member, known or not, with a value of any JSON type.
+        for key in [key.as_str(), "user", "verb", "annotations", "sourceIPs", "responseStatus", "objectRef", "requestObject"] {
+            scanner_agrees(&format!("{{\"auditID\":\"a\",\"{key}\":{value}}}"));
+            scanner_agrees(&format!("{{\"user\":{{\"{key}\":{value}}},\"responseStatus\":{{\"code\":{value}}}}}"));
+            scanner_agrees(&format!("{{\"user\":{{\"extra\":{{\"k\":{value}}}}},\"annotations\":{{\"{key}\":{value}}}}}"));
         }
     }
 

@@ -6,11 +6,26 @@
 //! events. The apiserver's `legacy` text format is recognised and rejected
 //! with an explanation, since it lacks the extras and UIDs resolution needs.
 //!
+//! Each event object is read by [`scan`], a scanner for the event's known
+//! shape, and only when it is unsure by serde_json (the `Deserialize` impls
+//! in `event.rs`), which then also words the rejection.
+//!
 //! Pure: no I/O. One bad item in a list rejects that item only. Nothing here
 //! may panic on any input (see the property test).
 
+pub mod scan;
+
 use crate::event::Event;
 use serde_json::value::RawValue;
+
+/// One event object: by the scanner when it can, else by serde (which also
+/// explains what is wrong).
+fn parse_event(text: &str) -> Result<Event<'_>, serde_json::Error> {
+    match scan::event(text) {
+        Some(e) => Ok(e),
+        None => serde_json::from_str(text),
+    }
+}
 
 /// Why a unit or an item was not accepted.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -68,7 +83,7 @@ pub fn decode_unit<'a>(
             Ok(items) => decode_items(&items, &mut on_event, &mut on_reject),
             Err(e) => on_reject(whole(DecodeError::NotJson(e.to_string()))),
         },
-        Some(b'{') => match serde_json::from_str::<Event<'a>>(trimmed) {
+        Some(b'{') => match parse_event(trimmed) {
             Ok(event) => {
                 if let Some(items) = list_items(&event) {
                     match items {
@@ -150,7 +165,7 @@ fn decode_items<'a>(
 ) {
     for (i, raw) in items.iter().enumerate() {
         let text = raw.get();
-        let result = match serde_json::from_str::<Event<'a>>(text) {
+        let result = match parse_event(text) {
             Ok(e) if list_items(&e).is_some() => Err(DecodeError::NotAnEvent(
                 "an EventList nested inside a list".into(),
             )),
