@@ -1,8 +1,10 @@
-//! Throughput of each pipeline stage on generated traffic: decode, resolve,
-//! Arrow assembly and Parquet encoding. Reported as events/s (elements) and
+//! Throughput of each pipeline stage on generated traffic: decode (and its
+//! event parser, scanner against serde_json), resolve, Arrow assembly and
+//! Parquet encoding. Reported as events/s (elements) and
 //! input MB/s (bytes). End-to-end figures are in the README.
 
-use auditlake::decode::{decode_unit, Decoded};
+use auditlake::decode::{decode_unit, scan, Decoded};
+use auditlake::event::Event;
 use auditlake::lake::batch::{BatchBuilder, RowContext};
 use auditlake::lake::writer::{encoding_pool, ParquetFile};
 use auditlake::lake::{writer_properties, WriteOptions};
@@ -48,6 +50,27 @@ fn stages(c: &mut Criterion) {
     g.bench_function("decode/bytes", |b| {
         b.iter(|| black_box(decoded(&text, &spans).len()))
     });
+
+    // The event parser alone: the decoder's scanner, and serde_json, which
+    // it falls back to (and which decoded everything before it).
+    g.throughput(Throughput::Elements(EVENTS));
+    for (name, scanner) in [("parse/scan", true), ("parse/serde", false)] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut n = 0usize;
+                for &(a, z) in &spans {
+                    let line = &text[a..z];
+                    let parsed = if scanner {
+                        scan::event(line)
+                    } else {
+                        serde_json::from_str::<Event>(line).ok()
+                    };
+                    n += parsed.map_or(0, |e| e.source_ips.len());
+                }
+                black_box(n)
+            })
+        });
+    }
 
     let events = decoded(&text, &spans);
     g.throughput(Throughput::Elements(EVENTS));
