@@ -398,7 +398,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for Event<'a> {
     }
 }
 
-fn non_null(raw: &RawValue) -> Option<&RawValue> {
+/// `None` for a JSON `null`: the record stores no text for it.
+pub(crate) fn non_null(raw: &RawValue) -> Option<&RawValue> {
     (raw.get() != "null").then_some(raw)
 }
 

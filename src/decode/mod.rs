@@ -301,7 +301,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn run(text: &str) -> (Vec<Decoded<'_>>, Vec<Rejection<'_>>) {
@@ -384,13 +384,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn falco_fixtures_decode() {
+    /// Every non-empty line of the shared Falco fixtures, with its file.
+    pub(crate) fn falco_fixture_lines() -> Vec<(std::path::PathBuf, String)> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/falco");
         let Ok(entries) = std::fs::read_dir(&dir) else {
             panic!("fixtures missing at {}", dir.display());
         };
-        let mut events = 0;
+        let mut lines = Vec::new();
         for entry in entries.flatten() {
             let path = entry.path();
             if path.extension().and_then(|e| e.to_str()) != Some("json") {
@@ -398,10 +398,19 @@ mod tests {
             }
             let text = std::fs::read_to_string(&path).expect("fixture readable");
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                let (ok, bad) = run(line);
-                assert!(bad.is_empty(), "{}: {:?}", path.display(), bad);
-                events += ok.len();
+                lines.push((path.clone(), line.to_string()));
             }
+        }
+        lines
+    }
+
+    #[test]
+    fn falco_fixtures_decode() {
+        let mut events = 0;
+        for (path, line) in falco_fixture_lines() {
+            let (ok, bad) = run(&line);
+            assert!(bad.is_empty(), "{}: {:?}", path.display(), bad);
+            events += ok.len();
         }
         assert_eq!(events, 10);
     }
