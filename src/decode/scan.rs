@@ -496,6 +496,8 @@ mod tests {
                     if at + 3 < len {
                         b[at + 3] = b'"';
                     }
+                    // Most of these bytes are not UTF-8 on their own;
+                    // `plain_end` reads only `b`, so `text` can stay empty.
                     let s = Scanner {
                         text: "",
                         b: &b,
