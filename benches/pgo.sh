@@ -30,8 +30,10 @@ while getopts "p:n:" opt; do
     *) echo "usage: bash benches/pgo.sh [-p PROFILE] [-n EVENTS]" >&2; exit 2 ;;
   esac
 done
-# `release` builds land in target/release, every other profile in target/<name>.
+# Cargo puts the `dev` profile's output in target/debug, every other
+# profile's in target/<name>.
 OUT_DIR="$PROFILE"
+[ "$PROFILE" = dev ] && OUT_DIR=debug
 
 HOST="$(rustc -vV | sed -n 's/^host: //p')"
 PROFDATA="$(rustc --print sysroot)/lib/rustlib/$HOST/bin/llvm-profdata"
