@@ -5,7 +5,7 @@
 
 use auditlake::decode::{decode_unit, scan, Decoded};
 use auditlake::event::Event;
-use auditlake::lake::batch::{BatchBuilder, RowContext};
+use auditlake::lake::batch::{BatchBuilder, Row, RowContext};
 use auditlake::lake::writer::{encoding_pool, ParquetFile};
 use auditlake::lake::{writer_properties, WriteOptions};
 use auditlake::profiles::Profiles;
@@ -89,19 +89,32 @@ fn stages(c: &mut Criterion) {
         cluster: "bench",
         ingested_at_us: 0,
     };
-    let build = || {
+    // Resolve and append in runs of `run` events, as `ingest` does (64),
+    // or one event at a time (1).
+    let build = |run: usize| {
         let mut builder = BatchBuilder::new();
-        for d in &events {
-            let r = resolve(&d.event, &profiles);
-            builder.append(d, &r, &ctx, "file:bench:1");
+        for part in events.chunks(run) {
+            let resolved: Vec<_> = part.iter().map(|d| resolve(&d.event, &profiles)).collect();
+            let rows: Vec<Row> = part
+                .iter()
+                .zip(&resolved)
+                .map(|(d, r)| Row {
+                    decoded: d,
+                    resolved: r,
+                    source: "file:bench:1",
+                })
+                .collect();
+            builder.append_rows(&rows, &ctx);
         }
         builder.finish()
     };
-    g.bench_function("arrow_build", |b| {
-        b.iter(|| black_box(build().map(|b| b.num_rows())))
-    });
+    for (name, run) in [("arrow_build", 64), ("arrow_build_row_by_row", 1)] {
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(build(run).map(|b| b.num_rows())))
+        });
+    }
 
-    let Ok(batch) = build() else {
+    let Ok(batch) = build(64) else {
         panic!("batch build failed")
     };
     // The lake's writer: columns encoded one after another (`serial`) and
