@@ -5,8 +5,9 @@
 #
 # The project VM's speed drifts by up to 2x between periods, so builds are
 # only compared within a round: each round runs every given binary once, on
-# the same file, into a fresh lake. One markdown row per run, then the range
-# per binary.
+# the same file, into a fresh lake. The order rotates from round to round,
+# and the input is read into the page cache before every run. One markdown
+# row per run, then the range per binary.
 #
 # Usage: bash benches/ingest.sh [-n EVENTS] [-r ROUNDS] [-w DIR] [BINARY...]
 #   -n  events to generate (default 1000000, seed 1)
@@ -67,9 +68,21 @@ lake = os.path.join(work, "lake")
 # stderr goes to a file: a pipe read only after the exit could fill up and
 # stall a run that logs a lot.
 log = os.path.join(work, "ingest.stderr")
+def warm(path):
+    # Read the whole input first, so every run finds it in the page cache:
+    # the project VM's kernel pages out file data left idle for about a
+    # minute (DAMON), and re-reading it costs a run up to half a second.
+    with open(path, "rb") as f:
+        while f.read(8 << 20):
+            pass
+
 for r in range(1, rounds + 1):
-    for b in bins:
+    # Rotate the order every round: the first run of a round must not
+    # always be the same binary.
+    k = (r - 1) % len(bins)
+    for b in bins[k:] + bins[:k]:
         shutil.rmtree(lake, ignore_errors=True)
+        warm(path)
         with open(log, "wb") as errf:
             start = time.monotonic()
             p = subprocess.Popen([b, "ingest", "--lake", lake, "--no-progress", path],

@@ -90,9 +90,9 @@ fn stages(c: &mut Criterion) {
         ingested_at_us: 0,
     };
     // Resolve and append in runs of `run` events, as `ingest` does (64),
-    // or one event at a time (1).
-    let build = |run: usize| {
-        let mut builder = BatchBuilder::new();
+    // or one event at a time (1). The builder is reused, so from the second
+    // batch on its buffers are sized by the batch before, as in `ingest`.
+    let build = |builder: &mut BatchBuilder, run: usize| {
         for part in events.chunks(run) {
             let resolved: Vec<_> = part.iter().map(|d| resolve(&d.event, &profiles)).collect();
             let rows: Vec<Row> = part
@@ -109,12 +109,13 @@ fn stages(c: &mut Criterion) {
         builder.finish()
     };
     for (name, run) in [("arrow_build", 64), ("arrow_build_row_by_row", 1)] {
+        let mut builder = BatchBuilder::new();
         g.bench_function(name, |b| {
-            b.iter(|| black_box(build(run).map(|b| b.num_rows())))
+            b.iter(|| black_box(build(&mut builder, run).map(|b| b.num_rows())))
         });
     }
 
-    let Ok(batch) = build(64) else {
+    let Ok(batch) = build(&mut BatchBuilder::new(), 64) else {
         panic!("batch build failed")
     };
     // The lake's writer: columns encoded one after another (`serial`) and

@@ -64,6 +64,44 @@ fn ingest_bench_reports_every_run() {
     assert!(!work.path().join("ingest.stderr").exists());
 }
 
+/// Each round starts with a different binary, so the first run of a round
+/// (which pays for whatever the round before left behind) is not always
+/// the same build's.
+#[test]
+fn ingest_bench_rotates_the_order_every_round() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let work = tempfile::tempdir().expect("tempdir");
+    let (a, b) = (work.path().join("a"), work.path().join("b"));
+    for link in [&a, &b] {
+        std::os::unix::fs::symlink(bin(), link).expect("symlink");
+    }
+    let (a, b) = (a.to_str().expect("utf-8"), b.to_str().expect("utf-8"));
+    let w = work.path().join("w");
+    let out = script(&[
+        "-n",
+        "500",
+        "-r",
+        "3",
+        "-w",
+        w.to_str().expect("utf-8"),
+        a,
+        b,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let order: Vec<(String, String)> = stdout
+        .lines()
+        .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>())
+        .filter(|c| c.len() == 10 && (c[1] == a || c[1] == b))
+        .map(|c| (c[1].to_string(), c[2].to_string()))
+        .collect();
+    let want: Vec<(String, String)> = [(a, "1"), (b, "1"), (b, "2"), (a, "2"), (a, "3"), (b, "3")]
+        .iter()
+        .map(|(x, r)| (x.to_string(), r.to_string()))
+        .collect();
+    assert_eq!(order, want, "{stdout}");
+}
+
 /// A stand-in for auditlake that generates with the real binary but whose
 /// `ingest` reports `summary` and exits with `code`.
 fn fake_binary(dir: &std::path::Path, summary: &str, code: i32) -> std::path::PathBuf {
