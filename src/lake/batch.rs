@@ -459,15 +459,30 @@ impl BatchBuilder {
     /// one.
     pub fn append_rows(&mut self, rows: &[Row], ctx: &RowContext) {
         // `$b` takes one value (an `Option`) per item of `$items`, in order.
+        // Many columns are null in most rows (no impersonation, no proxy, no
+        // pod): a run of nulls is appended in one call.
         macro_rules! each {
-            ($b:expr, $items:expr, |$r:ident| $v:expr) => {
+            ($b:expr, $items:expr, |$r:ident| $v:expr) => {{
+                let mut nulls = 0;
                 for $r in $items {
-                    $b.append_option($v);
+                    match $v {
+                        Some(v) => {
+                            if nulls > 0 {
+                                $b.append_nulls(nulls);
+                                nulls = 0;
+                            }
+                            $b.append_value(v);
+                        }
+                        None => nulls += 1,
+                    }
                 }
-            };
+                if nulls > 0 {
+                    $b.append_nulls(nulls);
+                }
+            }};
         }
         self.rows += rows.len();
-        each!(self.cluster, rows, |_r| Some(ctx.cluster));
+        self.cluster.append_value_n(ctx.cluster, rows.len());
         each!(self.audit_id, rows, |r| s(&r.event().audit_id));
         each!(self.stage, rows, |r| s(&r.event().stage));
         each!(self.level, rows, |r| s(&r.event().level));
@@ -644,7 +659,8 @@ impl BatchBuilder {
             self.event_extra_fields.append_value(&self.scratch);
         }
         each!(self.source, rows, |r| Some(r.source));
-        each!(self.ingested_at, rows, |_r| Some(ctx.ingested_at_us));
+        self.ingested_at
+            .append_value_n(ctx.ingested_at_us, rows.len());
     }
 
     /// Finish the rows appended so far into a batch; the builder is reset.
