@@ -11,6 +11,10 @@
 //!
 //! The writer restores input order (chunks carry a sequence number), so
 //! segment boundaries, and therefore file names, depend on the input only.
+//!
+//! A worker does not build rows one event at a time: its [`Assembler`]
+//! decodes a run of events, resolves them, and appends the run column by
+//! column. Every source (the webhook and Kafka too) assembles rows this way.
 
 use crate::decode::{decode_unit, Decoded};
 use crate::lake::batch::{BatchBuilder, PartKey, Row, RowContext};
