@@ -417,8 +417,8 @@ impl Assembler {
         let mut events = 0u64;
         let mut staged: Vec<Staged<'a>> = Vec::with_capacity(RUN);
         let (builders, src) = (&mut self.builders, &mut self.src);
-        src.clear();
         for (pos, text) in units {
+            // Between runs no staged event refers to `src`.
             if staged.is_empty() {
                 src.clear();
             }
@@ -504,6 +504,7 @@ fn flush_run(
             .append_rows(&rest[..n], row_ctx);
         rest = &rest[n..];
     }
+    // Both borrow `staged`.
     drop(rows);
     drop(resolved);
     staged.clear();
