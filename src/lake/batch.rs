@@ -356,6 +356,50 @@ impl<'r> Identities<'r> {
     }
 }
 
+/// `$b` takes one value (an `Option`) per item of `$items`, in order.
+/// Many columns are null in most rows (no impersonation, no proxy, no pod):
+/// a run of nulls is appended in one call.
+macro_rules! each {
+    ($b:expr, $items:expr, |$r:ident| $v:expr) => {{
+        let mut nulls = 0;
+        for $r in $items {
+            match $v {
+                Some(v) => {
+                    if nulls > 0 {
+                        $b.append_nulls(nulls);
+                        nulls = 0;
+                    }
+                    $b.append_value(v);
+                }
+                None => nulls += 1,
+            }
+        }
+        if nulls > 0 {
+            $b.append_nulls(nulls);
+        }
+    }};
+}
+
+/// The username, uid, groups and extra columns of the identity `who`
+/// picks from each row: all four null in a row where it has none.
+fn identity<'r>(
+    username: &mut StringBuilder,
+    uid: &mut StringBuilder,
+    group_lists: &mut StrListBuilder,
+    extras: &mut ExtraMapBuilder,
+    rows: &[Row<'r>],
+    who: fn(&Row<'r>) -> Option<&'r UserInfo<'r>>,
+) {
+    each!(username, rows, |r| who(r).and_then(|u| s(&u.username)));
+    each!(uid, rows, |r| who(r).and_then(|u| s(&u.uid)));
+    for r in rows {
+        groups(group_lists, who(r));
+    }
+    for r in rows {
+        extra(extras, who(r));
+    }
+}
+
 impl BatchBuilder {
     pub fn new() -> Self {
         Self::with_capacities(&[])
@@ -458,29 +502,6 @@ impl BatchBuilder {
     /// turn. The rows come out exactly as `append` would write them one by
     /// one.
     pub fn append_rows(&mut self, rows: &[Row], ctx: &RowContext) {
-        // `$b` takes one value (an `Option`) per item of `$items`, in order.
-        // Many columns are null in most rows (no impersonation, no proxy, no
-        // pod): a run of nulls is appended in one call.
-        macro_rules! each {
-            ($b:expr, $items:expr, |$r:ident| $v:expr) => {{
-                let mut nulls = 0;
-                for $r in $items {
-                    match $v {
-                        Some(v) => {
-                            if nulls > 0 {
-                                $b.append_nulls(nulls);
-                                nulls = 0;
-                            }
-                            $b.append_value(v);
-                        }
-                        None => nulls += 1,
-                    }
-                }
-                if nulls > 0 {
-                    $b.append_nulls(nulls);
-                }
-            }};
-        }
         self.rows += rows.len();
         self.cluster.append_value_n(ctx.cluster, rows.len());
         each!(self.audit_id, rows, |r| s(&r.event().audit_id));
@@ -554,31 +575,22 @@ impl BatchBuilder {
             extra(&mut self.authn_extra, Some(&r.event().user));
         }
 
-        each!(self.impersonated_username, rows, |r| r
-            .impersonated()
-            .and_then(|u| s(&u.username)));
-        each!(self.impersonated_uid, rows, |r| r
-            .impersonated()
-            .and_then(|u| s(&u.uid)));
-        for r in rows {
-            groups(&mut self.impersonated_groups, r.impersonated());
-        }
-        for r in rows {
-            extra(&mut self.impersonated_extra, r.impersonated());
-        }
-
-        each!(self.original_username, rows, |r| r
-            .original()
-            .and_then(|u| s(&u.username)));
-        each!(self.original_uid, rows, |r| r
-            .original()
-            .and_then(|u| s(&u.uid)));
-        for r in rows {
-            groups(&mut self.original_groups, r.original());
-        }
-        for r in rows {
-            extra(&mut self.original_extra, r.original());
-        }
+        identity(
+            &mut self.impersonated_username,
+            &mut self.impersonated_uid,
+            &mut self.impersonated_groups,
+            &mut self.impersonated_extra,
+            rows,
+            Row::impersonated,
+        );
+        identity(
+            &mut self.original_username,
+            &mut self.original_uid,
+            &mut self.original_groups,
+            &mut self.original_extra,
+            rows,
+            Row::original,
+        );
         each!(self.original_claim_raw, rows, |r| r
             .resolved
             .claim_raw
