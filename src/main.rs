@@ -69,7 +69,8 @@ enum Command {
         /// Events per EventList (with --format eventlist).
         #[arg(long, env = "AUDITLAKE_BATCH", default_value_t = 400)]
         batch: usize,
-        /// Output file (default: standard output).
+        /// Output file; `-` or no file is standard output (as `ingest`
+        /// reads `-` as standard input).
         #[arg(short, long, env = "AUDITLAKE_OUTPUT")]
         output: Option<PathBuf>,
     },
@@ -464,7 +465,7 @@ fn main() -> Result<()> {
                 GenFormat::Jsonl => Format::JsonLines,
                 GenFormat::Eventlist => Format::EventList,
             };
-            let mut out: Box<dyn Write> = match &output {
+            let mut out: Box<dyn Write> = match output.as_deref().filter(|p| *p != Path::new("-")) {
                 Some(p) => Box::new(std::io::BufWriter::new(
                     std::fs::File::create(p)
                         .with_context(|| format!("cannot create {}", p.display()))?,

@@ -243,6 +243,27 @@ fn ingest_is_idempotent_and_reads_gzip_backups() {
 }
 
 #[test]
+fn gen_dash_writes_standard_output_like_ingest_reads_it() {
+    // `-` is standard output for `gen` as it is standard input for
+    // `ingest`; it once created a file named `-` in the working directory.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gen = |extra: &[&str]| {
+        let out = std::process::Command::new(bin())
+            .args(["gen", "--events", "50", "--seed", "9"])
+            .args(extra)
+            .current_dir(dir.path())
+            .output()
+            .expect("spawn auditlake");
+        assert!(out.status.success(), "{out:?}");
+        out.stdout
+    };
+    let default = gen(&[]);
+    assert_eq!(String::from_utf8_lossy(&default).lines().count(), 50);
+    assert_eq!(gen(&["-o", "-"]), default);
+    assert!(!dir.path().join("-").exists(), "gen -o - created a file");
+}
+
+#[test]
 fn falco_fixtures_ingest_without_rejections() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = dir.path().join("lake");
