@@ -144,6 +144,33 @@ fn stages(c: &mut Criterion) {
         });
     }
     g.finish();
+
+    // Each column on its own: a one-column file with the lake's properties
+    // for that column (dictionary, statistics, bloom filter, encoding and
+    // ZSTD all follow the column name), encoded on one thread. Shows where
+    // the encoding time goes; the README lists the costliest columns.
+    let mut g = c.benchmark_group("column_encode");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(EVENTS));
+    let props = writer_properties(&WriteOptions::default(), "bench");
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(vec![field.clone()]));
+        let Ok(one) =
+            arrow::record_batch::RecordBatch::try_new(schema.clone(), vec![column.clone()])
+        else {
+            panic!("one-column batch of {}", field.name())
+        };
+        g.bench_function(field.name(), |b| {
+            b.iter(|| {
+                let mut w = ParquetFile::try_new(Vec::new(), schema.clone(), props.clone(), None)
+                    .unwrap_or_else(|e| panic!("writer: {e}"));
+                w.write(&one).unwrap_or_else(|e| panic!("write: {e}"));
+                let out = w.into_inner().unwrap_or_else(|e| panic!("close: {e}"));
+                black_box(out.len())
+            })
+        });
+    }
+    g.finish();
 }
 
 criterion_group!(benches, stages);
