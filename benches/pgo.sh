@@ -7,7 +7,11 @@
 # Usage: bash benches/pgo.sh [-p PROFILE] [-n EVENTS]
 #   -p  cargo profile of both builds (default: dist, what the README measures)
 #   -n  events of the training run (default 200000)
-# Prints the path of the optimised binary on its last line.
+# Prints the path of the optimised binary on its last line. Compiler flags
+# already in $RUSTFLAGS are kept in both builds, for example
+#   RUSTFLAGS="-C target-cpu=x86-64-v3 -C target-feature=+aes,+pclmulqdq" \
+#     bash benches/pgo.sh
+# for a fleet whose CPUs all have AVX2 (see the README's performance notes).
 #
 # Needs llvm-profdata of the toolchain's own LLVM (rustup's llvm-tools
 # component; installed here when missing). The two builds use their own
@@ -51,7 +55,7 @@ rm -rf "$RAW"
 mkdir -p "$TARGET-pgo-use"
 
 echo "benches/pgo.sh: instrumented build (--profile $PROFILE)" >&2
-CARGO_TARGET_DIR="$TARGET-pgo-gen" RUSTFLAGS="-Cprofile-generate=$RAW" \
+CARGO_TARGET_DIR="$TARGET-pgo-gen" RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-generate=$RAW" \
   cargo build --profile "$PROFILE" --locked --bin auditlake --quiet
 GEN="$TARGET-pgo-gen/$OUT_DIR/auditlake"
 
@@ -63,6 +67,6 @@ echo "benches/pgo.sh: training run ($EVENTS events)" >&2
 "$PROFDATA" merge -o "$MERGED" "$RAW"
 
 echo "benches/pgo.sh: optimised build (--profile $PROFILE)" >&2
-CARGO_TARGET_DIR="$TARGET-pgo-use" RUSTFLAGS="-Cprofile-use=$MERGED" \
+CARGO_TARGET_DIR="$TARGET-pgo-use" RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$MERGED" \
   cargo build --profile "$PROFILE" --locked --bin auditlake --quiet
 echo "$TARGET-pgo-use/$OUT_DIR/auditlake"
