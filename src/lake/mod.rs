@@ -94,10 +94,13 @@ impl Default for WriteOptions {
 }
 
 /// Columns that are unique-ish per row: dictionaries would only be built to
-/// be thrown away.
+/// be thrown away. (`request_uri` is not one of them: controllers, kubelets
+/// and lease renewals request the same URIs over and over, 4,420 distinct in
+/// 200,000 generated events, and a dictionary halves its encoding time. Where
+/// URIs are unique, parquet falls back to plain encoding once the column
+/// chunk's dictionary reaches its 1 MiB limit.)
 const NO_DICTIONARY: &[&str] = &[
     "audit_id",
-    "request_uri",
     "object_uid",
     "request_received_at",
     "stage_at",
@@ -635,7 +638,7 @@ mod tests {
         assert!(dictionary("actor_username"));
         assert!(dictionary("authn_extra.entries.value.list.item"));
         assert!(!dictionary("audit_id"));
-        assert!(!dictionary("request_uri"));
+        assert!(dictionary("request_uri"));
         for c in DELTA {
             assert!(!dictionary(c), "{c} has a dictionary");
             assert!(
