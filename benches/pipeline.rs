@@ -3,8 +3,8 @@
 //! Parquet encoding. Reported as events/s (elements) and
 //! input MB/s (bytes). End-to-end figures are in the README.
 
-use auditlake::decode::{decode_unit, scan, Decoded};
-use auditlake::event::Event;
+use auditlake::decode::{decode_unit, decode_unit_in, scan, Decoded};
+use auditlake::event::{Event, Spare};
 use auditlake::lake::batch::{BatchBuilder, Row, RowContext};
 use auditlake::lake::writer::{encoding_pool, ParquetFile};
 use auditlake::lake::{writer_properties, WriteOptions};
@@ -50,6 +50,33 @@ fn stages(c: &mut Criterion) {
     g.bench_function("decode/bytes", |b| {
         b.iter(|| black_box(decoded(&text, &spans).len()))
     });
+
+    // Decoding as `ingest` does it: runs of 64 events, after which the
+    // events are dropped (`fresh`: every list allocated and freed again)
+    // or their list buffers handed back to the decoder (`reused`, what
+    // `ingest`'s Assembler does).
+    g.throughput(Throughput::Elements(EVENTS));
+    for (name, reuse) in [("decode_runs/fresh", false), ("decode_runs/reused", true)] {
+        let mut spare = Spare::default();
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut run = Vec::with_capacity(64);
+                let mut n = 0usize;
+                for &(a, z) in &spans {
+                    decode_unit_in(&text[a..z], &mut spare, |d| run.push(d), |_| {});
+                    if run.len() >= 64 {
+                        n += run.len();
+                        for d in run.drain(..) {
+                            if reuse {
+                                spare.keep(d.event);
+                            }
+                        }
+                    }
+                }
+                black_box(n + run.len())
+            })
+        });
+    }
 
     // The event parser alone: the decoder's scanner, and serde_json, which
     // it falls back to (and which decoded everything before it).

@@ -16,7 +16,8 @@
 //! decodes a run of events, resolves them, and appends the run column by
 //! column. Every source (the webhook and Kafka too) assembles rows this way.
 
-use crate::decode::{decode_unit, Decoded};
+use crate::decode::{decode_unit_in, Decoded};
+use crate::event::Spare;
 use crate::lake::batch::{BatchBuilder, PartKey, Row, RowContext};
 use crate::lake::{Lake, LakeError, RejectRecord, Segment, SourceState};
 use crate::profiles::Profiles;
@@ -381,6 +382,12 @@ struct Staged<'a> {
 pub struct Assembler {
     builders: HashMap<PartKey, BatchBuilder>,
     src: String,
+    /// List buffers the decoder fills...
+    spare: Spare,
+    /// ...and those of events already appended, given back to `spare`
+    /// before the next unit is decoded (the decoder holds `spare` while it
+    /// calls back, and appending happens inside that callback).
+    returned: Spare,
 }
 
 impl Assembler {
@@ -417,7 +424,9 @@ impl Assembler {
         let mut events = 0u64;
         let mut staged: Vec<Staged<'a>> = Vec::with_capacity(RUN);
         let (builders, src) = (&mut self.builders, &mut self.src);
+        let (spare, returned) = (&mut self.spare, &mut self.returned);
         for (pos, text) in units {
+            spare.absorb(returned);
             // Between runs no staged event refers to `src`.
             if staged.is_empty() {
                 src.clear();
@@ -425,8 +434,9 @@ impl Assembler {
             let a = src.len();
             let _ = write!(src, "{prefix}{pos}");
             let range = a..src.len();
-            decode_unit(
+            decode_unit_in(
                 text,
+                spare,
                 |decoded| {
                     events += 1;
                     staged.push(Staged {
@@ -434,7 +444,7 @@ impl Assembler {
                         src: range.clone(),
                     });
                     if staged.len() >= RUN {
-                        flush_run(builders, &mut staged, src, row_ctx, profiles);
+                        flush_run(builders, &mut staged, src, row_ctx, profiles, returned);
                     }
                 },
                 |rej| {
@@ -449,7 +459,7 @@ impl Assembler {
                 },
             );
         }
-        flush_run(builders, &mut staged, src, row_ctx, profiles);
+        flush_run(builders, &mut staged, src, row_ctx, profiles, returned);
         events
     }
 
@@ -470,13 +480,15 @@ impl Assembler {
     }
 }
 
-/// Resolve the staged events and append them, then empty `staged`.
+/// Resolve the staged events and append them, then empty `staged` (its
+/// events' list buffers go to `returned`).
 fn flush_run(
     builders: &mut HashMap<PartKey, BatchBuilder>,
     staged: &mut Vec<Staged>,
     src: &str,
     row_ctx: &RowContext,
     profiles: &Profiles,
+    returned: &mut Spare,
 ) {
     let resolved: Vec<Resolved> = staged
         .iter()
@@ -507,12 +519,15 @@ fn flush_run(
     // Both borrow `staged`.
     drop(rows);
     drop(resolved);
-    staged.clear();
+    for s in staged.drain(..) {
+        returned.keep(s.decoded.event);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::decode_unit;
 
     /// `add_units` appends in runs, column by column; the batches and
     /// rejections must be exactly what appending each event on its own

@@ -15,13 +15,13 @@
 
 pub mod scan;
 
-use crate::event::Event;
+use crate::event::{Event, Spare};
 use serde_json::value::RawValue;
 
 /// One event object: by the scanner when it can, else by serde (which also
 /// explains what is wrong).
-fn parse_event(text: &str) -> Result<Event<'_>, serde_json::Error> {
-    match scan::event(text) {
+fn parse_event<'a>(text: &'a str, spare: &mut Spare) -> Result<Event<'a>, serde_json::Error> {
+    match scan::event_in(text, spare) {
         Some(e) => Ok(e),
         None => serde_json::from_str(text),
     }
@@ -68,6 +68,17 @@ pub struct Decoded<'a> {
 /// Decode one unit of text, calling `on_event` / `on_reject` for each item.
 pub fn decode_unit<'a>(
     text: &'a str,
+    on_event: impl FnMut(Decoded<'a>),
+    on_reject: impl FnMut(Rejection<'a>),
+) {
+    decode_unit_in(text, &mut Spare::default(), on_event, on_reject)
+}
+
+/// As [`decode_unit`], filling the events' lists with buffers from `spare`
+/// (hand them back with [`Spare::keep`] once the events are written).
+pub fn decode_unit_in<'a>(
+    text: &'a str,
+    spare: &mut Spare,
     mut on_event: impl FnMut(Decoded<'a>),
     mut on_reject: impl FnMut(Rejection<'a>),
 ) {
@@ -80,14 +91,14 @@ pub fn decode_unit<'a>(
     match trimmed.as_bytes().first() {
         None => on_reject(whole(DecodeError::Empty)),
         Some(b'[') => match serde_json::from_str::<Vec<&RawValue>>(trimmed) {
-            Ok(items) => decode_items(&items, &mut on_event, &mut on_reject),
+            Ok(items) => decode_items(&items, spare, &mut on_event, &mut on_reject),
             Err(e) => on_reject(whole(DecodeError::NotJson(e.to_string()))),
         },
-        Some(b'{') => match parse_event(trimmed) {
+        Some(b'{') => match parse_event(trimmed, spare) {
             Ok(event) => {
                 if let Some(items) = list_items(&event) {
                     match items {
-                        Ok(items) => decode_items(&items, &mut on_event, &mut on_reject),
+                        Ok(items) => decode_items(&items, spare, &mut on_event, &mut on_reject),
                         Err(error) => on_reject(whole(error)),
                     }
                 } else {
@@ -160,12 +171,13 @@ fn list_items<'a>(event: &Event<'a>) -> Option<Result<Vec<&'a RawValue>, DecodeE
 
 fn decode_items<'a>(
     items: &[&'a RawValue],
+    spare: &mut Spare,
     on_event: &mut impl FnMut(Decoded<'a>),
     on_reject: &mut impl FnMut(Rejection<'a>),
 ) {
     for (i, raw) in items.iter().enumerate() {
         let text = raw.get();
-        let result = match parse_event(text) {
+        let result = match parse_event(text, spare) {
             Ok(e) if list_items(&e).is_some() => Err(DecodeError::NotAnEvent(
                 "an EventList nested inside a list".into(),
             )),

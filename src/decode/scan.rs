@@ -24,29 +24,36 @@
 //! so a value nested 127 to 130 deep that the serde path would refuse is
 //! accepted here. Such an event is valid JSON, so nothing is lost.
 
-use crate::event::{non_null, Event, ExtraValues, ObjectRef, ResponseStatus, Str, UserInfo};
+use crate::event::{non_null, Event, ExtraValues, ObjectRef, ResponseStatus, Spare, Str, UserInfo};
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
 /// Scan one JSON object as an audit event; `None` means "ask serde".
 pub fn event(text: &str) -> Option<Event<'_>> {
+    event_in(text, &mut Spare::default())
+}
+
+/// As [`event`], filling list buffers taken from `spare` (see [`Spare`]).
+pub fn event_in<'a>(text: &'a str, spare: &mut Spare) -> Option<Event<'a>> {
     let mut s = Scanner {
         text,
         b: text.as_bytes(),
         i: 0,
+        spare,
     };
     let e = s.event()?;
     s.ws();
     (s.i == s.b.len()).then_some(e)
 }
 
-struct Scanner<'a> {
+struct Scanner<'a, 's> {
     text: &'a str,
     b: &'a [u8],
     /// Byte offset of the next unread byte. Only ever moved past ASCII
     /// bytes or whole values, so it is always a char boundary.
     i: usize,
+    spare: &'s mut Spare,
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -99,7 +106,7 @@ fn sse2_hits(block: &[u8]) -> u32 {
     }
 }
 
-impl<'a> Scanner<'a> {
+impl<'a> Scanner<'a, '_> {
     #[inline]
     fn ws(&mut self) {
         while let Some(&c) = self.b.get(self.i) {
@@ -314,7 +321,12 @@ impl<'a> Scanner<'a> {
 
     /// A list of strings or `null` (empty); `null` items are skipped.
     fn str_list<C: Default + Extend<Str<'a>>>(&mut self) -> Option<C> {
-        let mut out = C::default();
+        self.str_list_into(C::default())
+    }
+
+    /// As [`Self::str_list`], appending to `out` (an empty, maybe reused,
+    /// buffer).
+    fn str_list_into<C: Extend<Str<'a>>>(&mut self, mut out: C) -> Option<C> {
         if !self.null()? {
             self.array(|s| {
                 if let Some(v) = s.opt_str()? {
@@ -390,9 +402,12 @@ impl<'a> Scanner<'a> {
             match key {
                 "username" => u.username = s.opt_str()?,
                 "uid" => u.uid = s.opt_str()?,
-                "groups" => u.groups = s.str_list()?,
+                "groups" => {
+                    let buf = s.spare.strs();
+                    u.groups = s.str_list_into(buf)?;
+                }
                 "extra" => {
-                    let mut extra = Vec::new();
+                    let mut extra = s.spare.extras();
                     if !s.null()? {
                         s.object(|s, k| {
                             // A Go nil slice is written as `null`: no values.
@@ -466,7 +481,10 @@ impl<'a> Scanner<'a> {
                 "verb" => e.verb = s.opt_str()?,
                 "user" => e.user = s.nullable(Self::user)?.unwrap_or_default(),
                 "impersonatedUser" => e.impersonated_user = s.nullable(Self::user)?,
-                "sourceIPs" => e.source_ips = s.str_list()?,
+                "sourceIPs" => {
+                    let buf = s.spare.strs();
+                    e.source_ips = s.str_list_into(buf)?;
+                }
                 "userAgent" => e.user_agent = s.opt_str()?,
                 "objectRef" => e.object_ref = s.nullable(Self::object_ref)?,
                 "responseStatus" => e.response_status = s.nullable(Self::status)?,
@@ -475,7 +493,7 @@ impl<'a> Scanner<'a> {
                 "requestReceivedTimestamp" => e.request_received_timestamp = s.opt_str()?,
                 "stageTimestamp" => e.stage_timestamp = s.opt_str()?,
                 "annotations" => {
-                    let mut pairs = Vec::new();
+                    let mut pairs = s.spare.pairs();
                     if !s.null()? {
                         s.object(|s, k| {
                             let v = s.opt_str()?.unwrap_or_default();
@@ -522,6 +540,7 @@ mod tests {
                 text: &quoted,
                 b: quoted.as_bytes(),
                 i: 0,
+                spare: &mut Spare::default(),
             };
             let first = quoted.find('\\').unwrap_or_default();
             let room = s.escaped_len(1, first);
@@ -540,6 +559,7 @@ mod tests {
             text: open,
             b: open.as_bytes(),
             i: 0,
+            spare: &mut Spare::default(),
         };
         assert_eq!(s.escaped_len(1, 3), open.len() - 1);
         assert!(s.string().is_none());
@@ -566,6 +586,7 @@ mod tests {
                         text: "",
                         b: &b,
                         i: 0,
+                        spare: &mut Spare::default(),
                     };
                     let expected = b.iter().position(|&x| special(x)).unwrap_or(len);
                     assert_eq!(s.plain_end(0), expected, "len {len}, byte {c:#04x} at {at}");
