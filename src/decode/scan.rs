@@ -110,7 +110,9 @@ impl<'a> Scanner<'a, '_> {
     #[inline]
     fn ws(&mut self) {
         while let Some(&c) = self.b.get(self.i) {
-            if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
+            // Every byte that is not white space and can start or end a
+            // JSON token is above the space: one compare in the common case.
+            if c > b' ' || !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
                 break;
             }
             self.i += 1;
