@@ -18,13 +18,17 @@ pub mod scan;
 use crate::event::{Event, Spare};
 use serde_json::value::RawValue;
 
-/// One event object: by the scanner when it can, else by serde (which also
-/// explains what is wrong).
-fn parse_event<'a>(text: &'a str, spare: &mut Spare) -> Result<Event<'a>, serde_json::Error> {
-    match scan::event_in(text, spare) {
-        Some(e) => Ok(e),
-        None => serde_json::from_str(text),
+/// One event object, read into `out` (a default event): by the scanner when
+/// it can, else by serde (which also explains what is wrong).
+fn parse_event<'a>(
+    text: &'a str,
+    spare: &mut Spare,
+    out: &mut Event<'a>,
+) -> Result<(), serde_json::Error> {
+    if scan::event_into(text, spare, out).is_none() {
+        *out = serde_json::from_str(text)?;
     }
+    Ok(())
 }
 
 /// Why a unit or an item was not accepted.
@@ -56,7 +60,10 @@ pub struct Rejection<'a> {
 }
 
 /// A decoded event with the timestamps already parsed (µs since the epoch).
-#[derive(Debug, Clone)]
+///
+/// It is filled where it lies and moved once, into the caller's hands: at
+/// some 800 bytes, each move of an event was a visible part of decoding.
+#[derive(Debug, Clone, Default)]
 pub struct Decoded<'a> {
     /// Index within a list (0 for a single event).
     pub item: usize,
@@ -94,29 +101,32 @@ pub fn decode_unit_in<'a>(
             Ok(items) => decode_items(&items, spare, &mut on_event, &mut on_reject),
             Err(e) => on_reject(whole(DecodeError::NotJson(e.to_string()))),
         },
-        Some(b'{') => match parse_event(trimmed, spare) {
-            Ok(event) => {
-                if let Some(items) = list_items(&event) {
-                    match items {
-                        Ok(items) => decode_items(&items, spare, &mut on_event, &mut on_reject),
-                        Err(error) => on_reject(whole(error)),
-                    }
-                } else {
-                    match check(event, 0) {
-                        Ok(d) => on_event(d),
-                        Err(error) => on_reject(whole(error)),
+        Some(b'{') => {
+            let mut d = Decoded::default();
+            match parse_event(trimmed, spare, &mut d.event) {
+                Ok(()) => {
+                    if let Some(items) = list_items(&d.event) {
+                        match items {
+                            Ok(items) => decode_items(&items, spare, &mut on_event, &mut on_reject),
+                            Err(error) => on_reject(whole(error)),
+                        }
+                    } else {
+                        match check(&mut d) {
+                            Ok(()) => on_event(d),
+                            Err(error) => on_reject(whole(error)),
+                        }
                     }
                 }
+                Err(e) => {
+                    // Distinguish "not JSON at all" from "JSON, wrong shape".
+                    let error = match serde_json::from_str::<serde::de::IgnoredAny>(trimmed) {
+                        Ok(_) => DecodeError::InvalidEvent(e.to_string()),
+                        Err(_) => DecodeError::NotJson(e.to_string()),
+                    };
+                    on_reject(whole(error))
+                }
             }
-            Err(e) => {
-                // Distinguish "not JSON at all" from "JSON, wrong shape".
-                let error = match serde_json::from_str::<serde::de::IgnoredAny>(trimmed) {
-                    Ok(_) => DecodeError::InvalidEvent(e.to_string()),
-                    Err(_) => DecodeError::NotJson(e.to_string()),
-                };
-                on_reject(whole(error))
-            }
-        },
+        }
         Some(_) if is_legacy(trimmed) => on_reject(whole(DecodeError::LegacyFormat)),
         Some(_) => on_reject(whole(
             match serde_json::from_str::<serde_json::Value>(trimmed) {
@@ -177,11 +187,15 @@ fn decode_items<'a>(
 ) {
     for (i, raw) in items.iter().enumerate() {
         let text = raw.get();
-        let result = match parse_event(text, spare) {
-            Ok(e) if list_items(&e).is_some() => Err(DecodeError::NotAnEvent(
+        let mut d = Decoded {
+            item: i,
+            ..Default::default()
+        };
+        let result = match parse_event(text, spare, &mut d.event) {
+            Ok(()) if list_items(&d.event).is_some() => Err(DecodeError::NotAnEvent(
                 "an EventList nested inside a list".into(),
             )),
-            Ok(e) => check(e, i),
+            Ok(()) => check(&mut d),
             Err(e) => Err(if text.starts_with('{') {
                 DecodeError::InvalidEvent(e.to_string())
             } else {
@@ -189,7 +203,7 @@ fn decode_items<'a>(
             }),
         };
         match result {
-            Ok(d) => on_event(d),
+            Ok(()) => on_event(d),
             Err(error) => on_reject(Rejection {
                 item: Some(i),
                 text,
@@ -200,7 +214,8 @@ fn decode_items<'a>(
 }
 
 /// Validate what the record needs and parse the timestamps.
-fn check(event: Event<'_>, item: usize) -> Result<Decoded<'_>, DecodeError> {
+fn check(d: &mut Decoded) -> Result<(), DecodeError> {
+    let event = &d.event;
     if let Some(kind) = event.kind.as_deref() {
         if kind != "Event" {
             return Err(DecodeError::NotAnEvent(format!("kind `{kind}`")));
@@ -224,12 +239,9 @@ fn check(event: Event<'_>, item: usize) -> Result<Decoded<'_>, DecodeError> {
         event.request_received_timestamp.as_deref(),
     )?;
     let stage_us = parse_opt_ts("stageTimestamp", event.stage_timestamp.as_deref())?;
-    Ok(Decoded {
-        item,
-        event,
-        received_us,
-        stage_us,
-    })
+    d.received_us = received_us;
+    d.stage_us = stage_us;
+    Ok(())
 }
 
 fn parse_opt_ts(field: &'static str, value: Option<&str>) -> Result<Option<i64>, DecodeError> {

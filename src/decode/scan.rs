@@ -36,15 +36,24 @@ pub fn event(text: &str) -> Option<Event<'_>> {
 
 /// As [`event`], filling list buffers taken from `spare` (see [`Spare`]).
 pub fn event_in<'a>(text: &'a str, spare: &mut Spare) -> Option<Event<'a>> {
+    let mut e = Event::default();
+    event_into(text, spare, &mut e)?;
+    Some(e)
+}
+
+/// As [`event_in`], filling `out` (a default event) where it lies rather
+/// than returning the event (see [`crate::decode::Decoded`] for why). On
+/// `None`, `out` may hold part of the event: overwrite it.
+pub fn event_into<'a>(text: &'a str, spare: &mut Spare, out: &mut Event<'a>) -> Option<()> {
     let mut s = Scanner {
         text,
         b: text.as_bytes(),
         i: 0,
         spare,
     };
-    let e = s.event()?;
+    s.event(out)?;
     s.ws();
-    (s.i == s.b.len()).then_some(e)
+    (s.i == s.b.len()).then_some(())
 }
 
 struct Scanner<'a, 's> {
@@ -470,8 +479,8 @@ impl<'a> Scanner<'a, '_> {
         }
     }
 
-    fn event(&mut self) -> Option<Event<'a>> {
-        let mut e = Event::default();
+    /// The members of an event, into `e`.
+    fn event(&mut self, e: &mut Event<'a>) -> Option<()> {
         self.object(|s, key| {
             match key {
                 "kind" => e.kind = s.opt_str()?,
@@ -511,8 +520,7 @@ impl<'a> Scanner<'a, '_> {
                 }
             }
             Some(())
-        })?;
-        Some(e)
+        })
     }
 }
 
