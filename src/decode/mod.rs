@@ -17,6 +17,7 @@ pub mod scan;
 
 use crate::event::{Event, Spare};
 use serde_json::value::RawValue;
+use std::cell::Cell;
 
 /// One event object, read into `out` (a default event): by the scanner when
 /// it can, else by serde (which also explains what is wrong).
@@ -260,6 +261,9 @@ fn parse_opt_ts(field: &'static str, value: Option<&str>) -> Result<Option<i64>,
 ///
 /// Fast path for the layouts kube-apiserver writes (`…T15:04:05.000000Z`,
 /// `…T15:04:05Z`); anything else (offsets, nanoseconds) goes through chrono.
+/// Consecutive events nearly always share the minute of their timestamps,
+/// so the fast path keeps the last minute it computed per thread and only
+/// reads the seconds when the first 16 bytes are the same.
 pub fn parse_timestamp_us(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     if b.len() >= 20
@@ -280,11 +284,10 @@ pub fn parse_timestamp_us(s: &str) -> Option<i64> {
             }
             Some(v)
         };
-        let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-        let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        let sec = num(17..19)?;
         let frac = &b[19..b.len() - 1];
         let micros = match frac {
-            [] => Some(0),
+            [] => 0,
             [b'.', digits @ ..] if !digits.is_empty() && digits.len() <= 9 => {
                 let mut v = 0i64;
                 for (i, &c) in digits.iter().enumerate() {
@@ -295,18 +298,41 @@ pub fn parse_timestamp_us(s: &str) -> Option<i64> {
                         v = v * 10 + i64::from(c - b'0');
                     }
                 }
-                Some(v * 10i64.pow(6u32.saturating_sub(digits.len() as u32)))
+                v * 10i64.pow(6u32.saturating_sub(digits.len() as u32))
             }
-            _ => None,
+            _ => return chrono_us(s),
         };
-        if let Some(micros) = micros {
-            if (1..=12).contains(&mo) && (1..=31).contains(&d) && h < 24 && mi < 60 && sec < 61 {
-                let days = days_from_civil(y, mo, d);
-                return Some(((days * 24 + h) * 60 + mi) * 60_000_000 + sec * 1_000_000 + micros);
-            }
+        if sec >= 61 {
             return None;
         }
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&b[..16]);
+        let minute_us = match LAST_MINUTE.with(Cell::get) {
+            Some((k, us)) if k == key => us,
+            _ => {
+                let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+                let (h, mi) = (num(11..13)?, num(14..16)?);
+                if !((1..=12).contains(&mo) && (1..=31).contains(&d) && h < 24 && mi < 60) {
+                    return None;
+                }
+                let us = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60_000_000;
+                LAST_MINUTE.with(|c| c.set(Some((key, us))));
+                us
+            }
+        };
+        return Some(minute_us + sec * 1_000_000 + micros);
     }
+    chrono_us(s)
+}
+
+thread_local! {
+    /// The first 16 bytes (`YYYY-MM-DDTHH:MM`) of the last fast-path
+    /// timestamp of this thread whose minute was valid, and that minute in
+    /// µs since the epoch.
+    static LAST_MINUTE: Cell<Option<([u8; 16], i64)>> = const { Cell::new(None) };
+}
+
+fn chrono_us(s: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(s)
         .ok()
         .map(|t| t.timestamp_micros())
@@ -405,6 +431,38 @@ pub(crate) mod tests {
         ];
         for (s, want) in rows {
             assert_eq!(parse_timestamp_us(s), *want, "{s}");
+        }
+    }
+
+    /// The remembered minute never leaks into another timestamp: runs of
+    /// the same minute, changes of each field, and invalid minutes and
+    /// seconds right after a valid one, all agree with chrono.
+    #[test]
+    fn timestamps_after_timestamps() {
+        let seq = [
+            "2025-03-04T06:22:18.819232Z",
+            "2025-03-04T06:22:59.000001Z",
+            "2025-03-04T06:22:00Z",
+            "2025-03-04T06:23:00.5Z",
+            "2025-03-04T07:23:00.5Z",
+            "2025-03-05T07:23:00.5Z",
+            "2025-04-05T07:23:00.5Z",
+            "2026-04-05T07:23:00.5Z",
+            "2026-04-05T07:23:61Z",
+            "2026-04-05T07:60:00Z",
+            "2026-04-05T07:23:0xZ",
+            "2026-04-05T07:23:01.12345678Z",
+            "2026-04-05T07:23:01.1234567890Z",
+            "2026-04-05T07:23:01.Z",
+            "2026-04-05T07:23:01+00:00",
+            "2026-04-32T07:23:01Z",
+            "2026-04-05T07:23:01Z",
+        ];
+        for s in seq {
+            let want = chrono::DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.timestamp_micros());
+            assert_eq!(parse_timestamp_us(s), want, "{s}");
         }
     }
 
