@@ -199,7 +199,11 @@ impl<'a> Scanner<'a, '_> {
         match self.b.get(end)? {
             b'"' => {
                 self.i = end + 1;
-                debug_assert!(self.text.is_char_boundary(start) && start <= end);
+                debug_assert!(
+                    start <= end
+                        && self.text.is_char_boundary(start)
+                        && self.text.is_char_boundary(end)
+                );
                 // SAFETY: `text` is UTF-8, `start` is just past the opening
                 // quote and `end` at the closing one (`plain_end` never
                 // returns less than its start, and `end` was just read, so
