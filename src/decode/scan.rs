@@ -31,19 +31,15 @@ use std::borrow::Cow;
 
 /// Scan one JSON object as an audit event; `None` means "ask serde".
 pub fn event(text: &str) -> Option<Event<'_>> {
-    event_in(text, &mut Spare::default())
-}
-
-/// As [`event`], filling list buffers taken from `spare` (see [`Spare`]).
-pub fn event_in<'a>(text: &'a str, spare: &mut Spare) -> Option<Event<'a>> {
     let mut e = Event::default();
-    event_into(text, spare, &mut e)?;
+    event_into(text, &mut Spare::default(), &mut e)?;
     Some(e)
 }
 
-/// As [`event_in`], filling `out` (a default event) where it lies rather
-/// than returning the event (see [`crate::decode::Decoded`] for why). On
-/// `None`, `out` may hold part of the event: overwrite it.
+/// As [`event`], filling `out` (a default event) where it lies rather than
+/// returning the event (see [`crate::decode::Decoded`] for why), with list
+/// buffers taken from `spare` (see [`Spare`]). On `None`, `out` may hold
+/// part of the event: overwrite it.
 pub fn event_into<'a>(text: &'a str, spare: &mut Spare, out: &mut Event<'a>) -> Option<()> {
     let mut s = Scanner {
         text,
