@@ -45,3 +45,46 @@ fn compose_commands_use_real_flags() {
         }
     }
 }
+
+/// The image's build step runs repository scripts (`bash benches/pgo.sh`):
+/// each must exist, be part of the build context (not in `.dockerignore`),
+/// and print the binary's path on its last line, which the step copies.
+#[test]
+fn dockerfile_build_scripts_are_in_the_context() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read_to_string(root.join("docker/Dockerfile")).expect("Dockerfile");
+    let ignored: Vec<String> = std::fs::read_to_string(root.join(".dockerignore"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.trim().trim_end_matches('/').to_string())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let scripts: Vec<&str> = dockerfile
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0].ends_with("bash") || w[0] == "\"$(bash")
+        .map(|w| w[1])
+        .collect();
+    assert_eq!(scripts, ["benches/pgo.sh"], "Dockerfile's scripts changed");
+    for script in scripts {
+        let text = std::fs::read_to_string(root.join(script))
+            .unwrap_or_else(|e| panic!("{script}, run by the Dockerfile: {e}"));
+        let top = script.split('/').next().unwrap_or_default();
+        assert!(
+            !ignored.iter().any(|i| i == top || i == script),
+            "{script} is excluded from the build context by .dockerignore"
+        );
+        let last = text.lines().rev().find(|l| !l.trim().is_empty());
+        assert!(
+            last.is_some_and(|l| l.starts_with("echo \"$TARGET-pgo-use/")),
+            "{script} must print the built binary's path last, the Dockerfile copies it: {last:?}"
+        );
+    }
+    for dir in ["target", ".git"] {
+        assert!(
+            ignored.iter().any(|i| i == dir),
+            "{dir} should stay out of the build context"
+        );
+    }
+}
