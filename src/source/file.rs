@@ -544,6 +544,111 @@ mod tests {
         );
     }
 
+    /// What reading line by line gives: every `\n`-separated line
+    /// numbered, trimmed, blank ones left out, invalid UTF-8 made lossy.
+    fn line_by_line(text: &[u8]) -> Vec<(u64, String, UnitFlaw)> {
+        let mut out = vec![];
+        let mut lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+        if lines.last().is_some_and(|l| l.is_empty()) {
+            lines.pop();
+        }
+        for (i, line) in lines.into_iter().enumerate() {
+            let t = trim_ascii(line);
+            if t.is_empty() {
+                continue;
+            }
+            out.push(match std::str::from_utf8(t) {
+                Ok(s) => (i as u64 + 1, s.to_string(), UnitFlaw::None),
+                Err(_) => (
+                    i as u64 + 1,
+                    String::from_utf8_lossy(t).into_owned(),
+                    UnitFlaw::InvalidUtf8,
+                ),
+            });
+        }
+        out
+    }
+
+    /// Buffers and chunks cut lines anywhere: generated inputs with lines
+    /// from empty to several buffers long, blank and CRLF lines, a BOM,
+    /// invalid UTF-8 and multi-byte characters, with and without a final
+    /// newline, plain and gzip, must read exactly as line by line.
+    #[test]
+    fn buffers_read_as_lines_do() {
+        // The gzip decoder's buffer; the plain file's is 256 KiB.
+        const LARGEST_BUFFER: usize = 1 << 20;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for case in 0..12 {
+            let mut text: Vec<u8> = Vec::new();
+            let lines = if case % 3 == 0 { 20_000 } else { 300 };
+            for _ in 0..lines {
+                match next(20) {
+                    0 => text.extend_from_slice(b"   \r"),
+                    1 => text.extend_from_slice(b"\xef\xbb\xbf{\"bom\":1}"),
+                    2 => text.extend_from_slice(b"{\"bad\":\"\xff\xfe\"}"),
+                    // Long lines only where there are few, to keep the
+                    // input small; the many-line cases cross chunks.
+                    3 if lines < 1000 => {
+                        let n = next(3 * LARGEST_BUFFER as u64) as usize;
+                        text.extend(std::iter::repeat_n(b'x', n));
+                    }
+                    4 => text.extend_from_slice("{\"ü\":\"漢字\"}\r".as_bytes()),
+                    _ => {
+                        let n = next(40) as usize;
+                        text.extend(std::iter::repeat_n(b'y', n));
+                    }
+                }
+                text.push(b'\n');
+            }
+            if case % 2 == 1 {
+                text.extend_from_slice(b"{\"last\":1}");
+            }
+            let want = line_by_line(&text);
+            let plain = dir.path().join(format!("{case}.log"));
+            std::fs::write(&plain, &text).expect("write");
+            assert_eq!(chunks(&plain), want, "case {case}, plain");
+            let gz = dir.path().join(format!("{case}.log.gz"));
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut enc, &text).expect("gz");
+            std::fs::write(&gz, enc.finish().expect("gz")).expect("write");
+            assert_eq!(chunks(&gz), want, "case {case}, gzip");
+        }
+    }
+
+    #[test]
+    fn an_over_long_last_line_without_newline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("long-last.log");
+        let mut text = b"{\"a\":1}\n\n".to_vec();
+        text.extend(std::iter::repeat_n(b'z', MAX_LINE_BYTES + 1));
+        std::fs::write(&p, &text).expect("write");
+        let mut r = FileReader::open(&p).expect("open");
+        let mut got = vec![];
+        let mut last = 0;
+        while let Some(c) = r.next_chunk().expect("read") {
+            last = c.last_pos;
+            for i in 0..c.units.len() {
+                let (pos, t, flaw) = c.unit(i);
+                got.push((pos, t.len(), flaw));
+            }
+        }
+        assert_eq!(
+            got,
+            vec![
+                (1, 7, UnitFlaw::None),
+                (3, KEEP_OF_LONG_LINE, UnitFlaw::TooLong)
+            ]
+        );
+        assert_eq!(last, 3);
+    }
+
     #[test]
     fn skip_through_resumes() {
         let dir = tempfile::tempdir().expect("tempdir");
