@@ -1,5 +1,5 @@
 -- question: Activity timeline of one identity: everything it did, as actor, as the identity acted as, or as the authenticated (proxy) identity.
--- param: actor = alice@example.com -- username to follow
+-- param: actor -- username to follow
 SELECT request_received_at, cluster,
        CASE WHEN actor_username = {{actor}} THEN 'actor'
             WHEN acted_as_username = {{actor}} THEN 'acted_as'

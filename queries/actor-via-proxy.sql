@@ -1,5 +1,5 @@
 -- question: Everything one actor did through any impersonating proxy (Pinniped, kube-oidc-proxy, Rancher, Azure Arc), newest first.
--- param: actor = alice@example.com -- resolved actor (the human behind the proxy)
+-- param: actor -- resolved actor (the human behind the proxy)
 SELECT request_received_at, cluster, proxy_profile, resolution, acted_as_username,
        verb, resource, subresource, namespace, name, response_code, decision, audit_id
 FROM requests

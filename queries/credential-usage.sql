@@ -1,5 +1,5 @@
 -- question: Where was one credential (credential-id JTI=... or X509SHA256=...) used: by which actor, from which pods, nodes and addresses?
--- param: credential = JTI=7e3f9a52-1b2c-4d5e-8f90-stolen000001 -- authentication.kubernetes.io/credential-id value
+-- param: credential -- authentication.kubernetes.io/credential-id value
 SELECT request_received_at, cluster, actor_username, pod_name, node_name, source_ips,
        user_agent, verb, resource, namespace, name, response_code
 FROM requests

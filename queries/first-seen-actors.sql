@@ -1,12 +1,10 @@
--- question: Which actors appeared for the first time inside a time window?
--- param: since = 1970-01-01T00:00:00Z -- window start (RFC 3339, inclusive)
--- param: until = 2100-01-01T00:00:00Z -- window end (RFC 3339, exclusive)
+-- question: Which actors appeared for the first time inside the window (--since, --until)? First seen ever, not first inside the window: the rows before --since are read too.
+-- window: history
 SELECT actor_username, actor_kind,
        MIN(request_received_at) AS first_seen,
        COUNT(*) AS requests
 FROM requests
 WHERE actor_username IS NOT NULL AND actor_username <> ''
 GROUP BY actor_username, actor_kind
-HAVING MIN(request_received_at) >= to_timestamp_micros({{since}})
-   AND MIN(request_received_at) < to_timestamp_micros({{until}})
+HAVING MIN(request_received_at) >= {{since}}
 ORDER BY first_seen, actor_username, actor_kind

@@ -111,10 +111,25 @@ enum Command {
     },
     /// Run SQL (or a named query) against the lake.
     ///
-    /// Relations: `audit` (every row), `audit_events` (one row per cluster,
-    /// audit_id, stage), `requests` (one row per cluster, audit_id, with the
-    /// identity of the stage that carried impersonation). Filter on `dt` and
-    /// `hour` to read only those partitions.
+    /// Relations: `audit` (every stored row), `audit_events` (one row per
+    /// event: the same event delivered twice counts once), `requests` (one
+    /// row per request: its last stage, with the identity of the stage that
+    /// carried impersonation). A request is keyed by cluster, audit_id,
+    /// receive time, user, verb and URI, so a client that reuses another
+    /// request's Audit-ID cannot hide its own request (`--named
+    /// audit-id-reuse` lists such IDs).
+    ///
+    /// --since, --until and --cluster restrict all three relations, for SQL
+    /// and named queries alike; partitions outside the window are not read.
+    /// Filters on `dt`/`hour` (strings, `dt >= '2026-11-20'`) and on
+    /// `request_received_at` prune the same way. `-v` prints what was read
+    /// and skipped. `lake.audit`, `lake.audit_events` and `lake.requests`
+    /// are the relations without the window.
+    ///
+    /// Examples:
+    ///   auditlake query --lake L --since 24h --named actor-via-proxy --param actor=alice@example.com
+    ///   auditlake query --lake L --since 2026-11-20T09:00:00Z --until 2026-11-20T10:00:00Z \
+    ///       "SELECT actor_username, count(*) FROM requests GROUP BY 1 ORDER BY 2 DESC"
     Query {
         /// Lake directory.
         #[arg(long, env = "AUDITLAKE_LAKE")]
@@ -136,6 +151,16 @@ enum Command {
         /// SQL statement.
         #[arg(required_unless_present = "named", env = "AUDITLAKE_SQL")]
         sql: Option<String>,
+        #[command(flatten)]
+        window: WindowArgs,
+        /// Print to stderr what the statement read and skipped (partitions,
+        /// files, row groups, bytes) and how long it took.
+        #[arg(short, long, env = "AUDITLAKE_VERBOSE")]
+        verbose: bool,
+        /// Memory the query engine may hold (e.g. `512MiB`, `2GiB`); sorts
+        /// and aggregations spill to disk beyond it.
+        #[arg(long, env = "AUDITLAKE_MEMORY_LIMIT", default_value = "1GiB", value_parser = parse_bytes)]
+        memory_limit: u64,
     },
     /// Receive kube-apiserver's audit webhook (HTTPS) into the lake.
     ///
@@ -395,13 +420,81 @@ enum Command {
         rate: u64,
     },
     /// List the named forensic queries.
+    ///
+    /// `--reference-views` prints `audit_events` and `requests` as plain SQL
+    /// views over a relation named `audit`, for other engines: in DuckDB,
+    /// `CREATE VIEW audit AS SELECT * FROM read_parquet('L/**/*.parquet',
+    /// hive_partitioning = true, hive_types = {'dt': VARCHAR, 'hour':
+    /// VARCHAR})`, then the printed statements, and the named queries run
+    /// there as well.
     Queries {
         /// Also print each query's SQL.
         #[arg(long, env = "AUDITLAKE_SHOW_SQL")]
         sql: bool,
+        /// Print the relations as SQL views for other engines instead.
+        #[arg(long, env = "AUDITLAKE_REFERENCE_VIEWS")]
+        reference_views: bool,
     },
     /// Print the record schema (Arrow types and a description per column).
     Schema,
+}
+
+/// The time window and cluster a query sees.
+#[derive(clap::Args, Debug)]
+struct WindowArgs {
+    /// Only rows with request_received_at at or after this time: RFC 3339
+    /// (`2026-11-20T09:00:00Z`), a date (`2026-11-20`) or a span back from
+    /// now (`15m`, `24h`, `7d`).
+    #[arg(long, env = "AUDITLAKE_SINCE")]
+    since: Option<String>,
+    /// Only rows received before this time (same forms as --since).
+    #[arg(long, env = "AUDITLAKE_UNTIL")]
+    until: Option<String>,
+    /// Only rows of this cluster.
+    #[arg(long = "cluster", env = "AUDITLAKE_QUERY_CLUSTER")]
+    cluster: Option<String>,
+}
+
+impl WindowArgs {
+    fn window(&self) -> Result<query::Window> {
+        Ok(query::Window::new(
+            self.cluster.clone(),
+            self.since.as_deref(),
+            self.until.as_deref(),
+            now_us(),
+        )?)
+    }
+}
+
+/// `512MiB`, `2GiB`, `1G`, `1500000`.
+fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: f64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size: use bytes or a unit (512MiB, 2GiB, 1G)"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit; use B, KiB, MiB, GiB (or K, M, G)"
+            ))
+        }
+    };
+    let v = n * mult;
+    if !(1024.0 * 1024.0..=1e15).contains(&v) {
+        return Err(format!("{s:?} is out of range: at least 1MiB"));
+    }
+    Ok(v as u64)
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -510,19 +603,47 @@ fn main() -> Result<()> {
             named,
             params,
             sql,
+            window,
+            verbose,
+            memory_limit,
         } => {
-            let sql = match named {
-                Some(name) => query::find_named(&name)?.render(&query::parse_params(&params)?)?,
-                None => sql.unwrap_or_default(),
-            };
+            let window = window.window()?;
+            let named = named.map(|n| query::find_named(&n)).transpose()?;
+            let params = query::parse_params(&params)?;
+            if let Some(q) = &named {
+                // Missing or unknown parameters are reported before the lake
+                // is opened.
+                q.render(&params, &window)?;
+            }
             let format = match format {
                 OutFormat::Table => OutputFormat::Table,
                 OutFormat::Csv => OutputFormat::Csv,
                 OutFormat::Json => OutputFormat::Json,
             };
+            let opts = query::OpenOptions {
+                memory_limit: usize::try_from(memory_limit).unwrap_or(usize::MAX),
+            };
             let text = runtime()?.block_on(async {
-                let ctx = query::open_lake(&lake).await?;
-                let batches = query::run(&ctx, &sql).await?;
+                let started = Instant::now();
+                let mut lq = query::LakeQuery::open(&lake, &opts).await?;
+                let sql = match &named {
+                    Some(q) => lq.named(q, &params, &window).await?,
+                    None => {
+                        lq.set_window(&window).await?;
+                        sql.unwrap_or_default()
+                    }
+                };
+                let batches = if verbose {
+                    let (batches, report) = lq.sql_with_stats(&sql).await?;
+                    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+                    eprintln!(
+                        "{report}\n{rows} result rows in {:.3}s",
+                        started.elapsed().as_secs_f64()
+                    );
+                    batches
+                } else {
+                    lq.sql(&sql).await?
+                };
                 query::render(&batches, format)
             })?;
             print!("{text}");
@@ -798,11 +919,32 @@ fn main() -> Result<()> {
             println!("{report}");
             Ok(())
         }
-        Command::Queries { sql } => {
+        Command::Queries {
+            sql,
+            reference_views,
+        } => {
+            if reference_views {
+                println!(
+                    "CREATE OR REPLACE VIEW audit_events AS {};\nCREATE OR REPLACE VIEW requests AS {};\nCREATE OR REPLACE VIEW audit_id_reuse AS {};",
+                    query::reference::audit_events_sql("audit"),
+                    query::reference::requests_sql("audit"),
+                    query::reference::audit_id_reuse_sql("requests")
+                );
+                return Ok(());
+            }
             for q in query::named_queries() {
                 println!("{:<26} {}", q.name, q.question);
-                for (p, default, desc) in &q.params {
-                    println!("{:<26}   --param {p}=… ({desc}; default {default})", "");
+                for p in &q.params {
+                    match &p.default {
+                        Some(d) => println!(
+                            "{:<26}   --param {}=… ({}; default {d})",
+                            "", p.name, p.description
+                        ),
+                        None => println!(
+                            "{:<26}   --param {}=… ({}; required)",
+                            "", p.name, p.description
+                        ),
+                    }
                 }
                 if sql {
                     println!("{}\n", q.body);
@@ -966,7 +1108,7 @@ fn demo(lake: &Path, events: u64) -> Result<()> {
     print_summary(&summaries);
     let rt = runtime()?;
     rt.block_on(async {
-        let ctx = query::open_lake(lake).await?;
+        let mut lq = query::LakeQuery::open(lake, &query::OpenOptions::default()).await?;
         for (name, params) in [
             ("who-acted-as-whom", vec![]),
             (
@@ -976,17 +1118,24 @@ fn demo(lake: &Path, events: u64) -> Result<()> {
             ("spoofed-malformed-claims", vec![]),
         ] {
             let q = query::find_named(name)?;
-            let sql = q.render(&query::parse_params(&params)?)?;
-            let batches = first_rows(query::run(&ctx, &sql).await?, 12);
+            let sql = lq
+                .named(
+                    &q,
+                    &query::parse_params(&params)?,
+                    &query::Window::default(),
+                )
+                .await?;
+            let batches = first_rows(lq.sql(&sql).await?, 12);
             println!("\n## {name}: {}", q.question);
             println!("{}", query::render(&batches, OutputFormat::Table)?);
         }
         anyhow::Ok(())
     })?;
     println!(
-        "\nDemo lake at {} ({:.1}s). Try:\n  auditlake queries\n  auditlake query --lake {} --named privileged-impersonation\n  auditlake query --lake {} \"SELECT resolution, claim_status, COUNT(*) FROM requests GROUP BY 1, 2 ORDER BY 3 DESC\"",
+        "\nDemo lake at {} ({:.1}s). Try:\n  auditlake queries\n  auditlake query --lake {} --named privileged-impersonation\n  auditlake query --lake {} --named actor-timeline --param actor=carol@example.com\n  auditlake query --lake {} \"SELECT resolution, claim_status, COUNT(*) FROM requests GROUP BY 1, 2 ORDER BY 3 DESC\"",
         lake.display(),
         started.elapsed().as_secs_f64(),
+        lake.display(),
         lake.display(),
         lake.display()
     );

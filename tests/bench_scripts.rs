@@ -146,3 +146,59 @@ fn ingest_bench_refuses_a_missing_binary() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not an executable"));
 }
+
+#[test]
+fn query_bench_compares_engines_on_the_same_answers() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let work = tempfile::tempdir().expect("tempdir");
+    let exe = bin();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let python = std::env::var("AUDITLAKE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new("bash")
+        .arg(format!("{root}/benches/query.sh"))
+        .args([
+            "-n",
+            "4000",
+            "-r",
+            "2",
+            "-d",
+            "120",
+            "-q",
+            "actor-via-proxy,who-acted-as-whom",
+        ])
+        .arg("-w")
+        .arg(work.path())
+        .arg(&exe)
+        .env("AUDITLAKE_BENCH_PYTHON", python)
+        .output()
+        .expect("bash benches/query.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Summary rows: | query | window | ours s | RSS | DuckDB s | RSS | ratio | rows |
+    let summary: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>())
+        .filter(|c| c.len() == 10 && ["actor-via-proxy", "who-acted-as-whom"].contains(&c[1]))
+        .collect();
+    assert_eq!(summary.len(), 4, "two queries, two windows: {stdout}");
+    for c in &summary {
+        assert!(c[8].ends_with("same"), "engines disagree: {stdout}");
+        let ours: f64 = c[3]
+            .split('–')
+            .next()
+            .unwrap_or("")
+            .parse()
+            .expect("seconds");
+        assert!(ours > 0.0, "{stdout}");
+    }
+    // Two rounds, each engine once per query and window.
+    let runs = stdout
+        .lines()
+        .filter(|l| l.starts_with("| actor-via-proxy | all |") && l.split('|').count() == 9)
+        .count();
+    assert_eq!(runs, 4, "{stdout}");
+}

@@ -12,8 +12,12 @@ fn named(lake: &Path, name: &str, params: &[&str]) -> Vec<Vec<String>> {
         "query", "--lake", &lake_s, "--format", "csv", "--named", name,
     ];
     for p in params {
-        args.push("--param");
-        args.push(p);
+        if p.starts_with("--") || !p.contains('=') {
+            args.push(p);
+        } else {
+            args.push("--param");
+            args.push(p);
+        }
     }
     parse_csv(&String::from_utf8_lossy(&run(&args).stdout))
 }
@@ -133,7 +137,12 @@ fn named_queries_answer_their_questions() {
     let r = named(
         &lake,
         "first-seen-actors",
-        &["since=2025-01-01T11:00:00Z", "until=2025-01-01T12:00:00Z"],
+        &[
+            "--since",
+            "2025-01-01T11:00:00Z",
+            "--until",
+            "2025-01-01T12:00:00Z",
+        ],
     );
     let mut actors = col(&r, "actor_username");
     actors.sort();
@@ -171,7 +180,229 @@ fn named_query_snapshots() {
     settings.set_prepend_module_to_snapshot(false);
     settings.bind(|| {
         for q in auditlake::query::named_queries() {
-            insta::assert_snapshot!(q.name, query_text(&lake, &["--named", q.name]));
+            // Subjects have no defaults; these are the values the
+            // snapshots were taken with.
+            let mut args = vec!["--named", q.name];
+            for p in &q.params {
+                match p.name.as_str() {
+                    "actor" => args.extend(["--param", "actor=alice@example.com"]),
+                    "credential" => args.extend([
+                        "--param",
+                        "credential=JTI=7e3f9a52-1b2c-4d5e-8f90-stolen000001",
+                    ]),
+                    _ => {}
+                }
+            }
+            insta::assert_snapshot!(q.name, query_text(&lake, &args));
         }
     });
+}
+
+/// An event line for the Audit-ID tests.
+fn event(id: &str, stage: &str, user: &str, verb: &str, name: &str, at: &str) -> String {
+    serde_json::json!({
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+        "auditID": id, "stage": stage,
+        "requestURI": format!("/api/v1/namespaces/prod/secrets/{name}"),
+        "verb": verb,
+        "user": {"username": user, "groups": ["devs"]},
+        "sourceIPs": ["203.0.113.9"], "userAgent": "kubectl/v1.34.0",
+        "objectRef": {"resource": "secrets", "namespace": "prod", "name": name, "apiVersion": "v1"},
+        "requestReceivedTimestamp": at, "stageTimestamp": at,
+        "responseStatus": {"metadata": {}, "code": 200},
+        "annotations": {"authorization.k8s.io/decision": "allow"}
+    })
+    .to_string()
+}
+
+#[test]
+fn a_reused_audit_id_hides_no_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let input = dir.path().join("reuse.jsonl");
+    let alice = event(
+        "shared-1",
+        "ResponseComplete",
+        "alice@example.com",
+        "get",
+        "s0",
+        "2026-11-20T09:00:00.000001Z",
+    );
+    let lines = [
+        event(
+            "shared-1",
+            "RequestReceived",
+            "alice@example.com",
+            "get",
+            "s0",
+            "2026-11-20T09:00:00.000001Z",
+        ),
+        alice.clone(),
+        // The same event delivered twice (a webhook retry): one request.
+        alice,
+        // mallory deletes the secret sending alice's Audit-ID.
+        event(
+            "shared-1",
+            "ResponseComplete",
+            "mallory@example.com",
+            "delete",
+            "s0",
+            "2026-11-20T09:05:00.000002Z",
+        ),
+        event(
+            "solo-2",
+            "ResponseComplete",
+            "bob@example.com",
+            "get",
+            "s1",
+            "2026-11-20T09:06:00Z",
+        ),
+    ];
+    std::fs::write(&input, lines.join("\n") + "\n").expect("write");
+    ingest(&lake, &["--cluster", "reuse"], &[&input]);
+
+    assert_eq!(
+        scalar(
+            &lake,
+            "SELECT count(*) FROM audit WHERE audit_id = 'shared-1'"
+        ),
+        "4"
+    );
+    assert_eq!(
+        scalar(
+            &lake,
+            "SELECT count(*) FROM audit_events WHERE audit_id = 'shared-1'"
+        ),
+        "3"
+    );
+    assert_eq!(
+        scalar(
+            &lake,
+            "SELECT count(*) FROM requests WHERE audit_id = 'shared-1'"
+        ),
+        "2"
+    );
+
+    let r = named(&lake, "secrets-by-humans", &[]);
+    let who: Vec<String> = r[1..]
+        .iter()
+        .map(|x| format!("{}:{}", x[2], x[6]))
+        .collect();
+    assert_eq!(
+        who,
+        vec![
+            "alice@example.com:get",
+            "mallory@example.com:delete",
+            "bob@example.com:get"
+        ],
+        "{r:?}"
+    );
+
+    let r = named(&lake, "actor-timeline", &["actor=mallory@example.com"]);
+    assert_eq!(col(&r, "verb"), vec!["delete"]);
+    assert_eq!(col(&r, "name"), vec!["s0"]);
+
+    let r = named(&lake, "audit-id-reuse", &[]);
+    assert_eq!(col(&r, "audit_id"), vec!["shared-1", "shared-1"]);
+    assert_eq!(
+        col(&r, "actor_username"),
+        vec!["alice@example.com", "mallory@example.com"]
+    );
+    assert_eq!(col(&r, "verb"), vec!["get", "delete"]);
+}
+
+#[test]
+fn windows_restrict_every_relation_and_subjects_are_required() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    ingest(
+        &lake,
+        &["--cluster", "fixture"],
+        &[&fixture("identities.jsonl")],
+    );
+    let lake_s = lake.display().to_string();
+    // identities.jsonl spans 2025-01-01 10:00 to 12:00.
+    let all = scalar(&lake, "SELECT count(*) FROM requests");
+    let w = |args: &[&str], sql: &str| {
+        let mut a = vec![sql];
+        a.extend_from_slice(args);
+        let rows = query_csv(&lake, &a);
+        rows[1][0].clone()
+    };
+    let early = w(
+        &["--until", "2025-01-01T11:00:00Z"],
+        "SELECT count(*) FROM requests",
+    );
+    let late = w(
+        &["--since", "2025-01-01T11:00:00Z"],
+        "SELECT count(*) FROM requests",
+    );
+    let n = |s: &str| s.parse::<u64>().expect("count");
+    assert!(n(&early) > 0 && n(&late) > 0, "{early} {late}");
+    assert_eq!(n(&early) + n(&late), n(&all));
+    for rel in ["audit", "audit_events"] {
+        let sql = format!("SELECT count(*) FROM {rel}");
+        let e = n(&w(&["--until", "2025-01-01T11:00:00Z"], &sql));
+        let l = n(&w(&["--since", "2025-01-01T11:00:00Z"], &sql));
+        assert_eq!(e + l, n(&scalar(&lake, &sql)), "{rel}");
+    }
+    assert_eq!(
+        w(&["--cluster", "elsewhere"], "SELECT count(*) FROM audit"),
+        "0"
+    );
+    assert_eq!(
+        w(
+            &["--until", "2025-01-01T11:00:00Z"],
+            "SELECT count(*) FROM lake.requests"
+        ),
+        all,
+        "lake.* is unrestricted"
+    );
+    // -v says what was skipped.
+    let out = run(&[
+        "query",
+        "--lake",
+        &lake_s,
+        "-v",
+        "--since",
+        "2025-01-01T11:00:00Z",
+        "SELECT count(*) FROM requests",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("skipped by dt/hour or the window"), "{err}");
+    assert!(
+        !err.contains(", 0 skipped by dt/hour"),
+        "nothing was pruned: {err}"
+    );
+    fails_with(
+        &["query", "--lake", &lake_s, "--named", "actor-via-proxy"],
+        "needs --param actor=VALUE",
+    );
+    fails_with(
+        &["query", "--lake", &lake_s, "--named", "credential-usage"],
+        "needs --param credential=VALUE",
+    );
+    fails_with(
+        &[
+            "query",
+            "--lake",
+            &lake_s,
+            "--since",
+            "yesterday",
+            "SELECT 1",
+        ],
+        "--since \"yesterday\" is not a time",
+    );
+    fails_with(
+        &[
+            "query",
+            "--lake",
+            &lake_s,
+            "--named",
+            "first-seen-actors",
+            "--param",
+            "since=2025-01-01",
+        ],
+        "set with --since/--until",
+    );
 }

@@ -1,0 +1,358 @@
+//! SQL over the lake with DataFusion, and the named forensic queries.
+//!
+//! Four relations are registered, each restricted to the query's
+//! [`Window`] (`--since`, `--until`, `--cluster`); `lake.audit`,
+//! `lake.audit_events`, `lake.requests` and `lake.audit_id_reuse` are the
+//! same without it:
+//! - `audit`: every stored row; `dt` and `hour` are partition columns, so
+//!   filters on them prune whole directories;
+//! - `audit_events`: one row per event: the same event stored twice
+//!   (webhook retries, replays) counts once;
+//! - `requests`: one row per request: the last stage, with the identity
+//!   columns of the stage that carried impersonation (`RequestReceived`
+//!   never does);
+//! - `audit_id_reuse`: the rows of `requests` whose audit ID another
+//!   request carries too.
+//!
+//! `audit_events` and `requests` are computed per hour partition by
+//! [`relations`] (the keys, and why a reused Audit-ID cannot hide a
+//! request, are explained there); [`reference`] is their definition in
+//! plain SQL. Memory is bounded by a DataFusion memory pool
+//! ([`OpenOptions::memory_limit`]): sorts and aggregations spill to disk
+//! past it, and a partition too large to deduplicate within it fails with
+//! an error that says so instead of taking the machine's memory.
+
+pub mod named;
+pub mod reference;
+pub mod relations;
+pub mod stats;
+pub mod window;
+
+pub use named::{find_named, named_queries, parse_params, sql_literal, NamedQuery, NAMED};
+pub use window::{Window, WindowError};
+
+use crate::schema::record_schema;
+use arrow::array::{ArrayRef, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use relations::{list_partitions, Kind, Relation};
+use stats::{ScanStats, StatsReport};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("lake {0} does not exist; ingest something first (`auditlake ingest --lake {0} FILE`) or run `auditlake demo`")]
+    NoLake(String),
+    #[error("lake {0} is a file, not a directory; --lake names the directory that holds dt=…/hour=… partitions")]
+    LakeIsFile(String),
+    #[error("the query needs more memory than --memory-limit allows: {0}\nhint: narrow it with --since/--until or --cluster, or raise --memory-limit")]
+    Memory(String),
+    #[error("SQL error: {0}")]
+    DataFusion(datafusion::error::DataFusionError),
+    #[error("output error: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("unknown named query `{0}`; `auditlake queries` lists them")]
+    UnknownQuery(String),
+    #[error("query `{query}` has no parameter `{param}`; it takes: {known}{}", if *.window { ". The time window is set with --since/--until, not --param" } else { "" })]
+    UnknownParam {
+        query: String,
+        param: String,
+        known: String,
+        window: bool,
+    },
+    #[error("query `{query}` needs --param {param}=VALUE ({description}); it has no default, so that no question is answered about a subject nobody named")]
+    MissingParam {
+        query: String,
+        param: String,
+        description: String,
+    },
+    #[error(
+        "query `{query}` uses {{{{{name}}}}}, which it does not declare (a bug in the query file)"
+    )]
+    UndeclaredPlaceholder { query: String, name: String },
+    #[error("parameter `{0}` must look like key=value")]
+    BadParam(String),
+    #[error(transparent)]
+    Window(#[from] WindowError),
+}
+
+impl From<datafusion::error::DataFusionError> for QueryError {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        match e.find_root() {
+            datafusion::error::DataFusionError::ResourcesExhausted(m) => {
+                QueryError::Memory(m.clone())
+            }
+            _ => QueryError::DataFusion(e),
+        }
+    }
+}
+
+/// The relations a query sees (each also as `lake.NAME`, without the window).
+pub const RELATIONS: [&str; 4] = ["audit", "audit_events", "requests", "audit_id_reuse"];
+
+/// How a lake is opened for queries.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// Bytes the query engine may hold at once (sorts, aggregations, the
+    /// partition being deduplicated); beyond it they spill or fail.
+    pub memory_limit: usize,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            memory_limit: 1 << 30,
+        }
+    }
+}
+
+/// An opened lake: one DataFusion session, reused by every statement.
+pub struct LakeQuery {
+    ctx: SessionContext,
+    root: PathBuf,
+    stats: Arc<ScanStats>,
+    window: Window,
+}
+
+impl LakeQuery {
+    /// Register the lake at `root` (unrestricted: see [`LakeQuery::set_window`]).
+    pub async fn open(root: &Path, opts: &OpenOptions) -> Result<LakeQuery, QueryError> {
+        if root.is_file() {
+            return Err(QueryError::LakeIsFile(root.display().to_string()));
+        }
+        if !root.is_dir() {
+            return Err(QueryError::NoLake(root.display().to_string()));
+        }
+        let abs = std::fs::canonicalize(root)
+            .map_err(|_| QueryError::NoLake(root.display().to_string()))?;
+        // The generic dialect accepts trailing commas in a projection, which makes
+        // `SELECT verb, cluster` stop at the (reserved) word CLUSTER; PostgreSQL's
+        // dialect reads `cluster` as the column it is.
+        let config = SessionConfig::new().set_str("datafusion.sql_parser.dialect", "PostgreSQL");
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(opts.memory_limit)))
+            .build_arc()?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let mut url = abs.display().to_string();
+        if !url.ends_with('/') {
+            url.push('/');
+        }
+        let table_url = ListingTableUrl::parse(&url)?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet")
+            .with_table_partition_cols(vec![
+                ("dt".to_string(), DataType::Utf8),
+                ("hour".to_string(), DataType::Utf8),
+            ]);
+        let config = ListingTableConfig::new(table_url)
+            .with_listing_options(options)
+            .with_schema(record_schema());
+        let table = ListingTable::try_new(config)?;
+        let catalog = ctx
+            .catalog("datafusion")
+            .ok_or_else(|| datafusion::error::DataFusionError::Internal("no catalog".into()))?;
+        catalog.register_schema("lake", Arc::new(MemorySchemaProvider::new()))?;
+        let stats = Arc::new(ScanStats::default());
+        ctx.register_table("lake.audit", Arc::new(table))?;
+        ctx.register_table(
+            "lake.audit_events",
+            Arc::new(Relation::new(Kind::Events, &abs, stats.clone())),
+        )?;
+        ctx.register_table(
+            "lake.requests",
+            Arc::new(Relation::new(Kind::Requests, &abs, stats.clone())),
+        )?;
+        ctx.register_table(
+            "lake.audit_id_reuse",
+            Arc::new(Relation::new(Kind::Reused, &abs, stats.clone())),
+        )?;
+        let mut lake = LakeQuery {
+            ctx,
+            root: abs,
+            stats,
+            window: Window {
+                cluster: Some(String::new()),
+                ..Window::default()
+            },
+        };
+        lake.set_window(&Window::default()).await?;
+        Ok(lake)
+    }
+
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    pub fn window(&self) -> &Window {
+        &self.window
+    }
+
+    /// Restrict `audit`, `audit_events` and `requests` to `window`.
+    pub async fn set_window(&mut self, window: &Window) -> Result<(), QueryError> {
+        if *window == self.window {
+            return Ok(());
+        }
+        let filter = window
+            .predicate()
+            .map(|p| format!(" WHERE {p}"))
+            .unwrap_or_default();
+        for t in RELATIONS {
+            self.ctx
+                .sql(&format!(
+                    "CREATE OR REPLACE VIEW {t} AS SELECT * FROM lake.{t}{filter}"
+                ))
+                .await?
+                .collect()
+                .await?;
+        }
+        self.window = window.clone();
+        Ok(())
+    }
+
+    /// Run one statement and collect the result.
+    pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
+        let df = self.ctx.sql(sql).await?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        Ok(with_schema(df.collect().await?, schema))
+    }
+
+    /// Run one statement and count what it read and skipped.
+    pub async fn sql_with_stats(
+        &self,
+        sql: &str,
+    ) -> Result<(Vec<RecordBatch>, LakeReport), QueryError> {
+        self.stats.reset();
+        let plan = self.ctx.sql(sql).await?.create_physical_plan().await?;
+        let batches = with_schema(
+            datafusion::physical_plan::collect(plan.clone(), self.ctx.task_ctx()).await?,
+            plan.schema(),
+        );
+        self.stats.absorb(plan.as_ref());
+        let parts = list_partitions(&self.root).unwrap_or_default();
+        Ok((
+            batches,
+            LakeReport {
+                lake_partitions: parts.len() as u64,
+                lake_files: parts.iter().map(|p| p.files as u64).sum(),
+                scan: self.stats.snapshot(),
+            },
+        ))
+    }
+
+    /// Run a named query under `window` (a query that needs history sees
+    /// everything before `--until`).
+    pub async fn named(
+        &mut self,
+        q: &NamedQuery,
+        params: &BTreeMap<String, String>,
+        window: &Window,
+    ) -> Result<String, QueryError> {
+        let sql = q.render(params, window)?;
+        let relations = if q.needs_history {
+            window.without_since()
+        } else {
+            window.clone()
+        };
+        self.set_window(&relations).await?;
+        Ok(sql)
+    }
+}
+
+/// An empty result as one empty batch, so that it still has columns to
+/// print (a header in CSV, column names in a table).
+fn with_schema(batches: Vec<RecordBatch>, schema: arrow::datatypes::SchemaRef) -> Vec<RecordBatch> {
+    if batches.is_empty() {
+        vec![RecordBatch::new_empty(schema)]
+    } else {
+        batches
+    }
+}
+
+/// What a statement read, for `query -v`.
+#[derive(Debug, Clone, Copy)]
+pub struct LakeReport {
+    pub lake_partitions: u64,
+    pub lake_files: u64,
+    pub scan: StatsReport,
+}
+
+impl std::fmt::Display for LakeReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "lake: {} files in {} hour partitions",
+            self.lake_files, self.lake_partitions
+        )?;
+        write!(f, "{}", self.scan)
+    }
+}
+
+/// Output formats of `auditlake query`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+/// Render nested columns (lists, maps) as text so CSV can carry them.
+fn flatten_nested(batch: &RecordBatch) -> Result<RecordBatch, QueryError> {
+    let opts = FormatOptions::default();
+    let mut fields = Vec::new();
+    let mut cols: Vec<ArrayRef> = Vec::new();
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        if f.data_type().is_nested() {
+            let fmt = ArrayFormatter::try_new(c.as_ref(), &opts)?;
+            let values: StringArray = (0..c.len())
+                .map(|i| (!c.is_null(i)).then(|| fmt.value(i).to_string()))
+                .collect();
+            fields.push(Field::new(f.name(), DataType::Utf8, true));
+            cols.push(Arc::new(values));
+        } else {
+            fields.push(f.as_ref().clone());
+            cols.push(c.clone());
+        }
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+}
+
+/// Format query results.
+pub fn render(batches: &[RecordBatch], format: OutputFormat) -> Result<String, QueryError> {
+    match format {
+        OutputFormat::Table => Ok(arrow::util::pretty::pretty_format_batches(batches)?.to_string()),
+        OutputFormat::Csv => {
+            let mut buf = Vec::new();
+            {
+                let mut w = arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(&mut buf);
+                for b in batches {
+                    w.write(&flatten_nested(b)?)?;
+                }
+            }
+            Ok(String::from_utf8_lossy(&buf).into_owned())
+        }
+        OutputFormat::Json => {
+            let mut buf = Vec::new();
+            {
+                let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
+                for b in batches {
+                    w.write(b)?;
+                }
+                w.finish()?;
+            }
+            Ok(String::from_utf8_lossy(&buf).into_owned())
+        }
+    }
+}

@@ -1,0 +1,1228 @@
+//! `audit_events`, `requests` and `audit_id_reuse`, computed one hour
+//! partition at a time.
+//!
+//! Both relations remove rows that the raw `audit` table holds more than
+//! once. The invariant that makes it cheap: every stage of a request has the
+//! same `requestReceivedTimestamp`, and the lake's partition
+//! (`dt=…/hour=…`) is a pure function of it (`lake::batch::PartKey`). So
+//! every row that could be a duplicate of a row, or another stage of its
+//! request, lies in the same hour partition, and each partition is
+//! deduplicated on its own: memory grows with one hour of data, not with
+//! the lake, and a query touches only the partitions its filters leave.
+//!
+//! Keys (an attacker controls `auditID`, so it is never a key on its own):
+//! - a **request** is `(cluster, audit_id, request_received_at,
+//!   authn_username, verb, request_uri)`: what every stage of one request
+//!   shares. A different request that reuses an Audit-ID differs in its
+//!   receive time (microseconds, set by the apiserver) and usually in user,
+//!   verb and URI, so it stays a request of its own;
+//! - an **event** is a request plus `(stage, stage_at)`: the same event
+//!   delivered twice (webhook retries, replays) has the same key, and then
+//!   every event column is equal; only `source` and `ingested_at` tell the
+//!   copies apart. The kept copy is the one with the smallest `source`.
+//! - A row without `audit_id` is a request (and an event) of its own.
+//!
+//! `requests` takes the last stage (`Panic` > `ResponseComplete` >
+//! `ResponseStarted` > `RequestReceived`, then the latest `stage_at`) for
+//! its request columns, and the identity columns (`schema::IDENTITY_COLUMNS`)
+//! from the stage that carried `impersonatedUser` (kube-apiserver writes
+//! `RequestReceived` before its impersonation filter runs). Ties go to the
+//! smallest `source`. `query::reference` defines both relations in plain
+//! SQL; a differential test holds this module to it.
+//!
+//! `audit_id_reuse` holds the requests whose `(cluster, audit_id)` another
+//! request carries too. Reuse may span partitions (an ID copied from last
+//! week's log), so it first reads the key columns of every partition the
+//! scan covers and keeps, per hashed `(cluster, audit_id)`, the hash of the
+//! first request key seen with it (16 bytes per audit ID); then only the
+//! requests of the IDs seen with two keys are computed. Hashes are seeded
+//! per scan, so a collision cannot be crafted; one by chance (about 10^-6
+//! for ten million IDs) adds a request that is not reused, never hides one
+//! that is.
+//!
+//! Filters pushed into a scan are used three ways, and DataFusion still
+//! applies every one of them above the scan (they are `Inexact`):
+//! - filters on `dt`/`hour` alone choose partitions;
+//! - filters on key columns alone (equal on every row of a request) are
+//!   applied to the rows read: exact, since a group keeps or loses all its
+//!   rows together. For `audit_events` the same holds for every event column;
+//! - (`requests` only) a filter on identity columns alone must hold on the
+//!   identity row, and one on the other columns alone on the last row; both
+//!   are rows of the request, so a first pass that reads only the key and
+//!   filter columns finds the requests that *may* match. A partition with
+//!   none is not read further; otherwise only rows of those requests are
+//!   kept.
+
+use super::stats::ScanStats;
+use crate::schema::{record_schema, IDENTITY_COLUMNS, PARTITION_COLUMNS};
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray};
+use arrow::compute::interleave;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::common::{Column, DFSchema};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::context::SessionState;
+use datafusion::execution::memory_pool::MemoryConsumer;
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::utils::{conjunction, split_conjunction};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_optimizer::filter_pushdown::FilterPushdown;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
+use futures::{StreamExt, TryStreamExt};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Columns shared by every stage of one request.
+pub const REQUEST_KEY: &[&str] = &[
+    "cluster",
+    "audit_id",
+    "request_received_at",
+    "authn_username",
+    "verb",
+    "request_uri",
+];
+
+/// What, beyond the request key, makes two rows the same event.
+pub const EVENT_KEY_EXTRA: &[&str] = &["stage", "stage_at"];
+
+/// Columns that tell copies of one event apart (and that a filter pushed
+/// into `audit_events` therefore must not be applied below the dedupe).
+const PROVENANCE: &[&str] = &["source", "ingested_at"];
+
+/// Rows per output batch.
+const OUT_BATCH: usize = 8192;
+
+/// Which relation a [`Relation`] computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Events,
+    Requests,
+    /// The requests whose audit ID another request also carries.
+    Reused,
+}
+
+/// One hour partition of the lake.
+#[derive(Debug, Clone)]
+pub struct Partition {
+    pub dt: String,
+    pub hour: String,
+    pub dir: PathBuf,
+    pub files: usize,
+}
+
+/// The hour partitions under `root`, sorted.
+pub fn list_partitions(root: &Path) -> std::io::Result<Vec<Partition>> {
+    let mut out = Vec::new();
+    for d in std::fs::read_dir(root)? {
+        let d = d?;
+        let name = d.file_name().to_string_lossy().into_owned();
+        let Some(dt) = name.strip_prefix("dt=") else {
+            continue;
+        };
+        if !d.file_type()?.is_dir() {
+            continue;
+        }
+        for h in std::fs::read_dir(d.path())? {
+            let h = h?;
+            let hname = h.file_name().to_string_lossy().into_owned();
+            let Some(hour) = hname.strip_prefix("hour=") else {
+                continue;
+            };
+            if !h.file_type()?.is_dir() {
+                continue;
+            }
+            let files = std::fs::read_dir(h.path())?
+                .filter_map(|f| f.ok())
+                .filter(|f| f.file_name().to_string_lossy().ends_with(".parquet"))
+                .count();
+            out.push(Partition {
+                dt: dt.to_string(),
+                hour: hour.to_string(),
+                dir: h.path(),
+                files,
+            });
+        }
+    }
+    out.sort_by(|a, b| (&a.dt, &a.hour).cmp(&(&b.dt, &b.hour)));
+    Ok(out)
+}
+
+/// The schema of all three relations: stored columns, then `dt` and `hour`.
+pub fn relation_schema() -> SchemaRef {
+    let mut fields: Vec<Field> = record_schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    for p in PARTITION_COLUMNS {
+        fields.push(Field::new(p, DataType::Utf8, false));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// `audit_events` or `requests` over the lake at `root`.
+#[derive(Debug)]
+pub struct Relation {
+    kind: Kind,
+    root: PathBuf,
+    schema: SchemaRef,
+    format: Arc<ParquetFormat>,
+    stats: Arc<ScanStats>,
+}
+
+impl Relation {
+    pub fn new(kind: Kind, root: &Path, stats: Arc<ScanStats>) -> Relation {
+        // Filters evaluated while decoding (late materialisation): a pass
+        // that looks for `actor_username = 'x'` decodes the wide columns
+        // only for the rows that match.
+        let mut format = ParquetFormat::default();
+        let mut opts = format.options().clone();
+        opts.global.pushdown_filters = true;
+        opts.global.reorder_filters = true;
+        format = format.with_options(opts);
+        Relation {
+            kind,
+            root: root.to_path_buf(),
+            schema: relation_schema(),
+            format: Arc::new(format),
+            stats,
+        }
+    }
+}
+
+fn strip_qualifiers(e: &Expr) -> Result<Expr> {
+    e.clone()
+        .transform(|e| match e {
+            Expr::Column(c) if c.relation.is_some() => Ok(Transformed::yes(Expr::Column(
+                Column::new_unqualified(c.name),
+            ))),
+            e => Ok(Transformed::no(e)),
+        })
+        .data()
+}
+
+fn names(e: &Expr) -> HashSet<String> {
+    e.column_refs()
+        .into_iter()
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+/// How the conjuncts of a scan's filters are used (see the module doc).
+#[derive(Debug, Default)]
+struct Pushed {
+    /// On `dt`/`hour` alone: choose partitions.
+    partition: Vec<Expr>,
+    /// Exact on the rows read.
+    rows: Vec<Expr>,
+    /// Each finds the requests that may match (`requests` only).
+    candidates: Vec<Expr>,
+}
+
+fn classify(kind: Kind, filters: &[Expr]) -> Result<Pushed> {
+    let key: HashSet<&str> = match kind {
+        Kind::Requests | Kind::Reused => REQUEST_KEY.iter().copied().collect(),
+        Kind::Events => REQUEST_KEY.iter().chain(EVENT_KEY_EXTRA).copied().collect(),
+    };
+    let mut p = Pushed::default();
+    let (mut identity, mut request) = (Vec::new(), Vec::new());
+    for f in filters {
+        for c in split_conjunction(f) {
+            if c.is_volatile() {
+                continue;
+            }
+            let c = strip_qualifiers(c)?;
+            let cols = names(&c);
+            if cols.is_empty() {
+                continue;
+            }
+            let on_partition = cols
+                .iter()
+                .filter(|n| PARTITION_COLUMNS.contains(&n.as_str()))
+                .count();
+            if on_partition == cols.len() {
+                p.partition.push(c);
+                continue;
+            }
+            if on_partition > 0 {
+                // Mixed with partition columns, which the files do not hold.
+                continue;
+            }
+            match kind {
+                Kind::Events => {
+                    if !cols.iter().any(|n| PROVENANCE.contains(&n.as_str())) {
+                        p.rows.push(c);
+                    }
+                }
+                Kind::Requests | Kind::Reused => {
+                    let non_key: Vec<&String> =
+                        cols.iter().filter(|n| !key.contains(n.as_str())).collect();
+                    if non_key.is_empty() {
+                        p.rows.push(c);
+                    } else if non_key
+                        .iter()
+                        .all(|n| IDENTITY_COLUMNS.contains(&n.as_str()))
+                    {
+                        identity.push(c);
+                    } else if non_key
+                        .iter()
+                        .all(|n| !IDENTITY_COLUMNS.contains(&n.as_str()))
+                    {
+                        request.push(c);
+                    }
+                }
+            }
+        }
+    }
+    // One pass per kind of row, whatever the number of conjuncts.
+    p.candidates = [conjunction(identity), conjunction(request)]
+        .into_iter()
+        .flatten()
+        .collect();
+    Ok(p)
+}
+
+#[async_trait]
+impl TableProvider for Relation {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let state = state
+            .as_any()
+            .downcast_ref::<SessionState>()
+            .ok_or_else(|| DataFusionError::Internal("not a SessionState".into()))?
+            .clone();
+        let projected = match projection {
+            Some(p) => Arc::new(self.schema.project(p)?),
+            None => self.schema.clone(),
+        };
+        let pushed = classify(self.kind, filters)?;
+        let all = list_partitions(&self.root).map_err(|e| {
+            DataFusionError::External(format!("listing {}: {e}", self.root.display()).into())
+        })?;
+        let parts = prune_partitions(&state, all, &pushed.partition, &self.stats)?;
+        let plan = Arc::new(ScanPlan::new(
+            self.kind,
+            state,
+            projected.clone(),
+            pushed,
+            parts.clone(),
+            self.format.clone(),
+            self.stats.clone(),
+        )?);
+        let n = plan
+            .state
+            .config()
+            .target_partitions()
+            .clamp(1, parts.len().max(1));
+        let mut lanes: Vec<Vec<Partition>> = vec![Vec::new(); n];
+        for (i, p) in parts.into_iter().enumerate() {
+            lanes[i % n].push(p);
+        }
+        let streams: Vec<Arc<dyn PartitionStream>> = lanes
+            .into_iter()
+            .map(|parts| {
+                Arc::new(Lane {
+                    plan: plan.clone(),
+                    parts,
+                }) as Arc<dyn PartitionStream>
+            })
+            .collect();
+        Ok(Arc::new(StreamingTableExec::try_new(
+            projected,
+            streams,
+            None,
+            Vec::new(),
+            false,
+            None,
+        )?))
+    }
+}
+
+/// The partitions whose `dt`/`hour` pass `filters`.
+fn prune_partitions(
+    state: &SessionState,
+    all: Vec<Partition>,
+    filters: &[Expr],
+    stats: &ScanStats,
+) -> Result<Vec<Partition>> {
+    stats.add_partitions(all.len() as u64, all.iter().map(|p| p.files as u64).sum());
+    let Some(filter) = conjunction(filters.iter().cloned()) else {
+        return Ok(all);
+    };
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("dt", DataType::Utf8, false),
+        Field::new("hour", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values(all.iter().map(|p| &p.dt))),
+            Arc::new(StringArray::from_iter_values(all.iter().map(|p| &p.hour))),
+        ],
+    )?;
+    let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+    let expr = state.create_physical_expr(filter, &df_schema)?;
+    let mask = expr.evaluate(&batch)?.into_array(batch.num_rows())?;
+    let mask = mask
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .ok_or_else(|| DataFusionError::Internal("partition filter is not boolean".into()))?;
+    let mut out = Vec::new();
+    for (i, p) in all.into_iter().enumerate() {
+        if mask.is_valid(i) && mask.value(i) {
+            out.push(p);
+        } else {
+            stats.partition_pruned(p.files as u64);
+        }
+    }
+    Ok(out)
+}
+
+/// Where an output column comes from.
+#[derive(Debug, Clone, Copy)]
+enum Out {
+    /// A stored column: its index in the work batches, and whether it is an
+    /// identity column (taken from the identity row of a request).
+    Stored {
+        work: usize,
+        identity: bool,
+    },
+    Dt,
+    Hour,
+}
+
+/// What one scan reads and computes; shared by its lanes.
+#[derive(Debug)]
+struct ScanPlan {
+    kind: Kind,
+    state: SessionState,
+    out_schema: SchemaRef,
+    out: Vec<Out>,
+    /// Stored columns read in the main pass (record-schema indices, sorted).
+    work: Vec<usize>,
+    key: Vec<usize>,
+    stage: usize,
+    stage_at: usize,
+    impersonated: usize,
+    source: usize,
+    rows: Option<Expr>,
+    candidates: Vec<Expr>,
+    /// Set once a candidate pass matched most of a partition.
+    candidates_off: AtomicBool,
+    /// `Reused`: every partition of the scan, and (once the first lane
+    /// asks) the hashes of `(cluster, audit_id)` that more than one request
+    /// carries.
+    parts: Vec<Partition>,
+    reused: tokio::sync::OnceCell<HashSet<u64>>,
+    /// Keys are attacker-controlled (audit IDs, URIs): a per-scan random
+    /// seed keeps crafted keys from colliding in the hash tables on purpose.
+    seed: u64,
+    format: Arc<ParquetFormat>,
+    stats: Arc<ScanStats>,
+}
+
+fn stored_index(name: &str) -> Result<usize> {
+    record_schema()
+        .index_of(name)
+        .map_err(|e| DataFusionError::Internal(format!("column {name}: {e}")))
+}
+
+impl ScanPlan {
+    fn new(
+        kind: Kind,
+        state: SessionState,
+        out_schema: SchemaRef,
+        pushed: Pushed,
+        parts: Vec<Partition>,
+        format: Arc<ParquetFormat>,
+        stats: Arc<ScanStats>,
+    ) -> Result<ScanPlan> {
+        let mut need: Vec<usize> = Vec::new();
+        let key_names: Vec<&str> = match kind {
+            Kind::Requests | Kind::Reused => REQUEST_KEY.to_vec(),
+            Kind::Events => REQUEST_KEY.iter().chain(EVENT_KEY_EXTRA).copied().collect(),
+        };
+        for n in key_names.iter().copied().chain([
+            "stage",
+            "stage_at",
+            "impersonated_username",
+            "source",
+        ]) {
+            need.push(stored_index(n)?);
+        }
+        for f in out_schema.fields() {
+            if !PARTITION_COLUMNS.contains(&f.name().as_str()) {
+                need.push(stored_index(f.name())?);
+            }
+        }
+        for e in &pushed.rows {
+            for n in names(e) {
+                need.push(stored_index(&n)?);
+            }
+        }
+        need.sort_unstable();
+        need.dedup();
+        let work_of = |name: &str| -> Result<usize> {
+            let i = stored_index(name)?;
+            need.iter()
+                .position(|&w| w == i)
+                .ok_or_else(|| DataFusionError::Internal(format!("{name} not read")))
+        };
+        let out = out_schema
+            .fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                "dt" => Ok(Out::Dt),
+                "hour" => Ok(Out::Hour),
+                n => Ok(Out::Stored {
+                    work: work_of(n)?,
+                    identity: kind != Kind::Events && IDENTITY_COLUMNS.contains(&n),
+                }),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let key = key_names
+            .iter()
+            .map(|n| work_of(n))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ScanPlan {
+            kind,
+            out,
+            key,
+            stage: work_of("stage")?,
+            stage_at: work_of("stage_at")?,
+            impersonated: work_of("impersonated_username")?,
+            source: work_of("source")?,
+            work: need,
+            rows: conjunction(pushed.rows),
+            candidates: pushed.candidates,
+            candidates_off: AtomicBool::new(false),
+            parts,
+            reused: tokio::sync::OnceCell::new(),
+            seed: rand::random(),
+            state,
+            out_schema,
+            format,
+            stats,
+        })
+    }
+
+    /// Read `cols` (record-schema indices) of one partition's rows that pass
+    /// `filter`, exactly.
+    async fn read(
+        &self,
+        part: &Partition,
+        cols: &[usize],
+        filter: Option<&Expr>,
+        ctx: &Arc<TaskContext>,
+    ) -> Result<(Vec<RecordBatch>, u64)> {
+        let mut url = part.dir.display().to_string();
+        if !url.ends_with('/') {
+            url.push('/');
+        }
+        let options = ListingOptions::new(self.format.clone()).with_file_extension(".parquet");
+        let config = ListingTableConfig::new(ListingTableUrl::parse(&url)?)
+            .with_listing_options(options)
+            .with_schema(record_schema());
+        let table = ListingTable::try_new(config)?;
+        let filters: Vec<Expr> = filter.into_iter().cloned().collect();
+        let plan = table
+            .scan(&self.state, Some(&cols.to_vec()), &filters, None)
+            .await?;
+        // ListingTable leaves predicates to the physical optimizer: a
+        // FilterExec above the scan, pushed into it, makes the Parquet
+        // reader prune row groups and pages and decode the other columns
+        // only for matching rows. Only that rule runs: the others would
+        // repartition, and the partitions are read one after the other.
+        let plan = match filter {
+            Some(f) => {
+                let df_schema = DFSchema::try_from(plan.schema().as_ref().clone())?;
+                let predicate = self.state.create_physical_expr(f.clone(), &df_schema)?;
+                FilterPushdown::new().optimize(
+                    Arc::new(FilterExec::try_new(predicate, plan)?),
+                    self.state.config_options(),
+                )?
+            }
+            None => plan,
+        };
+        let mut out = Vec::new();
+        for i in 0..plan.properties().partitioning.partition_count() {
+            let mut s = plan.execute(i, ctx.clone())?;
+            while let Some(b) = s.next().await {
+                let b = b?;
+                if b.num_rows() > 0 {
+                    out.push(b);
+                }
+            }
+        }
+        self.stats.absorb(plan.as_ref());
+        let tested = rows_tested(plan.as_ref())
+            .unwrap_or_else(|| out.iter().map(|b| b.num_rows() as u64).sum());
+        Ok((out, tested))
+    }
+
+    /// Hashes of the keys of the requests of `part` that may pass every
+    /// candidate filter; `None` when there is no candidate filter (or it
+    /// stopped paying: see `candidates_off`), so every request may.
+    ///
+    /// A hash stands for its key: a collision can only add a request that
+    /// the filters above the scan then drop, never lose one.
+    async fn candidates(
+        &self,
+        part: &Partition,
+        ctx: &Arc<TaskContext>,
+    ) -> Result<Option<Candidates>> {
+        let filters_on =
+            !self.candidates.is_empty() && !self.candidates_off.load(Ordering::Relaxed);
+        if self.kind != Kind::Reused && !filters_on {
+            return Ok(None);
+        }
+        let key_cols: Vec<usize> = self.key.iter().map(|&k| self.work[k]).collect();
+        let received = self.work[self.key[2]];
+        let mut found: Option<HashSet<u64>> = None;
+        let mut times: HashSet<Option<i64>> = HashSet::new();
+        if self.kind == Kind::Reused {
+            let reused = self.reused.get_or_try_init(|| self.reused_ids(ctx)).await?;
+            let (keys, t) = self.rows_of_reused(part, reused, ctx).await?;
+            if keys.is_empty() || !filters_on {
+                return Ok(Some(Candidates { keys, times: t }));
+            }
+            found = Some(keys);
+            times = t;
+        }
+        let filters: &[Expr] = if filters_on { &self.candidates } else { &[] };
+        for c in filters {
+            let filter = match &self.rows {
+                Some(r) => r.clone().and(c.clone()),
+                None => c.clone(),
+            };
+            let mut cols = key_cols.clone();
+            for n in names(&filter) {
+                cols.push(stored_index(&n)?);
+            }
+            cols.sort_unstable();
+            cols.dedup();
+            let (batches, tested) = self.read(part, &cols, Some(&filter), ctx).await?;
+            let pos: Vec<usize> = key_cols
+                .iter()
+                .map(|k| cols.iter().position(|c| c == k).unwrap_or(0))
+                .collect();
+            let at = cols.iter().position(|&c| c == received).unwrap_or(0);
+            let mut keys = HashSet::new();
+            let mut matched = 0usize;
+            times.clear();
+            for b in &batches {
+                matched += b.num_rows();
+                let ts =
+                    typed::<arrow::array::TimestampMicrosecondArray>(b, at, "request_received_at")?;
+                for (i, h) in Keys::new(b, &pos)?
+                    .hashes(b.num_rows(), self.seed)
+                    .into_iter()
+                    .enumerate()
+                {
+                    if found.as_ref().is_none_or(|f| f.contains(&h)) {
+                        keys.insert(h);
+                        times.insert(ts.is_valid(i).then(|| ts.value(i)));
+                    }
+                }
+            }
+            // A filter that most rows pass saves nothing and costs a pass:
+            // the rest of the scan goes without.
+            if matched as u64 * 2 > tested {
+                self.candidates_off.store(true, Ordering::Relaxed);
+            }
+            let none = keys.is_empty();
+            found = Some(keys);
+            if none {
+                break;
+            }
+        }
+        Ok(Some(Candidates {
+            keys: found.unwrap_or_default(),
+            times,
+        }))
+    }
+
+    /// Hashes of the `(cluster, audit_id)` pairs that more than one request
+    /// carries, over every partition of the scan: one pass that keeps, per
+    /// pair, the hash of the first request key seen with it.
+    async fn reused_ids(&self, ctx: &Arc<TaskContext>) -> Result<HashSet<u64>> {
+        let id_cols = [stored_index("cluster")?, stored_index("audit_id")?];
+        let mut cols: Vec<usize> = self.key.iter().map(|&k| self.work[k]).collect();
+        cols.sort_unstable();
+        let id_pos: Vec<usize> = id_cols
+            .iter()
+            .map(|c| cols.iter().position(|x| x == c).unwrap_or(0))
+            .collect();
+        let key_pos: Vec<usize> = self
+            .key
+            .iter()
+            .map(|&k| cols.iter().position(|&x| x == self.work[k]).unwrap_or(0))
+            .collect();
+        let not_null = Expr::Column(Column::new_unqualified("audit_id")).is_not_null();
+        let filter = match &self.rows {
+            Some(r) => r.clone().and(not_null),
+            None => not_null,
+        };
+        let reservation = MemoryConsumer::new("audit_id_reuse ids").register(ctx.memory_pool());
+        let mut first: HashMap<u64, u64, BuildIdentity> = HashMap::with_hasher(BuildIdentity);
+        let mut multi = HashSet::new();
+        for part in &self.parts {
+            let (batches, _) = self.read(part, &cols, Some(&filter), ctx).await?;
+            for b in &batches {
+                let ids = Keys::new(b, &id_pos)?.hashes(b.num_rows(), self.seed);
+                let keys = Keys::new(b, &key_pos)?.hashes(b.num_rows(), self.seed);
+                for (id, key) in ids.into_iter().zip(keys) {
+                    match first.get(&id) {
+                        Some(&k) if k != key => {
+                            multi.insert(id);
+                        }
+                        Some(_) => {}
+                        None => {
+                            first.insert(id, key);
+                        }
+                    }
+                }
+            }
+            // 16 bytes an entry, at hashbrown's load factor.
+            let want = first.capacity() * 18;
+            if want > reservation.size() {
+                reservation.try_grow(want - reservation.size())?;
+            }
+        }
+        Ok(multi)
+    }
+
+    /// Key hashes and receive times of the rows of `part` whose
+    /// `(cluster, audit_id)` is in `reused`.
+    async fn rows_of_reused(
+        &self,
+        part: &Partition,
+        reused: &HashSet<u64>,
+        ctx: &Arc<TaskContext>,
+    ) -> Result<(HashSet<u64>, HashSet<Option<i64>>)> {
+        let (mut keys, mut times) = (HashSet::new(), HashSet::new());
+        if reused.is_empty() {
+            return Ok((keys, times));
+        }
+        let id_cols = [stored_index("cluster")?, stored_index("audit_id")?];
+        let mut cols: Vec<usize> = self.key.iter().map(|&k| self.work[k]).collect();
+        cols.sort_unstable();
+        let pos = |c: usize| cols.iter().position(|&x| x == c).unwrap_or(0);
+        let id_pos: Vec<usize> = id_cols.iter().map(|&c| pos(c)).collect();
+        let key_pos: Vec<usize> = self.key.iter().map(|&k| pos(self.work[k])).collect();
+        let at = pos(self.work[self.key[2]]);
+        let (batches, _) = self.read(part, &cols, self.rows.as_ref(), ctx).await?;
+        for b in &batches {
+            let ids = Keys::new(b, &id_pos)?.hashes(b.num_rows(), self.seed);
+            let hashes = Keys::new(b, &key_pos)?.hashes(b.num_rows(), self.seed);
+            let ts =
+                typed::<arrow::array::TimestampMicrosecondArray>(b, at, "request_received_at")?;
+            for (i, (id, key)) in ids.into_iter().zip(hashes).enumerate() {
+                if reused.contains(&id) && !b.column(id_pos[1]).is_null(i) {
+                    keys.insert(key);
+                    times.insert(ts.is_valid(i).then(|| ts.value(i)));
+                }
+            }
+        }
+        Ok((keys, times))
+    }
+
+    /// The main pass's filter: the exact row filters, and with few
+    /// candidates their receive times, which the Parquet reader tests
+    /// before it decodes any other column (one request's rows share it).
+    fn main_filter(&self, candidates: Option<&Candidates>) -> Option<Expr> {
+        let times = candidates
+            .map(|c| &c.times)
+            .filter(|t| t.len() <= PREFILTER_TIMES)?;
+        let col = Expr::Column(Column::new_unqualified("request_received_at"));
+        let values: Vec<Expr> = times
+            .iter()
+            .flatten()
+            .map(|&t| {
+                Expr::Literal(
+                    datafusion::scalar::ScalarValue::TimestampMicrosecond(
+                        Some(t),
+                        Some("UTC".into()),
+                    ),
+                    None,
+                )
+            })
+            .collect();
+        let mut pre = col.clone().in_list(values, false);
+        if times.contains(&None) {
+            pre = pre.or(col.is_null());
+        }
+        Some(match &self.rows {
+            Some(r) => r.clone().and(pre),
+            None => pre,
+        })
+    }
+
+    /// The relation's rows of one partition.
+    async fn partition(&self, part: &Partition, ctx: Arc<TaskContext>) -> Result<Vec<RecordBatch>> {
+        let candidates = self.candidates(part, &ctx).await?;
+        if candidates.as_ref().is_some_and(|c| c.keys.is_empty()) {
+            self.stats.partition_without_candidates();
+            return Ok(Vec::new());
+        }
+        let filter = self
+            .main_filter(candidates.as_ref())
+            .or_else(|| self.rows.clone());
+        let (batches, _) = self.read(part, &self.work, filter.as_ref(), &ctx).await?;
+        if batches.is_empty() {
+            return Ok(Vec::new());
+        }
+        let reservation = MemoryConsumer::new(match self.kind {
+            Kind::Events => "audit_events partition",
+            Kind::Requests => "requests partition",
+            Kind::Reused => "audit_id_reuse partition",
+        })
+        .register(ctx.memory_pool());
+        reservation.try_grow(batches.iter().map(|b| b.get_array_memory_size()).sum())?;
+        let groups = self.group(&batches, candidates.as_ref().map(|c| &c.keys))?;
+        let out = self.assemble(part, &batches, &groups)?;
+        reservation.free();
+        Ok(out)
+    }
+
+    /// One entry per request (or event): which rows represent it.
+    fn group(
+        &self,
+        batches: &[RecordBatch],
+        candidates: Option<&HashSet<u64>>,
+    ) -> Result<Vec<Group>> {
+        let cols = Cols::new(self, batches)?;
+        let keys: Vec<Keys> = batches
+            .iter()
+            .map(|b| Keys::new(b, &self.key))
+            .collect::<Result<_>>()?;
+        // Keys are hashed once each, column by column; the table maps a
+        // hash to its first group, and groups whose keys share a hash are
+        // chained and compared value by value. (Encoding keys as rows and
+        // hashing the bytes in a map spent over half of `SELECT count(*)
+        // FROM requests` on 10M events in encoding, hashing and rehashing.)
+        let total: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let mut index: HashMap<u64, u32, BuildIdentity> =
+            HashMap::with_capacity_and_hasher(total, BuildIdentity);
+        let mut groups: Vec<Group> = Vec::new();
+        let mut chain: Vec<u32> = Vec::new();
+        let audit_id = self.key[1];
+        for (b, batch) in batches.iter().enumerate() {
+            let ids = batch.column(audit_id);
+            let hashes = keys[b].hashes(batch.num_rows(), self.seed);
+            for (r, &h) in hashes.iter().enumerate() {
+                if let Some(c) = candidates {
+                    if !c.contains(&h) {
+                        continue;
+                    }
+                }
+                let at = (b, r);
+                let rank = cols.rank(b, r);
+                let mut slot = None;
+                if !ids.is_null(r) {
+                    match index.get(&h) {
+                        Some(&first) => {
+                            let mut g = first as usize;
+                            loop {
+                                let (gb, gr) = groups[g].first;
+                                if keys[b].eq(r, &keys[gb], gr) {
+                                    slot = Some(g);
+                                    break;
+                                }
+                                if chain[g] == NO_GROUP {
+                                    chain[g] = groups.len() as u32;
+                                    break;
+                                }
+                                g = chain[g] as usize;
+                            }
+                        }
+                        None => {
+                            index.insert(h, groups.len() as u32);
+                        }
+                    }
+                }
+                match slot {
+                    None => {
+                        groups.push(Group {
+                            first: at,
+                            last: at,
+                            last_rank: rank,
+                            ident: at,
+                            ident_rank: rank,
+                        });
+                        chain.push(NO_GROUP);
+                    }
+                    Some(g) => {
+                        let g = &mut groups[g];
+                        if cols.better(rank, at, g.last_rank, g.last, false) {
+                            g.last = at;
+                            g.last_rank = rank;
+                        }
+                        if cols.better(rank, at, g.ident_rank, g.ident, true) {
+                            g.ident = at;
+                            g.ident_rank = rank;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(groups)
+    }
+
+    fn assemble(
+        &self,
+        part: &Partition,
+        batches: &[RecordBatch],
+        groups: &[Group],
+    ) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        for chunk in groups.chunks(OUT_BATCH) {
+            let last: Vec<(usize, usize)> = chunk.iter().map(|g| g.last).collect();
+            let ident: Vec<(usize, usize)> = chunk.iter().map(|g| g.ident).collect();
+            let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.out.len());
+            for o in &self.out {
+                columns.push(match *o {
+                    Out::Dt => Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                        &part.dt,
+                        chunk.len(),
+                    ))),
+                    Out::Hour => Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                        &part.hour,
+                        chunk.len(),
+                    ))),
+                    Out::Stored { work, identity } => {
+                        let arrays: Vec<&dyn Array> =
+                            batches.iter().map(|b| b.column(work).as_ref()).collect();
+                        let pick = if identity { &ident } else { &last };
+                        interleave(&arrays, pick)?
+                    }
+                });
+            }
+            let batch = if columns.is_empty() {
+                RecordBatch::try_new_with_options(
+                    self.out_schema.clone(),
+                    columns,
+                    &arrow::array::RecordBatchOptions::new().with_row_count(Some(chunk.len())),
+                )?
+            } else {
+                RecordBatch::try_new(self.out_schema.clone(), columns)?
+            };
+            out.push(batch);
+        }
+        Ok(out)
+    }
+}
+
+/// Rows a scan's pushed filter was evaluated on (`None` without one).
+fn rows_tested(plan: &dyn ExecutionPlan) -> Option<u64> {
+    if plan.name() == "DataSourceExec" {
+        let m = plan.metrics()?;
+        let pruned = m.sum_by_name("pushdown_rows_pruned")?.as_usize();
+        let matched = m.sum_by_name("pushdown_rows_matched")?.as_usize();
+        return Some((pruned + matched) as u64);
+    }
+    plan.children()
+        .into_iter()
+        .find_map(|c| rows_tested(c.as_ref()))
+}
+
+/// The key columns of one batch.
+struct Keys<'a>(Vec<KeyCol<'a>>);
+
+enum KeyCol<'a> {
+    Str(&'a StringArray),
+    Ts(&'a arrow::array::TimestampMicrosecondArray),
+}
+
+/// What a NULL key value hashes to.
+const NULL_HASH: u64 = 0x5bd1_e995_27d4_eb2f;
+
+impl<'a> Keys<'a> {
+    /// `cols`: the key columns' positions in `b`, in key order.
+    fn new(b: &'a RecordBatch, cols: &[usize]) -> Result<Keys<'a>> {
+        cols.iter()
+            .map(|&c| {
+                let a = b.column(c).as_any();
+                if let Some(s) = a.downcast_ref::<StringArray>() {
+                    Ok(KeyCol::Str(s))
+                } else if let Some(t) = a.downcast_ref() {
+                    Ok(KeyCol::Ts(t))
+                } else {
+                    Err(DataFusionError::Internal(format!(
+                        "key column {c} is neither a string nor a timestamp"
+                    )))
+                }
+            })
+            .collect::<Result<_>>()
+            .map(Keys)
+    }
+
+    /// One hash per row, of all key columns in order.
+    fn hashes(&self, rows: usize, seed: u64) -> Vec<u64> {
+        use xxhash_rust::xxh3::xxh3_64_with_seed;
+        let mut h = vec![seed; rows];
+        let mix = |h: u64, v: u64| (h ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(31);
+        for c in &self.0 {
+            match c {
+                KeyCol::Str(a) => {
+                    for (i, h) in h.iter_mut().enumerate() {
+                        let v = if a.is_null(i) {
+                            NULL_HASH
+                        } else {
+                            xxh3_64_with_seed(a.value(i).as_bytes(), seed)
+                        };
+                        *h = mix(*h, v);
+                    }
+                }
+                KeyCol::Ts(a) => {
+                    for (i, h) in h.iter_mut().enumerate() {
+                        let v = if a.is_null(i) {
+                            NULL_HASH
+                        } else {
+                            xxh3_64_with_seed(&a.value(i).to_le_bytes(), seed)
+                        };
+                        *h = mix(*h, v);
+                    }
+                }
+            }
+        }
+        h
+    }
+
+    /// Whether row `i` here and row `j` of `other` have equal keys (NULL
+    /// equal to NULL).
+    fn eq(&self, i: usize, other: &Keys, j: usize) -> bool {
+        self.0.iter().zip(&other.0).all(|(a, b)| match (a, b) {
+            (KeyCol::Str(x), KeyCol::Str(y)) => match (x.is_null(i), y.is_null(j)) {
+                (true, true) => true,
+                (false, false) => x.value(i) == y.value(j),
+                _ => false,
+            },
+            (KeyCol::Ts(x), KeyCol::Ts(y)) => match (x.is_null(i), y.is_null(j)) {
+                (true, true) => true,
+                (false, false) => x.value(i) == y.value(j),
+                _ => false,
+            },
+            _ => false,
+        })
+    }
+}
+
+/// What a candidate pass found in one partition.
+#[derive(Debug, Default)]
+struct Candidates {
+    /// Hashes of the request keys that may match.
+    keys: HashSet<u64>,
+    /// Their receive times.
+    times: HashSet<Option<i64>>,
+}
+
+/// Up to this many candidate receive times become a filter the Parquet
+/// reader applies while decoding; beyond, the list costs more to test than
+/// decoding saves.
+const PREFILTER_TIMES: usize = 65_536;
+
+/// End of a chain of groups whose keys share a hash.
+const NO_GROUP: u32 = u32::MAX;
+
+/// The keys of `ScanPlan::group`'s table are already seeded hashes.
+#[derive(Debug, Clone, Copy, Default)]
+struct BuildIdentity;
+
+#[derive(Debug, Default)]
+struct Identity(u64);
+
+impl std::hash::Hasher for Identity {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+impl std::hash::BuildHasher for BuildIdentity {
+    type Hasher = Identity;
+    fn build_hasher(&self) -> Identity {
+        Identity(0)
+    }
+}
+
+/// The rows chosen for one request or event.
+#[derive(Debug, Clone, Copy)]
+struct Group {
+    /// The row whose key the group has.
+    first: (usize, usize),
+    last: (usize, usize),
+    last_rank: Rank,
+    ident: (usize, usize),
+    ident_rank: Rank,
+}
+
+/// What orders the stages of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rank {
+    impersonated: bool,
+    stage: i8,
+    /// `stage_at`; an unknown time sorts first (least preferred).
+    at: i64,
+}
+
+/// `Panic` > `ResponseComplete` > `ResponseStarted` > `RequestReceived` >
+/// anything else; the same order as `query::reference::STAGE_RANK`.
+pub fn stage_rank(stage: Option<&str>) -> i8 {
+    match stage {
+        Some("RequestReceived") => 0,
+        Some("ResponseStarted") => 1,
+        Some("ResponseComplete") => 2,
+        Some("Panic") => 3,
+        _ => -1,
+    }
+}
+
+/// Typed views of the columns that rank rows.
+struct Cols<'a> {
+    stage: Vec<&'a StringArray>,
+    stage_at: Vec<&'a arrow::array::TimestampMicrosecondArray>,
+    impersonated: Vec<&'a ArrayRef>,
+    source: Vec<&'a StringArray>,
+}
+
+fn typed<'a, T: 'static>(b: &'a RecordBatch, i: usize, what: &str) -> Result<&'a T> {
+    b.column(i)
+        .as_any()
+        .downcast_ref::<T>()
+        .ok_or_else(|| DataFusionError::Internal(format!("{what} has an unexpected type")))
+}
+
+impl<'a> Cols<'a> {
+    fn new(plan: &ScanPlan, batches: &'a [RecordBatch]) -> Result<Cols<'a>> {
+        Ok(Cols {
+            stage: batches
+                .iter()
+                .map(|b| typed::<StringArray>(b, plan.stage, "stage"))
+                .collect::<Result<_>>()?,
+            stage_at: batches
+                .iter()
+                .map(|b| typed(b, plan.stage_at, "stage_at"))
+                .collect::<Result<_>>()?,
+            impersonated: batches
+                .iter()
+                .map(|b| b.column(plan.impersonated))
+                .collect(),
+            source: batches
+                .iter()
+                .map(|b| typed::<StringArray>(b, plan.source, "source"))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    fn rank(&self, b: usize, r: usize) -> Rank {
+        let stage = self.stage[b];
+        let at = self.stage_at[b];
+        Rank {
+            impersonated: self.impersonated[b].is_valid(r),
+            stage: stage_rank(stage.is_valid(r).then(|| stage.value(r))),
+            at: if at.is_valid(r) {
+                at.value(r)
+            } else {
+                i64::MIN
+            },
+        }
+    }
+
+    fn source(&self, (b, r): (usize, usize)) -> &str {
+        let s = self.source[b];
+        if s.is_valid(r) {
+            s.value(r)
+        } else {
+            ""
+        }
+    }
+
+    /// Whether the row at `a` (ranked `ra`) beats the one at `b`: for the
+    /// identity row, carrying impersonation first; then the later stage,
+    /// the later `stage_at`, and the smaller `source`.
+    fn better(
+        &self,
+        ra: Rank,
+        a: (usize, usize),
+        rb: Rank,
+        b: (usize, usize),
+        ident: bool,
+    ) -> bool {
+        let ka = (ident && ra.impersonated, ra.stage, ra.at);
+        let kb = (ident && rb.impersonated, rb.stage, rb.at);
+        match ka.cmp(&kb) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal => self.source(a) < self.source(b),
+        }
+    }
+}
+
+/// The partitions one output stream of a scan computes, in order.
+#[derive(Debug)]
+struct Lane {
+    plan: Arc<ScanPlan>,
+    parts: Vec<Partition>,
+}
+
+impl PartitionStream for Lane {
+    fn schema(&self) -> &SchemaRef {
+        &self.plan.out_schema
+    }
+
+    fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let plan = self.plan.clone();
+        let stream = futures::stream::iter(self.parts.clone())
+            .then(move |part| {
+                let plan = plan.clone();
+                let ctx = ctx.clone();
+                async move { plan.partition(&part, ctx).await }
+            })
+            .map_ok(|batches| futures::stream::iter(batches.into_iter().map(Ok)))
+            .try_flatten();
+        Box::pin(RecordBatchStreamAdapter::new(
+            self.plan.out_schema.clone(),
+            stream,
+        ))
+    }
+}
