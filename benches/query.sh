@@ -211,7 +211,12 @@ for name in names:
         d = results.get((name, window, "duckdb"), [])
         ratios = [dw / aw for (aw, _, _), (dw, _, _) in zip(a, d) if aw and dw]
         c = counts.get((name, window), {})
-        same = "—" if "duckdb" not in c else ("same" if c.get("auditlake") == c.get("duckdb") else f"DIFFER {c}")
+        if "duckdb" not in c:
+            same = "—"
+        elif c.get("duckdb") is None or c.get("auditlake") is None:
+            same = "(no answer from " + ("DuckDB" if c.get("duckdb") is None else "auditlake") + ")"
+        else:
+            same = "same" if c["auditlake"] == c["duckdb"] else f"DIFFER {c}"
         if same.startswith("DIFFER"): mismatch = True
         dwall = rng([x[0] for x in d], "{:.2f}")
         if any(x[2] == "timeout" for x in d): dwall += f" (timeouts > {duck_timeout} s)"

@@ -201,6 +201,22 @@ fn relations_match_their_reference_definition() {
                     .expect("count"),
             );
             assert_ne!(reused[1], "0", "the lake should hold reused audit IDs");
+            // The lake must tell the definitions apart: keyed by audit ID
+            // alone (as before this test existed), requests that reuse an
+            // ID vanish, so the comparison below can fail.
+            let by_id_only = canonical(
+                &fast
+                    .sql(
+                        "SELECT count(*) FROM (SELECT DISTINCT cluster, \
+                         COALESCE(audit_id, source) FROM lake.audit)",
+                    )
+                    .await
+                    .expect("count"),
+            );
+            assert_ne!(
+                by_id_only, requests,
+                "seed {seed}: no reused audit ID in the lake"
+            );
             for sql in STATEMENTS {
                 let a = canonical(&fast.sql(sql).await.expect(sql));
                 let b = canonical(&reference.sql(sql).await.expect(sql));
