@@ -689,6 +689,11 @@ fn main() -> Result<()> {
                 _ => None,
             };
             use auditlake::source::webhook::{load_tokens, Auth, ServerSettings, TlsSettings};
+            if !mtls_allow.is_empty() && client_ca.is_none() {
+                // Without a CA no client certificate is asked for, so the
+                // allow-list would silently allow nothing and check nothing.
+                bail!("--mtls-allow names client certificates, which are only checked with --client-ca: add --client-ca CA.pem, or drop --mtls-allow");
+            }
             let tls = match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => Some(TlsSettings { cert, key, client_ca: client_ca.clone() }),
                 _ if insecure_http => None,

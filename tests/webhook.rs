@@ -479,6 +479,25 @@ async fn kill_9_never_loses_or_duplicates_acknowledged_events() {
 }
 
 #[test]
+fn refuses_an_mtls_allow_list_without_a_client_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake").display().to_string();
+    fails_with(
+        &[
+            "serve",
+            "--lake",
+            &lake,
+            "--insecure-http",
+            "--listen",
+            "127.0.0.1:0",
+            "--mtls-allow",
+            "apiserver",
+        ],
+        "--mtls-allow names client certificates, which are only checked with --client-ca",
+    );
+}
+
+#[test]
 fn refuses_to_start_unauthenticated_on_a_public_address() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = dir.path().join("lake").display().to_string();

@@ -140,11 +140,14 @@ impl Auth {
             }
         }
         if let Some(value) = authorization {
+            // The scheme is case-insensitive (RFC 7235 §2.1): `bearer`
+            // and `BEARER` are the same scheme as `Bearer`.
             let presented = value
                 .to_str()
                 .ok()
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim)
+                .and_then(|v| v.trim_start().split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| token.trim())
                 .unwrap_or("");
             // Compare against every token, without an early exit.
             let mut found: Option<&str> = None;
@@ -721,6 +724,23 @@ mod tests {
             auth.authenticate(&none, Some(&wrong)),
             Err(StatusCode::UNAUTHORIZED)
         );
+        for scheme in ["bearer", "BEARER", "BeArEr"] {
+            let h =
+                HeaderValue::from_str(&format!("{scheme} 0123456789abcdef-token")).expect("header");
+            assert_eq!(
+                auth.authenticate(&none, Some(&h)),
+                Ok("tok-cluster".into()),
+                "{scheme}"
+            );
+        }
+        for other in ["Basic 0123456789abcdef-token", "0123456789abcdef-token"] {
+            let h = HeaderValue::from_static(other);
+            assert_eq!(
+                auth.authenticate(&none, Some(&h)),
+                Err(StatusCode::UNAUTHORIZED),
+                "{other}"
+            );
+        }
         assert_eq!(
             auth.authenticate(&none, None),
             Err(StatusCode::UNAUTHORIZED)
