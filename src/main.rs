@@ -594,7 +594,15 @@ fn main() -> Result<()> {
                 !no_progress,
                 &files,
             )?;
-            print_summary(&summaries);
+            print_summary(&summaries.done);
+            if !summaries.unreadable.is_empty() {
+                bail!(
+                    "{} of {} input files could not be read (the others were ingested):\n  {}",
+                    summaries.unreadable.len(),
+                    files.len(),
+                    summaries.unreadable.join("\n  ")
+                );
+            }
             Ok(())
         }
         Command::Query {
@@ -1003,7 +1011,7 @@ fn ingest(
     write: WriteOptions,
     progress: bool,
     files: &[PathBuf],
-) -> Result<Vec<FileSummary>> {
+) -> Result<Ingested> {
     let lake =
         Lake::open(lake, write).with_context(|| format!("cannot open lake {}", lake.display()))?;
     let opts = IngestOptions {
@@ -1013,12 +1021,43 @@ fn ingest(
         progress: progress && std::io::stderr().is_terminal(),
         ingested_at_us: now_us(),
     };
-    let mut out = Vec::new();
+    let mut out = Ingested::default();
     for f in files {
-        let s = ingest_file(&lake, f, &opts)?;
-        out.push(s);
+        // An input that cannot be opened does not stop the others: it is
+        // reported, and the run exits non-zero at the end. Any other error
+        // (the lake, a read that failed midway) ends the run at once.
+        if f.is_dir() {
+            let msg = format!(
+                "{}: is a directory; pass the files in it (e.g. {}/audit*.log)",
+                f.display(),
+                f.display()
+            );
+            eprintln!("error: {msg}");
+            out.unreadable.push(msg);
+            continue;
+        }
+        match ingest_file(&lake, f, &opts) {
+            Ok(s) => out.done.push(s),
+            Err(
+                e @ auditlake::ingest::IngestError::File(auditlake::source::file::FileError::Open {
+                    ..
+                }),
+            ) => {
+                eprintln!("error: {e}");
+                out.unreadable.push(e.to_string());
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(out)
+}
+
+/// What `ingest` did with its inputs.
+#[derive(Default)]
+struct Ingested {
+    done: Vec<FileSummary>,
+    /// One message per input that could not be opened.
+    unreadable: Vec<String>,
 }
 
 fn print_summary(summaries: &[FileSummary]) {
@@ -1110,7 +1149,10 @@ fn demo(lake: &Path, events: u64) -> Result<()> {
         true,
         &[input],
     )?;
-    print_summary(&summaries);
+    print_summary(&summaries.done);
+    if let Some(e) = summaries.unreadable.first() {
+        bail!("{e}");
+    }
     let rt = runtime()?;
     rt.block_on(async {
         let mut lq = query::LakeQuery::open(lake, &query::OpenOptions::default()).await?;

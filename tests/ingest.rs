@@ -414,3 +414,40 @@ fn custom_profiles_change_who_is_trusted() {
         ]
     );
 }
+
+#[test]
+fn unreadable_inputs_do_not_stop_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let missing = dir.path().join("missing.log");
+    let sub = dir.path().join("logs");
+    std::fs::create_dir(&sub).expect("mkdir");
+    let lake_s = lake.display().to_string();
+    let out = std::process::Command::new(bin())
+        .args(["ingest", "--lake", &lake_s, "--no-progress"])
+        .arg(&missing)
+        .arg(&sub)
+        .arg(fixture("identities.jsonl"))
+        .output()
+        .expect("spawn auditlake");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("2 of 3 input files could not be read"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("cannot open") && stderr.contains("missing.log"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("is a directory; pass the files in it"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(".gz"),
+        "a directory is not a damaged backup: {stderr}"
+    );
+    // The readable file after them was ingested.
+    assert_eq!(scalar(&lake, "SELECT count(*) FROM audit"), "19");
+}
