@@ -69,7 +69,7 @@ use datafusion::datasource::listing::{
 };
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::SessionState;
-use datafusion::execution::memory_pool::MemoryConsumer;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{
@@ -700,11 +700,14 @@ impl ScanPlan {
             .collect();
         let mut first: Option<HashMap<u64, u64, BuildIdentity>> = None;
         let mut multi = HashSet::new();
+        // Held until the tables are merged and dropped.
+        let mut reservations = Vec::new();
         for t in tasks {
-            let (f, m) = t
+            let (f, m, r) = t
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))??;
             multi.extend(m);
+            reservations.push(r);
             match &mut first {
                 None => first = Some(f),
                 Some(acc) => {
@@ -732,7 +735,11 @@ impl ScanPlan {
         lane: usize,
         lanes: usize,
         ctx: &Arc<TaskContext>,
-    ) -> Result<(HashMap<u64, u64, BuildIdentity>, HashSet<u64>)> {
+    ) -> Result<(
+        HashMap<u64, u64, BuildIdentity>,
+        HashSet<u64>,
+        MemoryReservation,
+    )> {
         let id_cols = [stored_index("cluster")?, stored_index("audit_id")?];
         let mut cols: Vec<usize> = self.key.iter().map(|&k| self.work[k]).collect();
         cols.sort_unstable();
@@ -756,6 +763,12 @@ impl ScanPlan {
         for part in self.parts.iter().skip(lane).step_by(lanes) {
             let (batches, _) = self.read(part, &cols, Some(&filter), ctx).await?;
             for b in &batches {
+                // Reserve before the table grows: it may double its buckets
+                // (16 bytes an entry, at hashbrown's 7/8 load factor).
+                let want = ((first.len() + b.num_rows()) * 8 / 7).next_power_of_two() * 17;
+                if want > reservation.size() {
+                    reservation.try_grow(want - reservation.size())?;
+                }
                 let ids = Keys::new(b, &id_pos)?.hashes(b.num_rows(), self.seed);
                 let keys = Keys::new(b, &key_pos)?.hashes(b.num_rows(), self.seed);
                 for (id, key) in ids.into_iter().zip(keys) {
@@ -770,16 +783,8 @@ impl ScanPlan {
                     }
                 }
             }
-            // 16 bytes an entry, at hashbrown's load factor.
-            let want = first.capacity() * 18;
-            if want > reservation.size() {
-                reservation.try_grow(want - reservation.size())?;
-            }
         }
-        // The merged table is the caller's now; what it holds is bounded
-        // by the same count.
-        reservation.free();
-        Ok((first, multi))
+        Ok((first, multi, reservation))
     }
 
     /// Key hashes and receive times of the rows of `part` whose
@@ -850,11 +855,17 @@ impl ScanPlan {
         if batches.is_empty() {
             return Ok(Vec::new());
         }
+        // Registered as a consumer that takes a fair share of the pool, like
+        // the sorts and aggregations above it: as an unspillable one it got
+        // only what they left, and a query that sorted millions of rows
+        // failed on a 12 MB partition (actor-timeline on 100M events). It
+        // cannot spill; a partition larger than its share is an error.
         let reservation = MemoryConsumer::new(match self.kind {
             Kind::Events => "audit_events partition",
             Kind::Requests => "requests partition",
             Kind::Reused => "audit_id_reuse partition",
         })
+        .with_can_spill(true)
         .register(ctx.memory_pool());
         reservation.try_grow(batches.iter().map(|b| b.get_array_memory_size()).sum())?;
         let groups = self.group(&batches, candidates.as_ref().map(|c| &c.keys))?;
