@@ -13,15 +13,7 @@ use std::time::{Duration, Instant};
 /// `gen` output as JSON lines.
 fn generated(dir: &Path, events: u64, seed: u64) -> Vec<String> {
     let path = dir.join(format!("gen-{seed}.jsonl"));
-    run(&[
-        "gen",
-        "--events",
-        &events.to_string(),
-        "--seed",
-        &seed.to_string(),
-        "-o",
-        &path.display().to_string(),
-    ]);
+    gen_file(&path, events, seed);
     std::fs::read_to_string(&path)
         .expect("read gen output")
         .lines()

@@ -30,15 +30,21 @@ fn col(rows: &[Vec<String>], name: &str) -> Vec<String> {
     rows[1..].iter().map(|r| r[i].clone()).collect()
 }
 
-#[test]
-fn named_queries_answer_their_questions() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let lake = dir.path().join("lake");
+/// A lake of the hand-written identity scenarios, in `dir`.
+fn fixture_lake(dir: &Path) -> std::path::PathBuf {
+    let lake = dir.join("lake");
     ingest(
         &lake,
         &["--cluster", "fixture"],
         &[&fixture("identities.jsonl")],
     );
+    lake
+}
+
+#[test]
+fn named_queries_answer_their_questions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = fixture_lake(dir.path());
 
     let r = named(&lake, "actor-via-proxy", &["actor=carol@example.com"]);
     assert_eq!(col(&r, "acted_as_username"), vec!["ops-bot"]);
@@ -314,12 +320,7 @@ fn a_reused_audit_id_hides_no_request() {
 #[test]
 fn windows_restrict_every_relation_and_subjects_are_required() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let lake = dir.path().join("lake");
-    ingest(
-        &lake,
-        &["--cluster", "fixture"],
-        &[&fixture("identities.jsonl")],
-    );
+    let lake = fixture_lake(dir.path());
     let lake_s = lake.display().to_string();
     // identities.jsonl spans 2025-01-01 10:00 to 12:00.
     let all = scalar(&lake, "SELECT count(*) FROM requests");

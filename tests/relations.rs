@@ -20,15 +20,7 @@ use std::path::Path;
 /// Returns the event files to ingest (in order).
 fn lake_input(dir: &Path, seed: u64, events: u64) -> Vec<std::path::PathBuf> {
     let gen = dir.join(format!("gen-{seed}.jsonl"));
-    run(&[
-        "gen",
-        "--events",
-        &events.to_string(),
-        "--seed",
-        &seed.to_string(),
-        "-o",
-        &gen.display().to_string(),
-    ]);
+    gen_file(&gen, events, seed);
     let text = std::fs::read_to_string(&gen).expect("read gen");
     let mut evs: Vec<Value> = text
         .lines()

@@ -478,40 +478,25 @@ async fn kill_9_never_loses_or_duplicates_acknowledged_events() {
     assert!(invented.is_empty(), "events never sent: {invented:?}");
 }
 
+/// Settings `serve` must refuse to start with, and what it says.
 #[test]
-fn refuses_an_mtls_allow_list_without_a_client_ca() {
+fn refuses_unsafe_settings() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = dir.path().join("lake").display().to_string();
-    fails_with(
-        &[
-            "serve",
-            "--lake",
-            &lake,
-            "--insecure-http",
-            "--listen",
-            "127.0.0.1:0",
-            "--mtls-allow",
-            "apiserver",
-        ],
-        "--mtls-allow names client certificates, which are only checked with --client-ca",
-    );
-}
-
-#[test]
-fn refuses_to_start_unauthenticated_on_a_public_address() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let lake = dir.path().join("lake").display().to_string();
-    fails_with(
-        &[
-            "serve",
-            "--lake",
-            &lake,
-            "--insecure-http",
-            "--listen",
-            "0.0.0.0:0",
-        ],
-        "refusing to accept unauthenticated",
-    );
+    for (extra, needle) in [
+        (
+            &["--listen", "0.0.0.0:0"][..],
+            "refusing to accept unauthenticated",
+        ),
+        (
+            &["--listen", "127.0.0.1:0", "--mtls-allow", "apiserver"][..],
+            "--mtls-allow names client certificates, which are only checked with --client-ca",
+        ),
+    ] {
+        let mut args = vec!["serve", "--lake", &lake, "--insecure-http"];
+        args.extend_from_slice(extra);
+        fails_with(&args, needle);
+    }
 }
 
 #[test]

@@ -37,6 +37,19 @@ pub fn run(args: &[&str]) -> Output {
     out
 }
 
+/// Write `events` generated events (seed `seed`) to `path` as JSON lines.
+pub fn gen_file(path: &Path, events: u64, seed: u64) {
+    run(&[
+        "gen",
+        "--events",
+        &events.to_string(),
+        "--seed",
+        &seed.to_string(),
+        "-o",
+        &path.display().to_string(),
+    ]);
+}
+
 pub fn ingest(lake: &Path, extra: &[&str], files: &[&Path]) -> Output {
     let mut args: Vec<String> = vec![
         "ingest".into(),
