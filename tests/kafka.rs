@@ -5,7 +5,7 @@
 mod common;
 
 use common::kafka::{flush, send, Broker};
-use common::{bin, dead_letters, run, scalar, sql};
+use common::{bin, dead_letters, gen_file, scalar, sql};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
