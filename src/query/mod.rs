@@ -177,16 +177,13 @@ impl LakeQuery {
             "lake.audit_id_reuse",
             Arc::new(Relation::new(Kind::Reused, &abs, stats.clone())),
         )?;
-        let mut lake = LakeQuery {
+        let lake = LakeQuery {
             ctx,
             root: abs,
             stats,
-            window: Window {
-                cluster: Some(String::new()),
-                ..Window::default()
-            },
+            window: Window::default(),
         };
-        lake.set_window(&Window::default()).await?;
+        lake.create_views(&lake.window).await?;
         Ok(lake)
     }
 
@@ -200,9 +197,15 @@ impl LakeQuery {
 
     /// Restrict `audit`, `audit_events` and `requests` to `window`.
     pub async fn set_window(&mut self, window: &Window) -> Result<(), QueryError> {
-        if *window == self.window {
-            return Ok(());
+        if *window != self.window {
+            self.create_views(window).await?;
+            self.window = window.clone();
         }
+        Ok(())
+    }
+
+    /// (Re)create the public views over `lake.*`, restricted to `window`.
+    async fn create_views(&self, window: &Window) -> Result<(), QueryError> {
         let filter = window
             .predicate()
             .map(|p| format!(" WHERE {p}"))
@@ -216,7 +219,6 @@ impl LakeQuery {
                 .collect()
                 .await?;
         }
-        self.window = window.clone();
         Ok(())
     }
 

@@ -126,35 +126,34 @@ pub struct Partition {
     pub files: usize,
 }
 
+/// The subdirectories of `dir` named `PREFIX…`, with what follows the prefix.
+fn subdirs(dir: &Path, prefix: &str) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(value) = name.strip_prefix(prefix) {
+            if e.file_type()?.is_dir() {
+                out.push((value.to_string(), e.path()));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The hour partitions under `root`, sorted.
 pub fn list_partitions(root: &Path) -> std::io::Result<Vec<Partition>> {
     let mut out = Vec::new();
-    for d in std::fs::read_dir(root)? {
-        let d = d?;
-        let name = d.file_name().to_string_lossy().into_owned();
-        let Some(dt) = name.strip_prefix("dt=") else {
-            continue;
-        };
-        if !d.file_type()?.is_dir() {
-            continue;
-        }
-        for h in std::fs::read_dir(d.path())? {
-            let h = h?;
-            let hname = h.file_name().to_string_lossy().into_owned();
-            let Some(hour) = hname.strip_prefix("hour=") else {
-                continue;
-            };
-            if !h.file_type()?.is_dir() {
-                continue;
-            }
-            let files = std::fs::read_dir(h.path())?
+    for (dt, day) in subdirs(root, "dt=")? {
+        for (hour, dir) in subdirs(&day, "hour=")? {
+            let files = std::fs::read_dir(&dir)?
                 .filter_map(|f| f.ok())
                 .filter(|f| f.file_name().to_string_lossy().ends_with(".parquet"))
                 .count();
             out.push(Partition {
-                dt: dt.to_string(),
-                hour: hour.to_string(),
-                dir: h.path(),
+                dt: dt.clone(),
+                hour,
+                dir,
                 files,
             });
         }
@@ -163,7 +162,7 @@ pub fn list_partitions(root: &Path) -> std::io::Result<Vec<Partition>> {
     Ok(out)
 }
 
-/// The schema of all three relations: stored columns, then `dt` and `hour`.
+/// The schema of every relation: stored columns, then `dt` and `hour`.
 pub fn relation_schema() -> SchemaRef {
     let mut fields: Vec<Field> = record_schema()
         .fields()
@@ -712,15 +711,7 @@ impl ScanPlan {
                 None => first = Some(f),
                 Some(acc) => {
                     for (id, key) in f {
-                        match acc.get(&id) {
-                            Some(&k) if k != key => {
-                                multi.insert(id);
-                            }
-                            Some(_) => {}
-                            None => {
-                                acc.insert(id, key);
-                            }
-                        }
+                        note_key(acc, &mut multi, id, key);
                     }
                 }
             }
@@ -740,18 +731,12 @@ impl ScanPlan {
         HashSet<u64>,
         MemoryReservation,
     )> {
-        let id_cols = [stored_index("cluster")?, stored_index("audit_id")?];
-        let mut cols: Vec<usize> = self.key.iter().map(|&k| self.work[k]).collect();
-        cols.sort_unstable();
-        let id_pos: Vec<usize> = id_cols
-            .iter()
-            .map(|c| cols.iter().position(|x| x == c).unwrap_or(0))
-            .collect();
-        let key_pos: Vec<usize> = self
-            .key
-            .iter()
-            .map(|&k| cols.iter().position(|&x| x == self.work[k]).unwrap_or(0))
-            .collect();
+        let KeyLayout {
+            cols,
+            id_pos,
+            key_pos,
+            ..
+        } = self.key_layout()?;
         let not_null = Expr::Column(Column::new_unqualified("audit_id")).is_not_null();
         let filter = match &self.rows {
             Some(r) => r.clone().and(not_null),
@@ -772,19 +757,31 @@ impl ScanPlan {
                 let ids = Keys::new(b, &id_pos)?.hashes(b.num_rows(), self.seed);
                 let keys = Keys::new(b, &key_pos)?.hashes(b.num_rows(), self.seed);
                 for (id, key) in ids.into_iter().zip(keys) {
-                    match first.get(&id) {
-                        Some(&k) if k != key => {
-                            multi.insert(id);
-                        }
-                        Some(_) => {}
-                        None => {
-                            first.insert(id, key);
-                        }
-                    }
+                    note_key(&mut first, &mut multi, id, key);
                 }
             }
         }
         Ok((first, multi, reservation))
+    }
+
+    /// Where the key columns, read alone and in schema order, stand in
+    /// the batches (the `audit_id_reuse` passes read only them).
+    fn key_layout(&self) -> Result<KeyLayout> {
+        let mut cols: Vec<usize> = self.key.iter().map(|&k| self.work[k]).collect();
+        cols.sort_unstable();
+        let pos = |c: usize| cols.iter().position(|&x| x == c).unwrap_or(0);
+        let id_pos = vec![
+            pos(stored_index("cluster")?),
+            pos(stored_index("audit_id")?),
+        ];
+        let key_pos = self.key.iter().map(|&k| pos(self.work[k])).collect();
+        let received = pos(self.work[self.key[2]]);
+        Ok(KeyLayout {
+            cols,
+            id_pos,
+            key_pos,
+            received,
+        })
     }
 
     /// Key hashes and receive times of the rows of `part` whose
@@ -799,13 +796,12 @@ impl ScanPlan {
         if reused.is_empty() {
             return Ok((keys, times));
         }
-        let id_cols = [stored_index("cluster")?, stored_index("audit_id")?];
-        let mut cols: Vec<usize> = self.key.iter().map(|&k| self.work[k]).collect();
-        cols.sort_unstable();
-        let pos = |c: usize| cols.iter().position(|&x| x == c).unwrap_or(0);
-        let id_pos: Vec<usize> = id_cols.iter().map(|&c| pos(c)).collect();
-        let key_pos: Vec<usize> = self.key.iter().map(|&k| pos(self.work[k])).collect();
-        let at = pos(self.work[self.key[2]]);
+        let KeyLayout {
+            cols,
+            id_pos,
+            key_pos,
+            received: at,
+        } = self.key_layout()?;
         let (batches, _) = self.read(part, &cols, self.rows.as_ref(), ctx).await?;
         for b in &batches {
             let ids = Keys::new(b, &id_pos)?.hashes(b.num_rows(), self.seed);
@@ -1094,6 +1090,35 @@ impl<'a> Keys<'a> {
             },
             _ => false,
         })
+    }
+}
+
+/// Record-schema indices of the key columns (`cols`), and the positions
+/// in batches of them of `(cluster, audit_id)`, of the whole key in key
+/// order, and of `request_received_at`.
+struct KeyLayout {
+    cols: Vec<usize>,
+    id_pos: Vec<usize>,
+    key_pos: Vec<usize>,
+    received: usize,
+}
+
+/// Record that `(cluster, audit_id)` hash `id` was seen with request key
+/// hash `key`: the first key is kept, a second one marks the ID reused.
+fn note_key(
+    first: &mut HashMap<u64, u64, BuildIdentity>,
+    multi: &mut HashSet<u64>,
+    id: u64,
+    key: u64,
+) {
+    match first.get(&id) {
+        Some(&k) if k != key => {
+            multi.insert(id);
+        }
+        Some(_) => {}
+        None => {
+            first.insert(id, key);
+        }
     }
 }
 
