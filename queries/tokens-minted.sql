@@ -6,9 +6,11 @@ WITH minted AS (
   FROM requests
   WHERE resource = 'serviceaccounts' AND subresource = 'token' AND verb = 'create'
 ), used AS (
+  -- Only credentials minted here are counted: grouping every credential of
+  -- the lake held one group per token ever used (out of memory at 100M events).
   SELECT cluster, credential_id, COUNT(*) AS uses, MAX(request_received_at) AS last_used
   FROM requests
-  WHERE credential_id IS NOT NULL
+  WHERE credential_id IN (SELECT issued_credential_id FROM minted)
   GROUP BY cluster, credential_id
 )
 SELECT m.minted_at, m.cluster, m.minted_by, m.namespace, m.service_account, m.issued_credential_id,

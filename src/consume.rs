@@ -214,9 +214,6 @@ fn worker(rx: Arc<Mutex<Receiver<Chunk>>>, txs: Vec<SyncSender<WriterMsg>>, opts
     }
 }
 
-/// Bytes of a dead-lettered message's text that are kept.
-const KEEP: usize = 64 * 1024;
-
 fn process(
     chunk: &Chunk,
     opts: &ConsumeOptions,
@@ -228,16 +225,7 @@ fn process(
     let mut rejects = Vec::new();
     let mut events = 0u64;
     let reject = |rejects: &mut Vec<RejectRecord>, offset: i64, reason: String, text: &[u8]| {
-        let truncated = text.len() > KEEP;
-        let kept = &text[..text.len().min(KEEP)];
-        rejects.push(RejectRecord {
-            source: tp.origin.clone(),
-            position: offset as u64,
-            item: None,
-            reason,
-            text: String::from_utf8_lossy(kept).into_owned(),
-            truncated,
-        });
+        rejects.push(RejectRecord::of(&tp.origin, offset as u64, reason, text));
     };
     for m in &chunk.messages {
         let Some(payload) = m.payload.as_deref() else {
@@ -254,7 +242,8 @@ fn process(
             continue;
         }
         let Ok(text) = std::str::from_utf8(payload) else {
-            let reason = "message is not valid UTF-8 (kept with U+FFFD replacements)".to_string();
+            let reason =
+                "message is not valid UTF-8 (the original bytes are in `base64`)".to_string();
             reject(&mut rejects, m.offset, reason, payload);
             continue;
         };
@@ -473,7 +462,8 @@ impl Writer<'_> {
                 if self.opts.dead_letter.is_some() {
                     part.held.push(r);
                 } else {
-                    seg.reject(&r)?;
+                    let bytes = seg.reject(&r)?;
+                    self.metrics.dead_letter_bytes.inc_by(bytes);
                 }
             }
             *last = p.last;

@@ -32,6 +32,11 @@ pub enum FlushError {
         last: u64,
         source: arrow::error::ArrowError,
     },
+    #[error("the {stage} task stopped unexpectedly: {problem}\nhint: this is a bug; the log is intact and a restart replays it")]
+    TaskPanicked {
+        stage: &'static str,
+        problem: String,
+    },
 }
 
 /// Settings of the flush stage.
@@ -59,17 +64,25 @@ pub async fn run(
 ) -> Result<(), FlushError> {
     let lake2 = lake.clone();
     let source = opts.source.clone();
-    let mut state =
-        tokio::task::spawn_blocking(move || lake2.recover(&source, "webhook write-ahead log"))
-            .await
-            .map_err(|e| LakeError::State {
-                path: lake.root().to_path_buf(),
-                problem: e.to_string(),
-            })??;
+    // Held while this runs: one writer per source.
+    let (_lock, mut state) = tokio::task::spawn_blocking(move || {
+        let what = "webhook write-ahead log";
+        let lock = lake2.lock(&source, what)?;
+        let state = lake2.recover(&source, what, crate::lake::Resume::Last)?;
+        Ok::<_, LakeError>((lock, state))
+    })
+    .await
+    .map_err(|e| FlushError::TaskPanicked {
+        stage: "lake recovery",
+        problem: e.to_string(),
+    })??;
     // Segments wholly committed before a restart go first; their bytes no
     // longer count as pending.
     let removed = wal::trim(wal.dir(), state.committed_through, wal.stats())?;
     wal.stats().settle(removed);
+    metrics
+        .wal_quarantined_bytes
+        .inc_by(wal.stats().quarantined.load(Ordering::Relaxed));
     let mut durable = wal.durable();
     let replay_until = *durable.borrow();
     let mut reader = Reader::new(wal.dir(), state.committed_through + 1);
@@ -104,28 +117,38 @@ pub async fn run(
                     cluster: &rec.cluster,
                     ingested_at_us: chrono::Utc::now().timestamp_micros(),
                 };
-                let events = match std::str::from_utf8(&rec.body) {
-                    Ok(text) => asm.add(
-                        text,
-                        rec.seq,
-                        &prefix,
-                        &origin,
-                        &row_ctx,
-                        &opts.profiles,
-                        &mut rejects,
-                    ),
+                // A body that is not UTF-8 is decoded with each bad byte
+                // replaced by NUL, which keeps every offset and is invalid
+                // anywhere in JSON: items holding one are rejected alone
+                // (the decoder salvages the rest of a list) and their
+                // dead letters are re-cut from the original bytes.
+                let repaired;
+                let (text, original) = match std::str::from_utf8(&rec.body) {
+                    Ok(text) => (text, None),
                     Err(_) => {
-                        rejects.push(RejectRecord {
-                            source: origin.clone(),
-                            position: rec.seq,
-                            item: None,
-                            reason: "request body is not valid UTF-8".into(),
-                            text: String::from_utf8_lossy(&rec.body).into_owned(),
-                            truncated: false,
-                        });
-                        0
+                        repaired = crate::decode::nul_for_invalid_utf8(&rec.body);
+                        (repaired.as_str(), Some(&rec.body[..]))
                     }
                 };
+                let from = rejects.len();
+                let events = asm.add(
+                    text,
+                    rec.seq,
+                    &prefix,
+                    &origin,
+                    &row_ctx,
+                    &opts.profiles,
+                    &mut rejects,
+                );
+                if let Some(original) = original {
+                    for r in &mut rejects[from..] {
+                        let at = r.offset.unwrap_or(0) as usize;
+                        let len = r.length.unwrap_or(0) as usize;
+                        if let Some(bytes) = original.get(at..at + len) {
+                            r.keep(bytes, crate::lake::KEEP_PER_ITEM);
+                        }
+                    }
+                }
                 metrics.events_received.inc_by(events);
                 for (part, batch) in asm.finish().map_err(|source| FlushError::Arrow {
                     first: rec.seq,
@@ -136,7 +159,8 @@ pub async fn run(
                 }
                 for r in rejects.drain(..) {
                     metrics.dead_letters.inc();
-                    seg.reject(&r)?;
+                    let bytes = seg.reject(&r)?;
+                    metrics.dead_letter_bytes.inc_by(bytes);
                 }
                 last_read = rec.seq;
             }

@@ -73,6 +73,9 @@ pub struct FileSummary {
     pub parquet_bytes: u64,
     /// Positions skipped because an earlier run committed them.
     pub resumed_after: u64,
+    /// An unterminated last line left for the next run (still being
+    /// written), by position.
+    pub unterminated: Option<u64>,
     pub elapsed: Duration,
 }
 
@@ -118,7 +121,14 @@ pub fn ingest_file(
         });
     };
     let source = source_id(&opts.cluster, first);
-    let mut state = lake.recover(&source, &format!("file {display} cluster {}", opts.cluster))?;
+    // Held until this file is done: a second writer of the same source
+    // would delete this one's temporaries in `recover`.
+    let _lock = lake.lock(&source, &display)?;
+    let mut state = lake.recover(
+        &source,
+        &format!("file {display} cluster {}", opts.cluster),
+        crate::lake::Resume::Last,
+    )?;
     reader.skip_through(state.committed_through);
     let mut summary = FileSummary {
         path: path.to_path_buf(),
@@ -133,12 +143,18 @@ pub fn ingest_file(
     let (chunk_tx, chunk_rx) = sync_channel::<Chunk>(workers * 2);
     let (out_tx, out_rx) = sync_channel::<Result<Processed, IngestError>>(workers * 2);
     let chunk_rx = Arc::new(Mutex::new(chunk_rx));
+    let reading = &mut reader;
 
     let result = std::thread::scope(|scope| -> Result<(), IngestError> {
+        // Only the workers may hold the chunk receiver: when they stop
+        // after a writer error, the reader's blocked send fails and it
+        // stops too. (A copy kept here once left the reader blocked
+        // forever and `ingest` hung on any writer error.)
+        let chunk_rx = chunk_rx;
         let reader_out = out_tx.clone();
         scope.spawn(move || {
             loop {
-                match reader.next_chunk() {
+                match reading.next_chunk() {
                     Ok(Some(chunk)) => {
                         if chunk_tx.send(chunk).is_err() {
                             return; // writer gave up
@@ -163,6 +179,7 @@ pub fn ingest_file(
             };
             scope.spawn(move || worker(rx, tx, ctx));
         }
+        drop(chunk_rx);
         drop(out_tx);
         let r = write_loop(
             lake,
@@ -185,6 +202,7 @@ pub fn ingest_file(
         other => other,
     })?;
     summary.raw_bytes = raw_count.load(Ordering::Relaxed);
+    summary.unterminated = reader.unterminated();
     summary.elapsed = started.elapsed();
     Ok(summary)
 }
@@ -322,19 +340,31 @@ fn process_chunk(
     let mut flawed = Vec::new();
     let units = (0..chunk.units.len()).filter_map(|i| {
         let (pos, text, flaw) = chunk.unit(i);
-        let reason = match flaw {
+        let record = match flaw {
             UnitFlaw::None => return Some((pos, text)),
-            UnitFlaw::InvalidUtf8 => "line is not valid UTF-8 (kept with U+FFFD replacements)",
-            UnitFlaw::TooLong => "line longer than 64 MiB (first 64 KiB kept)",
+            UnitFlaw::InvalidUtf8 => RejectRecord::of(
+                &ctx.path,
+                pos,
+                "line is not valid UTF-8 (the original bytes are in `base64`)".into(),
+                chunk.original(i).unwrap_or(text.as_bytes()),
+            ),
+            UnitFlaw::TooLong { length } => {
+                let mut r = RejectRecord::of(
+                    &ctx.path,
+                    pos,
+                    format!(
+                        "line of {length} bytes is over the {} MiB line limit (first 64 KiB kept)",
+                        crate::source::file::MAX_LINE_BYTES >> 20
+                    ),
+                    text.as_bytes(),
+                );
+                r.truncated = true;
+                r.length = Some(length);
+                r.xxh3 = None; // only the kept part was hashed
+                r
+            }
         };
-        flawed.push(RejectRecord {
-            source: ctx.path.clone(),
-            position: pos,
-            item: None,
-            reason: reason.to_string(),
-            text: text.to_string(),
-            truncated: flaw == UnitFlaw::TooLong,
-        });
+        flawed.push(record);
         None
     });
     let events = asm.add_units(
@@ -448,14 +478,14 @@ impl Assembler {
                     }
                 },
                 |rej| {
-                    rejects.push(RejectRecord {
-                        source: origin.to_string(),
-                        position: pos,
-                        item: rej.item,
-                        reason: rej.error.to_string(),
-                        text: rej.text.to_string(),
-                        truncated: false,
-                    });
+                    // The rejected text lies inside the unit: its offset
+                    // lets a caller map it back to original bytes.
+                    let offset = (rej.text.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+                    let offset = (offset <= text.len()).then_some(offset as u64);
+                    rejects.push(
+                        RejectRecord::of(origin, pos, rej.error.to_string(), rej.text.as_bytes())
+                            .item(rej.item, offset),
+                    );
                 },
             );
         }

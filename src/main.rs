@@ -161,6 +161,11 @@ enum Command {
         /// and aggregations spill to disk beyond it.
         #[arg(long, env = "AUDITLAKE_MEMORY_LIMIT", default_value = "1GiB", value_parser = parse_bytes)]
         memory_limit: u64,
+        /// What to do about damaged Parquet files (zero length, truncated):
+        /// `fail` names them and answers nothing; `skip` answers without
+        /// them and names them in a warning.
+        #[arg(long, env = "AUDITLAKE_DAMAGED", value_enum, default_value_t = query::damaged::Damaged::Fail)]
+        damaged: query::damaged::Damaged,
     },
     /// Receive kube-apiserver's audit webhook (HTTPS) into the lake.
     ///
@@ -222,9 +227,23 @@ enum Command {
         /// Largest accepted request body in bytes (413 above).
         #[arg(long, env = "AUDITLAKE_MAX_BODY", default_value_t = 12 << 20)]
         max_body: usize,
-        /// Request body bytes held in memory at once; more waits briefly, then gets 503.
+        /// Largest body after gzip decoding (413 above). Inflated bytes are
+        /// charged to --max-inflight-bytes as they are produced.
+        #[arg(long, env = "AUDITLAKE_MAX_INFLATED_BODY", default_value_t = 48 << 20)]
+        max_inflated_body: usize,
+        /// Request body bytes (as read and as inflated) held in memory at
+        /// once, all clients together; one client (cluster) may hold a
+        /// quarter of it. More waits briefly, then gets 503.
         #[arg(long, env = "AUDITLAKE_MAX_INFLIGHT_BYTES", default_value_t = 256 << 20)]
         max_inflight_bytes: u64,
+        /// Minimum average rate of a request body, in bytes per second,
+        /// after --body-grace seconds; slower bodies get 408 and the
+        /// connection is closed (slow clients cannot hold the budget).
+        #[arg(long, env = "AUDITLAKE_MIN_BODY_RATE", default_value_t = 16 << 10)]
+        min_body_rate: u64,
+        /// Seconds a request body may take before --min-body-rate applies.
+        #[arg(long, env = "AUDITLAKE_BODY_GRACE", default_value_t = 5.0)]
+        body_grace: f64,
         /// Write-ahead log directory (default LAKE/_wal). Put it on a persistent volume.
         #[arg(long, env = "AUDITLAKE_WAL")]
         wal: Option<PathBuf>,
@@ -437,6 +456,20 @@ enum Command {
     },
     /// Print the record schema (Arrow types and a description per column).
     Schema,
+    /// Check the lake's Parquet files and list the damaged ones.
+    ///
+    /// Checks each file's frame (size, magic numbers, footer length); with
+    /// --deep also reads its metadata and decodes every row group. Exits 1
+    /// when a file is damaged. Queries check frames too and, by default,
+    /// refuse to answer over a damaged file (see `query --damaged`).
+    Verify {
+        /// Lake directory.
+        #[arg(long, env = "AUDITLAKE_LAKE")]
+        lake: PathBuf,
+        /// Decode every row group, not only the file frames.
+        #[arg(long, env = "AUDITLAKE_DEEP")]
+        deep: bool,
+    },
 }
 
 /// The time window and cluster a query sees.
@@ -544,6 +577,9 @@ fn main() -> Result<()> {
                 .with_context(|| format!("invalid --log filter `{}`", cli.log))?,
         )
         .with_writer(std::io::stderr)
+        // Colour only on a terminal (and never with NO_COLOR set): escape
+        // codes in a log file or a collector are noise.
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
     match cli.command {
         Command::Demo { lake, events } => demo(&lake, events),
@@ -614,6 +650,7 @@ fn main() -> Result<()> {
             window,
             verbose,
             memory_limit,
+            damaged,
         } => {
             let window = window.window()?;
             let named = named.map(|n| query::find_named(&n)).transpose()?;
@@ -630,8 +667,9 @@ fn main() -> Result<()> {
             };
             let opts = query::OpenOptions {
                 memory_limit: usize::try_from(memory_limit).unwrap_or(usize::MAX),
+                damaged,
             };
-            let text = runtime()?.block_on(async {
+            runtime()?.block_on(async {
                 let started = Instant::now();
                 let mut lq = query::LakeQuery::open(&lake, &opts).await?;
                 let sql = match &named {
@@ -641,23 +679,20 @@ fn main() -> Result<()> {
                         sql.unwrap_or_default()
                     }
                 };
-                let batches = if verbose {
-                    let (batches, report) = lq.sql_with_stats(&sql).await?;
-                    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+                // Rows go out as they are produced (a locked, buffered
+                // stdout: one write per few KiB, not per line).
+                let stdout = std::io::stdout();
+                let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+                let (rows, report) = lq.write_sql(&sql, format, &mut out, verbose).await?;
+                out.flush()?;
+                if let Some(report) = report {
                     eprintln!(
                         "{report}\n{rows} result rows in {:.3}s",
                         started.elapsed().as_secs_f64()
                     );
-                    batches
-                } else {
-                    lq.sql(&sql).await?
-                };
-                query::render(&batches, format)
+                }
+                anyhow::Ok(())
             })?;
-            print!("{text}");
-            if format == OutputFormat::Table {
-                println!();
-            }
             Ok(())
         }
         Command::Serve {
@@ -673,7 +708,10 @@ fn main() -> Result<()> {
             cluster,
             paths,
             max_body,
+            max_inflated_body,
             max_inflight_bytes,
+            min_body_rate,
+            body_grace,
             wal,
             wal_max_bytes,
             flush_seconds,
@@ -763,8 +801,13 @@ fn main() -> Result<()> {
                     max_age: std::time::Duration::from_secs_f64(flush_seconds.max(0.05)),
                     segment_rows: segment_rows.max(1),
                 },
-                max_body,
-                max_inflight_bytes,
+                limits: auditlake::source::webhook::BodyLimits {
+                    max_body,
+                    max_inflated: max_inflated_body,
+                    max_inflight_bytes,
+                    min_rate: min_body_rate,
+                    grace: std::time::Duration::from_secs_f64(body_grace.max(0.0)),
+                },
                 relay,
             };
             runtime()?.block_on(async {
@@ -969,6 +1012,29 @@ fn main() -> Result<()> {
             print!("{}", auditlake::schema::schema_document_text());
             Ok(())
         }
+        Command::Verify { lake, deep } => {
+            if !lake.is_dir() {
+                bail!(
+                    "lake {} does not exist or is not a directory",
+                    lake.display()
+                );
+            }
+            let files = auditlake::lake::parquet_files(&lake).len();
+            let damage = auditlake::lake::check::damaged(&lake, deep);
+            for d in &damage {
+                println!("{}\t{}", d.path.display(), d.problem);
+            }
+            let depth = if deep { "decoded" } else { "frames checked" };
+            if damage.is_empty() {
+                eprintln!("{files} Parquet files, {depth}: none damaged");
+                Ok(())
+            } else {
+                bail!(
+                    "{} of {files} Parquet files damaged ({depth}); restore them from a backup or re-ingest their source, or query with --damaged skip",
+                    damage.len()
+                )
+            }
+        }
     }
 }
 
@@ -1046,7 +1112,12 @@ fn ingest(
                 eprintln!("error: {e}");
                 out.unreadable.push(e.to_string());
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "ingest of {} stopped; what was committed before stays in the lake and a re-run resumes after it",
+                    f.display()
+                )))
+            }
         }
     }
     Ok(out)
@@ -1080,6 +1151,12 @@ fn print_summary(summaries: &[FileSummary]) {
             secs,
             s.events as f64 / secs
         );
+        if let Some(line) = s.unterminated {
+            eprintln!(
+                "{}: line {line} has no newline yet (still being written?); it was left for the next run",
+                s.path.display()
+            );
+        }
         total.events += s.events;
         total.rows += s.rows;
         total.rejected += s.rejected;

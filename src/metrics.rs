@@ -13,6 +13,14 @@ pub struct Metrics {
     pub events_received: IntCounter,
     pub bytes_received: IntCounter,
     pub dead_letters: IntCounter,
+    /// Bytes written to dead-letter files (bounded per item and segment).
+    pub dead_letter_bytes: IntCounter,
+    /// Write-ahead log bytes found corrupt and moved to `quarantine/`.
+    pub wal_quarantined_bytes: IntCounter,
+    /// Request bodies abandoned for arriving too slowly.
+    pub body_timeouts: IntCounter,
+    /// Bytes of request bodies (inflated) held in memory right now.
+    pub inflight_bytes: IntGauge,
     pub wal_bytes: IntGauge,
     pub wal_segments: IntGauge,
     pub files_committed: IntCounter,
@@ -76,6 +84,22 @@ impl Metrics {
                 "auditlake_dead_letters_total",
                 "Items kept in the dead-letter store",
             ),
+            dead_letter_bytes: c(
+                "auditlake_dead_letter_bytes_total",
+                "Bytes written to dead-letter files",
+            ),
+            wal_quarantined_bytes: c(
+                "auditlake_wal_quarantined_bytes_total",
+                "Write-ahead log bytes found corrupt on start-up and moved to quarantine/",
+            ),
+            body_timeouts: c(
+                "auditlake_body_read_timeouts_total",
+                "Request bodies abandoned because they arrived too slowly",
+            ),
+            inflight_bytes: g(
+                "auditlake_inflight_bytes",
+                "Request body bytes (after gzip decoding) held in memory",
+            ),
             wal_bytes: g("auditlake_wal_bytes", "Bytes in write-ahead log segments"),
             wal_segments: g("auditlake_wal_segments", "Write-ahead log segment files"),
             files_committed: c(
@@ -131,6 +155,10 @@ impl Metrics {
             Box::new(m.events_received.clone()),
             Box::new(m.bytes_received.clone()),
             Box::new(m.dead_letters.clone()),
+            Box::new(m.dead_letter_bytes.clone()),
+            Box::new(m.wal_quarantined_bytes.clone()),
+            Box::new(m.body_timeouts.clone()),
+            Box::new(m.inflight_bytes.clone()),
             Box::new(m.wal_bytes.clone()),
             Box::new(m.wal_segments.clone()),
             Box::new(m.files_committed.clone()),

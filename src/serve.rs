@@ -52,9 +52,7 @@ pub struct ServeConfig {
     pub wal_dir: PathBuf,
     pub wal: WalOptions,
     pub flush: FlushOptions,
-    pub max_body: usize,
-    /// Request body bytes held in memory at once (503 beyond, after a short wait).
-    pub max_inflight_bytes: u64,
+    pub limits: webhook::BodyLimits,
     /// Relay batches to Kafka instead of the local log.
     pub relay: Option<crate::relay::Relay>,
 }
@@ -89,17 +87,13 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     if let Some(relay) = cfg.relay {
         // Stateless: nothing to replay, ready at once.
-        let app = Arc::new(App {
-            inflight: Arc::new(tokio::sync::Semaphore::new(webhook::inflight_permits(
-                cfg.max_inflight_bytes,
-                cfg.max_body,
-            ))),
-            sink: Sink::Kafka(Arc::new(relay)),
-            auth: cfg.auth,
-            metrics: Arc::new(Metrics::new()),
-            ready: Arc::new(AtomicBool::new(true)),
-            max_body: cfg.max_body,
-        });
+        let app = Arc::new(App::new(
+            Sink::Kafka(Arc::new(relay)),
+            cfg.auth,
+            Arc::new(Metrics::new()),
+            Arc::new(AtomicBool::new(true)),
+            cfg.limits,
+        ));
         webhook::serve(cfg.server, app, shutdown).await?;
         tracing::info!("shut down cleanly");
         return Ok(());
@@ -150,28 +144,22 @@ pub async fn run(
             }
         })
     };
-    let app = Arc::new(App {
-        inflight: Arc::new(tokio::sync::Semaphore::new(webhook::inflight_permits(
-            cfg.max_inflight_bytes,
-            cfg.max_body,
-        ))),
-        sink: Sink::Wal(opened.wal.clone()),
-        auth: cfg.auth,
+    let app = Arc::new(App::new(
+        Sink::Wal(opened.wal.clone()),
+        cfg.auth,
         metrics,
         ready,
-        max_body: cfg.max_body,
-    });
+        cfg.limits,
+    ));
     let served = webhook::serve(cfg.server, app.clone(), shutdown.clone()).await;
     // 1. Accepting stopped and in-flight requests finished (or the server
     //    failed to start). 2. Flush everything durable.
     shutdown.cancel();
     drop(app);
     flush_stop.cancel();
-    let flushed = flusher.await.map_err(|e| {
-        FlushError::Lake(crate::lake::LakeError::State {
-            path: cfg.wal_dir.clone(),
-            problem: format!("flush task failed: {e}"),
-        })
+    let flushed = flusher.await.map_err(|e| FlushError::TaskPanicked {
+        stage: "log-to-lake",
+        problem: e.to_string(),
     })?;
     // 3. Close the log.
     drop(opened.wal);

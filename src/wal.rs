@@ -9,8 +9,22 @@
 //! fsync. Sequence numbers are dense and start at 1; they are the positions
 //! lake file names are made of.
 //!
-//! On open the log is scanned; a torn or corrupt tail (a crash mid-write) is
-//! cut off, which only ever drops records that were never acknowledged.
+//! On open the log is scanned and repaired:
+//! - a record cut short at the end of the last segment is a torn write (the
+//!   only damage a crash can do, and only to records never acknowledged):
+//!   it is cut off;
+//! - any other bad record (a flipped bit, a damaged sector) is *corruption*:
+//!   its bytes are moved to `quarantine/<segment>@<offset>.bin`, logged with
+//!   their position and counted, and every intact record after it, in its
+//!   segment and in later ones, is kept. The next intact record is found
+//!   by its frame (a length in range, a matching CRC, a later sequence
+//!   number). The segment is rewritten without the bad bytes (temporary,
+//!   fsync, rename), so a crash during repair leaves the original and the
+//!   next start repairs it again; nothing that could be read is deleted.
+//!
+//! The active segment is rolled once everything in it is committed, so the
+//! flusher's trim can free it: with the log alone on a small volume, a full
+//! disk otherwise stayed full for good.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
@@ -33,6 +47,10 @@ pub enum WalError {
     Busy,
     #[error("write-ahead log is closed")]
     Closed,
+    #[error("write-ahead log {path}: record at byte {offset} is corrupt (it was intact when the log was opened)\nhint: restart the server: start-up moves corrupt records to quarantine/ and keeps every intact one")]
+    Corrupt { path: PathBuf, offset: u64 },
+    #[error("write-ahead log {path} is in use by another process ({holder})\nhint: each server needs its own --wal directory")]
+    Locked { path: PathBuf, holder: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
@@ -72,6 +90,10 @@ pub struct WalStats {
     /// Bytes of records not yet committed to the lake (the back-pressure
     /// measure: the flush stage subtracts what it commits).
     pub pending: AtomicU64,
+    /// Highest sequence number committed to the lake (set by [`trim`]).
+    pub committed: AtomicU64,
+    /// Bytes moved to `quarantine/` as corrupt when the log was opened.
+    pub quarantined: AtomicU64,
 }
 
 impl WalStats {
@@ -125,42 +147,152 @@ pub fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, WalError> {
     Ok(out)
 }
 
-/// Read one framed record; `Ok(None)` at a clean end, `Err` data on a torn
-/// or corrupt record.
-fn read_record(r: &mut impl Read) -> io::Result<Option<Result<Record, ()>>> {
+/// Why a frame could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bad {
+    /// The input ends inside the frame (a torn write, at a log's end).
+    Short,
+    /// The frame is complete but wrong (length out of range, CRC mismatch).
+    Corrupt,
+}
+
+/// Read one framed record; `Ok(None)` at a clean end.
+fn read_record(r: &mut impl Read) -> io::Result<Option<Result<Record, Bad>>> {
     let mut header = [0u8; HEADER];
     let mut got = 0;
     while got < HEADER {
         let n = r.read(&mut header[got..])?;
         if n == 0 {
-            return Ok(if got == 0 { None } else { Some(Err(())) });
+            return Ok(if got == 0 {
+                None
+            } else {
+                Some(Err(Bad::Short))
+            });
         }
         got += n;
     }
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
     if !(10..=MAX_RECORD).contains(&len) {
-        return Ok(Some(Err(())));
+        return Ok(Some(Err(Bad::Corrupt)));
     }
-    let mut payload = vec![0u8; len];
-    if let Err(e) = r.read_exact(&mut payload) {
-        return if e.kind() == io::ErrorKind::UnexpectedEof {
-            Ok(Some(Err(())))
-        } else {
-            Err(e)
-        };
+    let mut payload = Vec::new();
+    let n = r.take(len as u64).read_to_end(&mut payload)?;
+    if n < len {
+        return Ok(Some(Err(Bad::Short)));
     }
-    if crc32fast::hash(&payload) != crc {
-        return Ok(Some(Err(())));
+    Ok(Some(decode(&payload, crc).ok_or(Bad::Corrupt)))
+}
+
+/// A record from its payload, if the CRC and the layout hold.
+fn decode(payload: &[u8], crc: u32) -> Option<Record> {
+    if crc32fast::hash(payload) != crc || payload.len() < 10 {
+        return None;
     }
-    let seq = u64::from_le_bytes(payload[0..8].try_into().unwrap_or_default());
+    let seq = u64::from_le_bytes(payload[0..8].try_into().ok()?);
     let clen = u16::from_le_bytes([payload[8], payload[9]]) as usize;
     if 10 + clen > payload.len() {
-        return Ok(Some(Err(())));
+        return None;
     }
     let cluster = String::from_utf8_lossy(&payload[10..10 + clen]).into_owned();
     let body = payload[10 + clen..].to_vec();
-    Ok(Some(Ok(Record { seq, cluster, body })))
+    Some(Record { seq, cluster, body })
+}
+
+/// The offset in `bytes` of the first intact frame at or after `from` whose
+/// sequence number is above `after`.
+fn next_intact(bytes: &[u8], from: usize, after: u64) -> Option<usize> {
+    (from..bytes.len().saturating_sub(HEADER + 10)).find(|&o| {
+        let len = u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]) as usize;
+        let crc = u32::from_le_bytes([bytes[o + 4], bytes[o + 5], bytes[o + 6], bytes[o + 7]]);
+        (10..=MAX_RECORD).contains(&len)
+            && o + HEADER + len <= bytes.len()
+            && decode(&bytes[o + HEADER..o + HEADER + len], crc).is_some_and(|r| r.seq > after)
+    })
+}
+
+/// Scan one segment; repair it if it holds a bad record. Returns the bytes
+/// and last sequence number of its intact records.
+fn scan_segment(
+    dir: &Path,
+    path: &Path,
+    is_last: bool,
+    mut last_seq: u64,
+    stats: &WalStats,
+) -> Result<(u64, u64), WalError> {
+    loop {
+        let f = File::open(path).map_err(io_err(path))?;
+        let mut r = BufReader::new(f);
+        let mut valid = 0u64;
+        let bad = loop {
+            match read_record(&mut r).map_err(io_err(path))? {
+                None => return Ok((valid, last_seq)),
+                Some(Ok(rec)) => {
+                    valid += rec.frame_len();
+                    last_seq = rec.seq;
+                }
+                Some(Err(bad)) => break bad,
+            }
+        };
+        drop(r);
+        let bytes = fs::read(path).map_err(io_err(path))?;
+        let at = valid as usize;
+        let resume = next_intact(&bytes, at + 1, last_seq);
+        if resume.is_none() && is_last && bad == Bad::Short {
+            // A torn write: the crash came before the fsync, so nothing
+            // here was acknowledged.
+            tracing::warn!(path = %path.display(), offset = at, bytes = bytes.len() - at, "cutting a torn write at the end of the write-ahead log (never acknowledged)");
+            cut(path, &bytes[..at])?;
+            return Ok((valid, last_seq));
+        }
+        let end = resume.unwrap_or(bytes.len());
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let qdir = dir.join("quarantine");
+        fs::create_dir_all(&qdir).map_err(io_err(&qdir))?;
+        let qpath = qdir.join(format!("{name}@{at}.bin"));
+        write_synced(&qpath, &bytes[at..end])?;
+        tracing::error!(
+            path = %path.display(),
+            offset = at,
+            bytes = end - at,
+            after_seq = last_seq,
+            kept_after = resume.is_some(),
+            quarantine = %qpath.display(),
+            "corrupt write-ahead log record moved to quarantine; the intact records after it are kept"
+        );
+        stats
+            .quarantined
+            .fetch_add((end - at) as u64, Ordering::Relaxed);
+        let mut repaired = Vec::with_capacity(bytes.len() - (end - at));
+        repaired.extend_from_slice(&bytes[..at]);
+        repaired.extend_from_slice(&bytes[end..]);
+        cut(path, &repaired)?;
+        // Scan the repaired segment again: it may hold more damage.
+    }
+}
+
+/// Write `bytes` to `path` and fsync it.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), WalError> {
+    let mut f = File::create(path).map_err(io_err(path))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(io_err(path))
+}
+
+/// Replace a segment's contents atomically (temporary, fsync, rename).
+fn cut(path: &Path, keep: &[u8]) -> Result<(), WalError> {
+    let tmp = path.with_extension("repair");
+    write_synced(&tmp, keep)?;
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(dir))?;
+    }
+    Ok(())
 }
 
 fn encode(seq: u64, cluster: &str, body: &[u8], out: &mut Vec<u8>) {
@@ -201,41 +333,28 @@ impl Default for WalOptions {
 /// writer thread.
 pub fn open(dir: &Path, opts: WalOptions) -> Result<Opened, WalError> {
     fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let lock = lock_dir(dir)?;
+    // A repair interrupted before its rename: the original is intact.
+    for e in fs::read_dir(dir).map_err(io_err(dir))?.flatten() {
+        if e.file_name().to_string_lossy().ends_with(".repair") {
+            fs::remove_file(e.path()).map_err(io_err(&e.path()))?;
+        }
+    }
     let segs = segments(dir)?;
+    let stats = Arc::new(WalStats::default());
     let mut last_seq = 0u64;
     let mut total = 0u64;
     let mut tail: Option<(PathBuf, u64)> = None; // (path, valid len)
     for (i, (_, path)) in segs.iter().enumerate() {
-        let f = File::open(path).map_err(io_err(path))?;
-        let mut r = BufReader::new(f);
-        let mut valid = 0u64;
-        loop {
-            match read_record(&mut r).map_err(io_err(path))? {
-                None => break,
-                Some(Ok(rec)) => {
-                    valid += rec.frame_len();
-                    last_seq = rec.seq;
-                }
-                Some(Err(())) => {
-                    tracing::warn!(path = %path.display(), valid, "cutting torn write-ahead log tail (unacknowledged data)");
-                    let f = OpenOptions::new()
-                        .write(true)
-                        .open(path)
-                        .map_err(io_err(path))?;
-                    f.set_len(valid).map_err(io_err(path))?;
-                    f.sync_all().map_err(io_err(path))?;
-                    // Anything after a corrupt record cannot be trusted.
-                    for (_, later) in &segs[i + 1..] {
-                        fs::remove_file(later).map_err(io_err(later))?;
-                    }
-                    break;
-                }
-            }
-        }
+        let (valid, last) = scan_segment(dir, path, i + 1 == segs.len(), last_seq, &stats)?;
+        last_seq = last;
         total += valid;
         tail = Some((path.clone(), valid));
     }
-    let stats = Arc::new(WalStats::default());
+    // Segments are sized to the budget, so that trimming frees space in
+    // steps the budget can use.
+    let mut opts = opts;
+    opts.segment_bytes = opts.segment_bytes.min((opts.max_bytes / 8).max(1 << 16));
     stats.bytes.store(total, Ordering::Relaxed);
     stats.pending.store(total, Ordering::Relaxed);
     stats.segments.store(segs.len() as u64, Ordering::Relaxed);
@@ -249,6 +368,7 @@ pub fn open(dir: &Path, opts: WalOptions) -> Result<Opened, WalError> {
         opts: opts.clone(),
         stats: stats.clone(),
         durable: durable_tx,
+        _lock: lock,
     };
     if let Some((path, len)) = tail {
         let f = OpenOptions::new()
@@ -314,9 +434,36 @@ impl Wal {
     }
 }
 
+/// Take the log directory's lock, or say who holds it.
+fn lock_dir(dir: &Path) -> Result<File, WalError> {
+    let path = dir.join("lock");
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    match f.try_lock() {
+        Ok(()) => {
+            f.set_len(0)
+                .and_then(|_| f.write_all(format!("pid {}", std::process::id()).as_bytes()))
+                .map_err(io_err(&path))?;
+            Ok(f)
+        }
+        Err(fs::TryLockError::WouldBlock) => Err(WalError::Locked {
+            holder: fs::read_to_string(&path).unwrap_or_default(),
+            path,
+        }),
+        Err(fs::TryLockError::Error(e)) => Err(io_err(&path)(e)),
+    }
+}
+
 /// Delete segments whose records are all `<= committed` (the next segment
-/// starts at or below `committed + 1`). The active segment is never deleted.
+/// starts at or below `committed + 1`). The active segment is not deleted
+/// here; the writer rolls it once it is wholly committed.
 pub fn trim(dir: &Path, committed: u64, stats: &WalStats) -> Result<u64, WalError> {
+    stats.committed.fetch_max(committed, Ordering::Relaxed);
     let segs = segments(dir)?;
     let mut removed = 0;
     for w in segs.windows(2) {
@@ -338,9 +485,17 @@ pub fn trim(dir: &Path, committed: u64, stats: &WalStats) -> Result<u64, WalErro
 
 /// Sequential reader over records from a position on (used by the flusher
 /// and by replay).
+///
+/// It holds its segment open only while it reads: at the end of the log it
+/// closes the file and remembers the offset. A deleted file still open
+/// keeps its blocks, and the writer deletes a committed active segment to
+/// free a full volume.
 pub struct Reader {
     dir: PathBuf,
-    current: Option<BufReader<File>>,
+    /// The segment being read: its first sequence number, path, and the
+    /// offset of the next frame.
+    at: Option<(u64, PathBuf, u64)>,
+    file: Option<BufReader<File>>,
     next: u64,
     /// Bytes of records passed over because they precede `from`.
     pub skipped_bytes: u64,
@@ -351,52 +506,87 @@ impl Reader {
     pub fn new(dir: &Path, from: u64) -> Reader {
         Reader {
             dir: dir.to_path_buf(),
-            current: None,
+            at: None,
+            file: None,
             next: from,
             skipped_bytes: 0,
         }
     }
 
-    /// The next record, if it is durable (`seq <= durable`).
+    /// Open the segment to read, at its offset: the remembered one, else
+    /// the one after it, else the one holding `next`. `false` if none.
+    fn open_current(&mut self) -> Result<bool, WalError> {
+        use std::io::{Seek, SeekFrom};
+        let segs = segments(&self.dir)?;
+        let (first, path, offset) = match self.at.take() {
+            Some((first, path, offset)) if segs.iter().any(|(_, p)| *p == path) => {
+                (first, path, offset)
+            }
+            // Deleted since (wholly committed): go on with the next one.
+            Some((first, _, _)) => match segs.iter().find(|(f, _)| *f > first) {
+                Some((f, p)) => (*f, p.clone(), 0),
+                None => return Ok(false),
+            },
+            // The segment holding `next`: the last one starting at or
+            // before it.
+            None => match segs.iter().rev().find(|(f, _)| *f <= self.next) {
+                Some((f, p)) => (*f, p.clone(), 0),
+                None => return Ok(false),
+            },
+        };
+        let mut f = File::open(&path).map_err(io_err(&path))?;
+        f.seek(SeekFrom::Start(offset)).map_err(io_err(&path))?;
+        self.file = Some(BufReader::with_capacity(1 << 20, f));
+        self.at = Some((first, path, offset));
+        Ok(true)
+    }
+
+    /// The next record, if it is durable (`seq <= durable`). Sequence
+    /// numbers may have gaps where start-up quarantined a corrupt record.
     pub fn next(&mut self, durable: u64) -> Result<Option<Record>, WalError> {
         while self.next <= durable {
-            if self.current.is_none() {
-                let segs = segments(&self.dir)?;
-                // The segment holding `next`: the last one starting at or
-                // before it.
-                let Some((_, path)) = segs.iter().rev().find(|(f, _)| *f <= self.next).cloned()
-                else {
-                    return Ok(None);
-                };
-                let f = File::open(&path).map_err(io_err(&path))?;
-                self.current = Some(BufReader::with_capacity(1 << 20, f));
+            if self.file.is_none() && !self.open_current()? {
+                return Ok(None);
             }
-            let Some(r) = self.current.as_mut() else {
+            let (Some(r), Some((first, path, offset))) = (self.file.as_mut(), self.at.as_mut())
+            else {
                 return Ok(None);
             };
-            match read_record(r).map_err(io_err(&self.dir))? {
+            match read_record(r).map_err(io_err(path))? {
                 Some(Ok(rec)) if rec.seq < self.next => {
+                    *offset += rec.frame_len();
                     self.skipped_bytes += rec.frame_len();
-                    continue;
                 }
                 Some(Ok(rec)) => {
+                    *offset += rec.frame_len();
                     self.next = rec.seq + 1;
                     return Ok(Some(rec));
                 }
-                // End of this segment: move to the next one if it starts
-                // here. Records up to `durable` are complete (only the
-                // active segment grows, and only past `durable`), so a short
-                // read here means corruption; it is not skipped over.
-                None | Some(Err(())) => {
+                // Records up to `durable` are complete (only the active
+                // segment grows, and only past `durable`), so a bad frame
+                // here is damage done since the log was opened.
+                Some(Err(_)) => {
+                    return Err(WalError::Corrupt {
+                        path: path.clone(),
+                        offset: *offset,
+                    })
+                }
+                // End of this segment: go on with the next one if the
+                // writer has moved on (sequence numbers may skip a gap),
+                // else close it until there is more.
+                None => {
+                    let first = *first;
+                    self.file = None;
                     let segs = segments(&self.dir)?;
-                    if segs.iter().any(|(f, _)| *f == self.next) {
-                        self.current = None;
-                        continue;
+                    match segs.iter().find(|(f, _)| *f > first) {
+                        Some((f, p)) => self.at = Some((*f, p.clone(), 0)),
+                        None => return Ok(None),
                     }
-                    return Ok(None);
                 }
             }
         }
+        // Caught up: do not hold the file open while waiting.
+        self.file = None;
         Ok(None)
     }
 }
@@ -409,6 +599,8 @@ struct Writer {
     opts: WalOptions,
     stats: Arc<WalStats>,
     durable: watch::Sender<u64>,
+    /// The directory lock, held as long as the writer runs.
+    _lock: File,
 }
 
 impl Writer {
@@ -448,33 +640,72 @@ impl Writer {
         }
     }
 
-    fn roll(&mut self) -> Result<(), WalError> {
+    /// Start a new segment. With `drop_old` the previous one, wholly
+    /// committed, is deleted.
+    fn roll(&mut self, drop_old: bool) -> Result<(), WalError> {
         let path = self.dir.join(segment_name(self.next_seq));
         let f = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(io_err(&path))?;
+        let old = self.file.replace((path, f));
+        if let (true, Some((old, _))) = (drop_old, old) {
+            if old != self.file.as_ref().map(|f| f.0.clone()).unwrap_or_default() {
+                fs::remove_file(&old).map_err(io_err(&old))?;
+                self.stats.bytes.fetch_sub(
+                    self.file_len.min(self.stats.bytes.load(Ordering::Relaxed)),
+                    Ordering::Relaxed,
+                );
+                self.stats.segments.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(io_err(&self.dir))?;
-        self.file = Some((path, f));
         self.file_len = 0;
         self.stats.segments.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
+    /// Every record of the active segment is committed to the lake.
+    fn active_committed(&self) -> bool {
+        self.file_len > 0 && self.stats.committed.load(Ordering::Relaxed) + 1 >= self.next_seq
+    }
+
     /// Write and fsync a batch; on failure the segment is cut back so no
     /// partial record stays behind and sequence numbers are not consumed.
     fn write_batch(&mut self, batch: &[Append], buf: &mut Vec<u8>) -> Result<u64, WalError> {
-        if self.file.is_none() || self.file_len >= self.opts.segment_bytes {
-            self.roll()?;
+        let seg = self.opts.segment_bytes;
+        if self.file.is_none() || self.file_len >= seg {
+            let committed = self.active_committed();
+            self.roll(committed)?;
+        } else if self.active_committed() && self.file_len >= seg / 8 {
+            // Everything here is in the lake: a fresh segment lets this one
+            // go now rather than when it is full.
+            self.roll(true)?;
         }
         buf.clear();
         let first = self.next_seq;
         for (i, a) in batch.iter().enumerate() {
             encode(first + i as u64, &a.cluster, &a.body, buf);
         }
+        match self.append(buf) {
+            Ok(()) => {}
+            // Out of space with everything committed: the active segment
+            // is what fills the volume; let it go and try once more.
+            Err(e) if self.active_committed() => {
+                tracing::warn!(error = %e, "write-ahead log append failed; rolling the committed active segment and retrying");
+                self.roll(true)?;
+                self.append(buf)?;
+            }
+            Err(e) => return Err(e),
+        }
+        self.next_seq += batch.len() as u64;
+        Ok(first)
+    }
+
+    fn append(&mut self, buf: &[u8]) -> Result<(), WalError> {
         let Some((path, f)) = self.file.as_mut() else {
             return Err(WalError::Closed);
         };
@@ -490,8 +721,7 @@ impl Writer {
         self.stats
             .pending
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
-        self.next_seq += batch.len() as u64;
-        Ok(first)
+        Ok(())
     }
 }
 
@@ -557,5 +787,186 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 3);
+    }
+
+    /// Byte ranges of the frames of one segment file.
+    fn frames(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
+        let mut out = vec![];
+        let mut o = 0;
+        while o + HEADER <= bytes.len() {
+            let len = u32::from_le_bytes(bytes[o..o + 4].try_into().expect("4")) as usize;
+            out.push(o..o + HEADER + len);
+            o += HEADER + len;
+        }
+        out
+    }
+
+    async fn filled(dir: &Path, opts: &WalOptions, n: usize) {
+        let opened = open(dir, opts.clone()).expect("open");
+        for i in 0..n {
+            opened
+                .wal
+                .append("c1", format!("body-{i:04}").into_bytes())
+                .await
+                .expect("append");
+        }
+        drop(opened.wal);
+        opened.writer.join().expect("join");
+    }
+
+    fn read_all(dir: &Path, durable: u64) -> Vec<u64> {
+        let mut r = Reader::new(dir, 1);
+        let mut got = vec![];
+        while let Some(rec) = r.next(durable).expect("read") {
+            assert_eq!(rec.body, format!("body-{:04}", rec.seq - 1).into_bytes());
+            got.push(rec.seq);
+        }
+        got
+    }
+
+    /// A flipped bit costs its own record only: every later record, in its
+    /// segment and in later ones, is kept; the bad bytes are quarantined;
+    /// a second open finds nothing more to repair. Before, everything
+    /// after the damage was cut and later segments deleted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn corruption_costs_only_the_bad_record() {
+        // (segment size, record to damage (0-based), how)
+        let cases: [(u64, usize, &str); 4] = [
+            (64 << 20, 99, "bit flip in the payload"),
+            (64 << 20, 99, "bit flip in the length"),
+            (1000, 10, "bit flip in the first of several segments"),
+            (64 << 20, 199, "bit flip in the last record"),
+        ];
+        for (segment_bytes, victim, how) in cases {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let opts = WalOptions {
+                segment_bytes,
+                max_bytes: 8 << 30,
+                ..Default::default()
+            };
+            filled(dir.path(), &opts, 200).await;
+            let segs = segments(dir.path()).expect("segs");
+            assert_eq!(segs.len() > 1, segment_bytes < (1 << 20), "{how}");
+            // Find the victim's frame across segments.
+            let mut seen = 0;
+            let mut hit = None;
+            for (_, path) in &segs {
+                let bytes = fs::read(path).expect("read");
+                let fr = frames(&bytes);
+                if victim < seen + fr.len() {
+                    hit = Some((path.clone(), bytes, fr[victim - seen].clone()));
+                    break;
+                }
+                seen += fr.len();
+            }
+            let (path, mut bytes, frame) = hit.expect("victim frame");
+            let at = if how.contains("length") {
+                frame.start + 1
+            } else {
+                frame.start + HEADER + 12
+            };
+            bytes[at] ^= 0x10;
+            fs::write(&path, &bytes).expect("write");
+            for round in 0..2 {
+                let opened = open(dir.path(), opts.clone()).expect("reopen");
+                assert_eq!(
+                    opened.last_seq,
+                    if victim == 199 { 199 } else { 200 },
+                    "{how}"
+                );
+                let q = opened.wal.stats().quarantined.load(Ordering::Relaxed);
+                if round == 0 {
+                    assert!(q > 0, "{how}: nothing quarantined");
+                } else {
+                    assert_eq!(q, 0, "{how}: the second open repaired again");
+                }
+                let last = opened.last_seq;
+                drop(opened.wal);
+                opened.writer.join().expect("join");
+                let want: Vec<u64> = (1..=200).filter(|&s| s != victim as u64 + 1).collect();
+                assert_eq!(read_all(dir.path(), last), want, "{how}");
+            }
+            assert_eq!(
+                segments(dir.path()).expect("segs").len(),
+                segs.len(),
+                "{how}"
+            );
+            let quarantined: Vec<_> = fs::read_dir(dir.path().join("quarantine"))
+                .expect("quarantine dir")
+                .flatten()
+                .collect();
+            assert_eq!(quarantined.len(), 1, "{how}");
+        }
+    }
+
+    /// A torn write (the end of the last segment cut short) is still cut,
+    /// without quarantine: it was never acknowledged.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_torn_tail_is_cut() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = WalOptions::default();
+        filled(dir.path(), &opts, 50).await;
+        let (_, last) = segments(dir.path()).expect("segs").pop().expect("seg");
+        let len = fs::metadata(&last).expect("meta").len();
+        OpenOptions::new()
+            .write(true)
+            .open(&last)
+            .expect("open")
+            .set_len(len - 5)
+            .expect("cut");
+        let opened = open(dir.path(), opts).expect("reopen");
+        assert_eq!(opened.last_seq, 49);
+        assert_eq!(opened.wal.stats().quarantined.load(Ordering::Relaxed), 0);
+        assert!(!dir.path().join("quarantine").exists());
+    }
+
+    /// Once everything in the active segment is committed, the next write
+    /// starts a new segment and the old one is deleted, so a log on a full
+    /// volume frees itself.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_committed_active_segment_is_let_go() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = WalOptions::default();
+        let opened = open(dir.path(), opts).expect("open");
+        for i in 0..20 {
+            opened
+                .wal
+                .append("c1", vec![b'x'; 450_000 + i])
+                .await
+                .expect("append");
+        }
+        let before = segments(dir.path()).expect("segs");
+        assert_eq!(before.len(), 1);
+        trim(dir.path(), 20, opened.wal.stats()).expect("trim");
+        assert_eq!(
+            segments(dir.path()).expect("segs"),
+            before,
+            "trim never deletes the active one"
+        );
+        let seq = opened
+            .wal
+            .append("c1", b"next".to_vec())
+            .await
+            .expect("append");
+        assert_eq!(seq, 21);
+        let after = segments(dir.path()).expect("segs");
+        assert_eq!(after.len(), 1);
+        assert_eq!(after[0].0, 21, "the committed segment is gone");
+        assert!(opened.wal.stats().bytes.load(Ordering::Relaxed) < 1000);
+        let mut r = Reader::new(dir.path(), 21);
+        assert_eq!(r.next(21).expect("read").map(|r| r.seq), Some(21));
+    }
+
+    /// Two processes cannot share one log directory.
+    #[test]
+    fn a_second_open_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = open(dir.path(), WalOptions::default()).expect("open");
+        match open(dir.path(), WalOptions::default()) {
+            Err(WalError::Locked { .. }) => {}
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("a second writer was allowed"),
+        }
+        drop(first);
     }
 }

@@ -100,7 +100,10 @@ pub fn decode_unit_in<'a>(
         None => on_reject(whole(DecodeError::Empty)),
         Some(b'[') => match serde_json::from_str::<Vec<&RawValue>>(trimmed) {
             Ok(items) => decode_items(&items, spare, &mut on_event, &mut on_reject),
-            Err(e) => on_reject(whole(DecodeError::NotJson(e.to_string()))),
+            Err(e) => match salvage_items(trimmed) {
+                Some(items) => decode_texts(&items, spare, &mut on_event, &mut on_reject),
+                None => on_reject(whole(DecodeError::NotJson(e.to_string()))),
+            },
         },
         Some(b'{') => {
             let mut d = Decoded::default();
@@ -124,7 +127,12 @@ pub fn decode_unit_in<'a>(
                         Ok(_) => DecodeError::InvalidEvent(e.to_string()),
                         Err(_) => DecodeError::NotJson(e.to_string()),
                     };
-                    on_reject(whole(error))
+                    match (&error, salvage_items(trimmed)) {
+                        (DecodeError::NotJson(_), Some(items)) => {
+                            decode_texts(&items, spare, &mut on_event, &mut on_reject)
+                        }
+                        _ => on_reject(whole(error)),
+                    }
                 }
             }
         }
@@ -186,8 +194,148 @@ fn decode_items<'a>(
     on_event: &mut impl FnMut(Decoded<'a>),
     on_reject: &mut impl FnMut(Rejection<'a>),
 ) {
-    for (i, raw) in items.iter().enumerate() {
-        let text = raw.get();
+    let texts: Vec<&str> = items.iter().map(|r| r.get()).collect();
+    decode_texts(&texts, spare, on_event, on_reject)
+}
+
+/// The items of a list that does not parse as a whole, found by matching
+/// brackets outside strings: a bare array, or the `items` array of an
+/// object. One damaged item (an unescaped NUL, a byte that was not UTF-8,
+/// a cut) would otherwise take every other event of its batch with it into
+/// the dead letter. `None` when no list is found. A list cut short ends
+/// with its damaged remainder as the last item, which the caller rejects.
+pub fn salvage_items(text: &str) -> Option<Vec<&str>> {
+    let b = text.as_bytes();
+    let open = match b.first()? {
+        b'[' => 0,
+        b'{' => items_array(b)?,
+        _ => return None,
+    };
+    let mut items = Vec::new();
+    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
+    let mut start = open + 1;
+    for (i, &c) in b.iter().enumerate().skip(open + 1) {
+        if in_str {
+            match c {
+                _ if esc => esc = false,
+                b'\\' => esc = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_str = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' if depth > 0 => depth -= 1,
+            b',' | b']' if depth == 0 => {
+                let item = text.get(start..i)?.trim();
+                if !item.is_empty() {
+                    items.push(item);
+                }
+                start = i + 1;
+                if c == b']' {
+                    // Whatever follows the list could hold an event too (a
+                    // bare array's trailing text, damage in an envelope):
+                    // it becomes an item of its own, to be rejected, so
+                    // nothing is dropped unseen.
+                    let rest = text.get(start..)?.trim();
+                    if !benign_tail(rest, open > 0) {
+                        items.push(rest);
+                    }
+                    return (!items.is_empty()).then_some(items);
+                }
+            }
+            _ => {}
+        }
+    }
+    let rest = text.get(start..)?.trim();
+    if !rest.is_empty() {
+        items.push(rest);
+    }
+    // A list with nothing in it is no salvage: the caller rejects the
+    // unit whole.
+    (!items.is_empty()).then_some(items)
+}
+
+/// Whether the text after a salvaged list's `]` holds nothing that could be
+/// lost: nothing at all after a bare array; after an object's `items`, the
+/// rest of a valid envelope (`}` or `,"kind":…}`).
+fn benign_tail(rest: &str, in_object: bool) -> bool {
+    if !in_object || rest.is_empty() {
+        return rest.is_empty();
+    }
+    if rest == "}" {
+        return true;
+    }
+    match rest.strip_prefix(',') {
+        Some(members) => {
+            serde_json::from_str::<serde::de::IgnoredAny>(&format!("{{{members}")).is_ok()
+        }
+        None => false,
+    }
+}
+
+/// Offset of the `[` opening the `items` member of the top-level object
+/// in `b` (which starts with `{`).
+fn items_array(b: &[u8]) -> Option<usize> {
+    let (mut depth, mut i) = (0usize, 0usize);
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                // A string: a key at depth 1 is compared with `items`.
+                let s = i + 1;
+                let mut j = s;
+                while j < b.len() && b[j] != b'"' {
+                    j += if b[j] == b'\\' { 2 } else { 1 };
+                }
+                if depth == 1 && b.get(s..j) == Some(b"items") {
+                    let mut k = j + 1;
+                    while k < b.len() && b[k].is_ascii_whitespace() {
+                        k += 1;
+                    }
+                    if b.get(k) == Some(&b':') {
+                        k += 1;
+                        while k < b.len() && b[k].is_ascii_whitespace() {
+                            k += 1;
+                        }
+                        if b.get(k) == Some(&b'[') {
+                            return Some(k);
+                        }
+                    }
+                }
+                i = j + 1;
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Replace every byte of `bytes` that is not part of valid UTF-8 with NUL.
+/// The result has the same length (offsets into it are offsets into the
+/// original) and NUL is invalid anywhere in JSON, so an item holding such
+/// a byte is rejected and the others decode.
+pub fn nul_for_invalid_utf8(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        out.extend(std::iter::repeat_n('\0', chunk.invalid().len()));
+    }
+    out
+}
+
+fn decode_texts<'a>(
+    items: &[&'a str],
+    spare: &mut Spare,
+    on_event: &mut impl FnMut(Decoded<'a>),
+    on_reject: &mut impl FnMut(Rejection<'a>),
+) {
+    for (i, &text) in items.iter().enumerate() {
         let mut d = Decoded {
             item: i,
             ..Default::default()
@@ -312,7 +460,13 @@ pub fn parse_timestamp_us(s: &str) -> Option<i64> {
             _ => {
                 let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
                 let (h, mi) = (num(11..13)?, num(14..16)?);
-                if !((1..=12).contains(&mo) && (1..=31).contains(&d) && h < 24 && mi < 60) {
+                // `days_from_civil` would roll 02-30 over into March, so
+                // the day is checked against its month, not against 31.
+                if !((1..=12).contains(&mo)
+                    && (1..=days_in_month(y, mo)).contains(&d)
+                    && h < 24
+                    && mi < 60)
+                {
                     return None;
                 }
                 let us = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60_000_000;
@@ -338,6 +492,16 @@ fn chrono_us(s: &str) -> Option<i64> {
         .map(|t| t.timestamp_micros())
 }
 
+/// Days of month `m` (1–12) of year `y` in the proleptic Gregorian calendar.
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
 /// algorithm).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
@@ -358,6 +522,95 @@ pub(crate) mod tests {
         let (mut ok, mut bad) = (vec![], vec![]);
         decode_unit(text, |d| ok.push(d), |r| bad.push(r));
         (ok, bad)
+    }
+
+    /// A list that does not parse as a whole keeps its good items: one
+    /// item with a raw NUL, a byte that was not UTF-8 (NUL by then), or a
+    /// list cut short rejects that item alone, with its index and text.
+    #[test]
+    fn damaged_lists_keep_their_good_items() {
+        // Brackets and commas inside strings must not split items.
+        let ev = |id: &str| {
+            format!(
+                r#"{{"auditID":"{id}","stage":"ResponseComplete","user":{{"username":"u[{{,\"]"}}}}"#
+            )
+        };
+        let bad = "{\"auditID\":\"x\",\"stage\":\"Response\0Complete\"}".to_string();
+        let list = |items: &[String]| {
+            format!(
+                r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{{}},"items":[{}]}}"#,
+                items.join(",")
+            )
+        };
+        let not_utf8 = {
+            let mut b = format!("[{},{}]", ev("a"), ev("b")).into_bytes();
+            let at = b.len() - 10;
+            b[at] = 0xff;
+            nul_for_invalid_utf8(&b)
+        };
+        let full = list(&[ev("a"), ev("b")]);
+        // (input, accepted IDs, rejected item indices)
+        type Case<'a> = (String, Vec<&'a str>, Vec<Option<usize>>);
+        let cases: Vec<Case> = vec![
+            (
+                list(&[ev("a"), bad.clone(), ev("c")]),
+                vec!["a", "c"],
+                vec![Some(1)],
+            ),
+            (
+                format!("[{},{},{}]", ev("a"), ev("b"), bad),
+                vec!["a", "b"],
+                vec![Some(2)],
+            ),
+            (not_utf8, vec!["a"], vec![Some(1)]),
+            (
+                full[..full.len() - 20].to_string(),
+                vec!["a"],
+                vec![Some(1)],
+            ),
+            // A single damaged event is rejected whole, as before, and so
+            // is a list cut before its first item.
+            (bad.clone(), vec![], vec![None]),
+            (
+                r#"{"kind":"EventList","items":["#.to_string(),
+                vec![],
+                vec![None],
+            ),
+            // Text after a damaged list's end is an item of its own.
+            (
+                format!("[{},{}] {}", ev("a"), bad, ev("z")),
+                vec!["a", "z"],
+                vec![Some(1)],
+            ),
+            (
+                format!("[{},{}] {{x", ev("a"), bad),
+                vec!["a"],
+                vec![Some(1), Some(2)],
+            ),
+        ];
+        for (input, ids, rejected) in cases {
+            let (ok, bad) = run(&input);
+            let got: Vec<&str> = ok
+                .iter()
+                .filter_map(|d| d.event.audit_id.as_deref())
+                .collect();
+            assert_eq!(got, ids, "{input:?}");
+            assert_eq!(
+                bad.iter().map(|r| r.item).collect::<Vec<_>>(),
+                rejected,
+                "{input:?}"
+            );
+            for r in &bad {
+                assert!(
+                    input.contains(r.text),
+                    "rejected text is not part of the input"
+                );
+            }
+        }
+        // Invalid UTF-8 becomes NUL, byte for byte.
+        let raw = b"[\"a\xff\xfeb\"]";
+        let fixed = nul_for_invalid_utf8(raw);
+        assert_eq!(fixed.as_bytes(), b"[\"a\0\0b\"]");
     }
 
     #[test]
@@ -426,6 +679,15 @@ pub(crate) mod tests {
                 Some(1_741_069_338_819_232),
             ),
             ("2025-13-04T06:22:18Z", None),
+            // Impossible days are rejected, not rolled into the next month.
+            ("2026-02-30T00:00:00Z", None),
+            ("2026-11-31T12:00:00.000000Z", None),
+            ("2027-02-29T00:00:00Z", None),
+            ("1900-02-29T00:00:00Z", None),
+            ("2028-02-29T00:00:00Z", Some(1_835_395_200_000_000)),
+            ("2000-02-29T00:00:00Z", Some(951_782_400_000_000)),
+            ("2026-04-31T00:00:00Z", None),
+            ("2026-12-31T23:59:59Z", Some(1_798_761_599_000_000)),
             ("2025-03-04 06:22:18", None),
             ("", None),
         ];
@@ -456,6 +718,8 @@ pub(crate) mod tests {
             "2026-04-05T07:23:01.Z",
             "2026-04-05T07:23:01+00:00",
             "2026-04-32T07:23:01Z",
+            "2026-02-29T07:23:01Z",
+            "2024-02-29T07:23:01Z",
             "2026-04-05T07:23:01Z",
         ];
         for s in seq {

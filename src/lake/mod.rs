@@ -22,8 +22,15 @@
 //! temporaries, so the segment is simply produced again: rows are never
 //! duplicated (the old files are gone) and never lost (positions past the
 //! committed one are re-read).
+//!
+//! The file names are the second record of what is committed: a source
+//! whose state is missing or behind its files (deleted, restored from an
+//! old backup) resumes after the last position its files cover, instead of
+//! storing those positions twice. A source is written by one process at a
+//! time: [`Lake::lock`] holds an OS lock on `_state/<source>.lock`.
 
 pub mod batch;
+pub mod check;
 pub mod writer;
 
 use crate::schema::{record_schema, SCHEMA_VERSION};
@@ -56,6 +63,27 @@ pub enum LakeError {
     },
     #[error("lake state {path} is unreadable: {problem}\nhint: if the lake was written by a newer auditlake, upgrade; otherwise move the file aside and re-ingest that source")]
     State { path: PathBuf, problem: String },
+    #[error("{what}: another process ({holder}) is writing the same source into this lake (lock {path})\nhint: wait for it to finish or stop it; two writers of one source would undo each other's commits")]
+    Busy {
+        what: String,
+        holder: String,
+        path: PathBuf,
+    },
+}
+
+/// What a source's `committed_through` counts: its last committed position
+/// (files, the write-ahead log) or the next one to read (Kafka offsets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    Last,
+    Next,
+}
+
+/// An OS lock on one source of a lake, released when dropped (or when the
+/// process dies, so a crash never leaves it stale).
+#[derive(Debug)]
+pub struct SourceLock {
+    _file: File,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LakeError + '_ {
@@ -203,7 +231,14 @@ pub fn writer_properties(opts: &WriteOptions, source: &str) -> WriterProperties 
 }
 
 /// A dead-lettered item.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+///
+/// Bounded whatever the input: at most [`KEEP_PER_ITEM`] bytes of the
+/// original are kept (with its full length and a hash to recognise it), and
+/// a segment keeps at most [`KEEP_PER_SEGMENT`] bytes of text in all; past
+/// that only the position, reason, length and hash are recorded. A review
+/// found one 91 KB gzip body of NULs written as a 566 MB dead letter before
+/// these bounds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct RejectRecord {
     /// Where it came from (file path, webhook client, topic/partition).
     pub source: String,
@@ -212,11 +247,81 @@ pub struct RejectRecord {
     /// Index within an EventList or array, when only one item was bad.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub item: Option<usize>,
+    /// Byte offset of the item within the unit (line, body, message).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub offset: Option<u64>,
     pub reason: String,
     /// The original text, verbatim (or its first bytes, see `truncated`).
+    /// When the original is not valid UTF-8 this is a lossy rendering and
+    /// `base64` holds the kept bytes exactly.
     pub text: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub base64: Option<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub truncated: bool,
+    /// Length in bytes of the whole original item.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub length: Option<u64>,
+    /// xxh3-64 of the whole original item, when not all of it is kept.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub xxh3: Option<String>,
+}
+
+/// Bytes of one dead-lettered item that are kept.
+pub const KEEP_PER_ITEM: usize = 64 << 10;
+/// Bytes of dead-letter text one segment keeps in all.
+pub const KEEP_PER_SEGMENT: u64 = 16 << 20;
+
+impl RejectRecord {
+    /// A dead letter of `original`, keeping at most [`KEEP_PER_ITEM`] of it.
+    pub fn of(source: &str, position: u64, reason: String, original: &[u8]) -> RejectRecord {
+        let mut r = RejectRecord {
+            source: source.to_string(),
+            position,
+            reason,
+            ..Default::default()
+        };
+        r.keep(original, KEEP_PER_ITEM);
+        r
+    }
+
+    pub fn item(mut self, item: Option<usize>, offset: Option<u64>) -> RejectRecord {
+        self.item = item;
+        self.offset = offset;
+        self
+    }
+
+    /// Replace the kept copy with at most `cap` bytes of `original`.
+    pub fn keep(&mut self, original: &[u8], cap: usize) {
+        let mut kept = &original[..original.len().min(cap)];
+        match std::str::from_utf8(kept) {
+            Ok(t) => {
+                self.text = t.to_string();
+                self.base64 = None;
+            }
+            // Cut inside a character: keep whole characters only.
+            Err(e) if e.error_len().is_none() && std::str::from_utf8(original).is_ok() => {
+                kept = &kept[..e.valid_up_to()];
+                self.text = String::from_utf8_lossy(kept).into_owned();
+                self.base64 = None;
+            }
+            Err(_) => {
+                use base64::Engine as _;
+                self.text = String::from_utf8_lossy(kept).into_owned();
+                self.base64 = Some(base64::engine::general_purpose::STANDARD.encode(kept));
+            }
+        }
+        self.truncated = kept.len() < original.len();
+        self.length = Some(original.len() as u64);
+        self.xxh3 = self
+            .truncated
+            .then(|| format!("{:016x}", xxhash_rust::xxh3::xxh3_64(original)));
+    }
+
+    /// Bytes of kept text (what the segment budget counts).
+    fn kept_bytes(&self) -> u64 {
+        (self.text.len() + self.base64.as_ref().map_or(0, String::len)) as u64
+    }
 }
 
 /// Committed progress of one source.
@@ -248,12 +353,18 @@ pub struct CommitInfo {
     pub bytes: u64,
 }
 
+/// Committed files per source: (last position, path), sorted.
+type FilesBySource = std::collections::HashMap<String, Vec<(u64, PathBuf)>>;
+
 /// A lake root.
 #[derive(Debug, Clone)]
 pub struct Lake {
     root: PathBuf,
     opts: WriteOptions,
     encoders: Option<Arc<rayon::ThreadPool>>,
+    /// Committed file names per source, by last position, read once (see
+    /// [`Lake::covered_through`]).
+    files_by_source: Arc<std::sync::OnceLock<FilesBySource>>,
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -271,7 +382,74 @@ impl Lake {
             root,
             opts,
             encoders,
+            files_by_source: Default::default(),
         })
+    }
+
+    /// Take the write lock of `source`, or say who holds it. `what` names
+    /// the input for the message.
+    pub fn lock(&self, source: &str, what: &str) -> Result<SourceLock, LakeError> {
+        let path = self.root.join("_state").join(format!("{source}.lock"));
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        match f.try_lock() {
+            Ok(()) => {
+                // Who holds it, for the message another process prints.
+                let me = format!("pid {}", std::process::id());
+                f.set_len(0)
+                    .and_then(|_| f.write_all(me.as_bytes()))
+                    .map_err(io(&path))?;
+                Ok(SourceLock { _file: f })
+            }
+            Err(fs::TryLockError::WouldBlock) => Err(LakeError::Busy {
+                what: what.to_string(),
+                holder: fs::read_to_string(&path).unwrap_or_else(|_| "unknown".into()),
+                path,
+            }),
+            Err(fs::TryLockError::Error(e)) => Err(io(&path)(e)),
+        }
+    }
+
+    /// The last position of `source` that committed files cover, by their
+    /// names (`<source>-<first>-<last>.parquet|jsonl`). The names are read
+    /// once per process; a file recovery has since deleted (an interrupted
+    /// commit's) no longer counts.
+    pub fn covered_through(&self, source: &str) -> Option<u64> {
+        let all = self.files_by_source.get_or_init(|| {
+            let mut all = FilesBySource::default();
+            let mut dirs = vec![self.root.join("_rejected")];
+            for dt in fs::read_dir(&self.root).into_iter().flatten().flatten() {
+                if dt.file_name().to_string_lossy().starts_with("dt=") {
+                    for hour in fs::read_dir(dt.path()).into_iter().flatten().flatten() {
+                        dirs.push(hour.path());
+                    }
+                }
+            }
+            for dir in dirs {
+                for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    if let Some((src, _first, last)) = parse_stem(&name) {
+                        all.entry(src.to_string())
+                            .or_default()
+                            .push((last, e.path()));
+                    }
+                }
+            }
+            for v in all.values_mut() {
+                v.sort();
+            }
+            all
+        });
+        all.get(source)?
+            .iter()
+            .rev()
+            .find(|(_, p)| p.exists())
+            .map(|(last, _)| *last)
     }
 
     pub fn root(&self) -> &Path {
@@ -283,8 +461,13 @@ impl Lake {
     }
 
     /// Read a source's state, finishing the recovery of an interrupted
-    /// commit first.
-    pub fn recover(&self, source: &str, origin: &str) -> Result<SourceState, LakeError> {
+    /// commit first, and moving it past positions its files already cover.
+    pub fn recover(
+        &self,
+        source: &str,
+        origin: &str,
+        resume: Resume,
+    ) -> Result<SourceState, LakeError> {
         let path = self.state_path(source);
         let mut state = match fs::read(&path) {
             Ok(bytes) => {
@@ -333,6 +516,27 @@ impl Lake {
             }
             self.save_state(&state)?;
         }
+        if let Some(last) = self.covered_through(source) {
+            let covered = match resume {
+                Resume::Last => last,
+                Resume::Next => last + 1,
+            };
+            if covered > state.committed_through {
+                tracing::warn!(
+                    source,
+                    origin,
+                    state = state.committed_through,
+                    covered,
+                    "the lake's files cover positions its state does not (state deleted or restored from an older copy); resuming after them instead of storing them twice"
+                );
+                eprintln!(
+                    "warning: {origin}: lake state of source {source} says {} but its files cover through {covered}; resuming after {covered} (positions up to it are not stored twice)",
+                    state.committed_through
+                );
+                state.committed_through = covered;
+                self.save_state(&state)?;
+            }
+        }
         Ok(state)
     }
 
@@ -354,6 +558,7 @@ impl Lake {
             rejects: None,
             rows: 0,
             rejected: 0,
+            reject_bytes: 0,
         }
     }
 
@@ -380,6 +585,8 @@ pub struct Segment {
     rejects: Option<(PathBuf, BufWriter<File>)>,
     rows: u64,
     rejected: u64,
+    /// Kept dead-letter text so far (bounded by [`KEEP_PER_SEGMENT`]).
+    reject_bytes: u64,
 }
 
 impl Segment {
@@ -444,21 +651,48 @@ impl Segment {
         Ok(())
     }
 
-    /// Dead-letter one item.
-    pub fn reject(&mut self, record: &RejectRecord) -> Result<(), LakeError> {
+    /// Dead-letter one item. Past the segment's budget of kept text the
+    /// record keeps its position, reason, length and hash only. Returns the
+    /// bytes written.
+    pub fn reject(&mut self, record: &RejectRecord) -> Result<u64, LakeError> {
+        let over;
+        let record = if self.reject_bytes + record.kept_bytes() > KEEP_PER_SEGMENT {
+            let mut r = record.clone();
+            if r.length.is_none() {
+                r.length = Some(r.text.len() as u64);
+            }
+            if r.xxh3.is_none() {
+                r.xxh3 = Some(format!(
+                    "{:016x}",
+                    xxhash_rust::xxh3::xxh3_64(r.text.as_bytes())
+                ));
+            }
+            r.text.clear();
+            r.base64 = None;
+            r.truncated = true;
+            r.reason
+                .push_str(" (text not kept: the segment's dead-letter budget is used up)");
+            over = r;
+            &over
+        } else {
+            record
+        };
         if self.rejects.is_none() {
             let tmp = self.lake.tmp_path(&self.source, "jsonl");
             let f = File::create(&tmp).map_err(io(&tmp))?;
             self.rejects = Some((tmp, BufWriter::new(f)));
         }
         if let Some((tmp, w)) = self.rejects.as_mut() {
-            serde_json::to_writer(&mut *w, record)
-                .map_err(std::io::Error::from)
+            let line = serde_json::to_vec(record).map_err(|e| io(tmp)(e.into()))?;
+            w.write_all(&line)
                 .and_then(|_| w.write_all(b"\n"))
                 .map_err(io(tmp))?;
+            self.reject_bytes += record.kept_bytes();
+            self.rejected += 1;
+            return Ok(line.len() as u64 + 1);
         }
         self.rejected += 1;
-        Ok(())
+        Ok(0)
     }
 
     /// Commit the segment as positions `..=last` of its source, with files
@@ -518,6 +752,21 @@ impl Segment {
         lake.save_state(state)?;
         Ok(info)
     }
+}
+
+/// `(source, first, last)` of a lake file named after its segment's stem.
+pub fn parse_stem(name: &str) -> Option<(&str, u64, u64)> {
+    let stem = name
+        .strip_suffix(".parquet")
+        .or_else(|| name.strip_suffix(".jsonl"))?;
+    let mut it = stem.rsplitn(3, '-');
+    let last = it.next()?;
+    let first = it.next()?;
+    let source = it.next()?;
+    if last.len() != 12 || first.len() != 12 || source.is_empty() {
+        return None;
+    }
+    Some((source, first.parse().ok()?, last.parse().ok()?))
 }
 
 /// Write `bytes` to `path` atomically: temporary, fsync, rename, fsync dir.

@@ -11,6 +11,11 @@
 //!
 //! A unit's position is its 1-based line number; positions are what lake
 //! file names and resume points are made of.
+//!
+//! A plain file's last line without a newline is, in a live `audit.log`,
+//! a line still being written: unless it already parses as JSON it is not
+//! consumed, and the next run reads it whole. Standard input and gzip files
+//! are finished streams, so their last line is taken as it is.
 
 use flate2::read::MultiGzDecoder;
 use serde_json::value::RawValue;
@@ -50,8 +55,11 @@ pub enum UnitFlaw {
     None,
     /// Not valid UTF-8; the text is a lossy conversion.
     InvalidUtf8,
-    /// Over [`MAX_LINE_BYTES`]; the text is the first bytes only.
-    TooLong,
+    /// Over [`MAX_LINE_BYTES`]; the text is the first bytes only, `length`
+    /// the line's real length.
+    TooLong {
+        length: u64,
+    },
 }
 
 /// A span of units handed to a worker.
@@ -63,6 +71,9 @@ pub struct Chunk {
     pub text: String,
     /// (position, start, end, flaw) of each non-blank unit within `text`.
     pub units: Vec<(u64, usize, usize, UnitFlaw)>,
+    /// Original bytes of the units that are not valid UTF-8, by unit index
+    /// (rare: their dead letters keep these exactly).
+    pub originals: Vec<(usize, Vec<u8>)>,
 }
 
 impl Chunk {
@@ -70,6 +81,32 @@ impl Chunk {
         let (pos, a, b, flaw) = self.units[i];
         (pos, &self.text[a..b], flaw)
     }
+
+    /// The original bytes of unit `i`, when its text is a repair.
+    pub fn original(&self, i: usize) -> Option<&[u8]> {
+        self.originals
+            .iter()
+            .find(|(j, _)| *j == i)
+            .map(|(_, b)| b.as_slice())
+    }
+}
+
+/// One line as read: its kept bytes (newline excluded) and how it ended.
+#[derive(Debug, Default)]
+struct Line {
+    bytes: Vec<u8>,
+    read: LineRead,
+}
+
+/// How [`read_line_capped`] ended a line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct LineRead {
+    /// Bytes consumed from the input, newline included.
+    consumed: usize,
+    /// Longer than the cap: only the first bytes were kept.
+    truncated: bool,
+    /// Ended by a newline (not by the end of the input).
+    terminated: bool,
 }
 
 /// Counts bytes read from the underlying (possibly compressed) file, for
@@ -107,6 +144,13 @@ pub struct FileReader {
     eof: bool,
     skip_through: u64,
     pub compressed: bool,
+    /// Lines read while detecting the mode, handed out first.
+    pushed: std::collections::VecDeque<Line>,
+    /// A finished stream (standard input, gzip): its unterminated last line
+    /// is final, not still being written.
+    finished: bool,
+    /// Position of an unterminated last line left for the next run.
+    unterminated: Option<u64>,
 }
 
 impl FileReader {
@@ -153,6 +197,9 @@ impl FileReader {
             eof: false,
             skip_through: 0,
             compressed,
+            pushed: Default::default(),
+            finished: compressed || path == Path::new("-"),
+            unterminated: None,
         };
         r.detect_mode()?;
         Ok(r)
@@ -165,6 +212,12 @@ impl FileReader {
     /// The first non-blank line (identifies the source), if any.
     pub fn first_line(&self) -> Option<&[u8]> {
         self.first_line.as_deref()
+    }
+
+    /// The position of an unterminated last line that was left unread
+    /// (still being written), once the end is reached.
+    pub fn unterminated(&self) -> Option<u64> {
+        self.unterminated
     }
 
     /// Skip units at positions `..=pos` (already committed).
@@ -183,27 +236,30 @@ impl FileReader {
     /// Read the first non-blank line; if it does not stand alone as JSON but
     /// opens a document, switch to document mode.
     fn detect_mode(&mut self) -> Result<(), FileError> {
-        let mut pending: Vec<u8> = Vec::new();
         loop {
-            let mut line = Vec::new();
-            let n = read_line_capped(&mut *self.reader, &mut line, MAX_LINE_BYTES)
+            let mut line = Line::default();
+            line.read = read_line_capped(&mut *self.reader, &mut line.bytes, MAX_LINE_BYTES)
                 .map_err(|e| self.read_err(e))?;
-            if n.0 == 0 {
+            if line.read.consumed == 0 {
                 break;
             }
-            pending.extend_from_slice(&line);
-            // read_line_capped strips the newline; the pushed-back text
-            // must keep line boundaries.
-            pending.push(b'\n');
-            let text = trim_ascii(&line);
+            let text = trim_ascii(&line.bytes);
             if text.is_empty() {
+                self.pushed.push_back(line);
                 continue;
             }
             self.first_line = Some(text.to_vec());
-            let opens_doc = matches!(text.first(), Some(b'{') | Some(b'['));
+            // An over-long first line is a line, never the start of a
+            // multi-line document (whose first line is `{` or `[`): it is
+            // dead-lettered and the lines after it are read.
+            let opens_doc = !line.read.truncated && matches!(text.first(), Some(b'{' | b'['));
             if opens_doc && serde_json::from_slice::<serde::de::IgnoredAny>(text).is_err() {
                 // Multi-line document: read it all (bounded).
-                let mut all = pending;
+                let mut all = Vec::new();
+                for l in self.pushed.drain(..).chain(std::iter::once(line)) {
+                    all.extend_from_slice(&l.bytes);
+                    all.push(b'\n');
+                }
                 let limit = MAX_DOCUMENT_BYTES as u64;
                 (&mut self.reader)
                     .take(limit + 1 - all.len() as u64)
@@ -218,15 +274,19 @@ impl FileReader {
                 self.eof = true;
                 return Ok(());
             }
+            self.pushed.push_back(line);
             break;
         }
-        // Lines mode: push back what was read by keeping it as a prefix.
-        let rest = std::mem::replace(&mut self.reader, Box::new(io::empty()));
-        self.reader = Box::new(BufReader::with_capacity(
-            1 << 20,
-            io::Cursor::new(pending).chain(rest),
-        ));
         Ok(())
+    }
+
+    /// The next line into `bytes`: a pushed-back one first, then the input.
+    fn next_line(&mut self, bytes: &mut Vec<u8>) -> Result<LineRead, FileError> {
+        if let Some(line) = self.pushed.pop_front() {
+            bytes.extend_from_slice(&line.bytes);
+            return Ok(line.read);
+        }
+        read_line_capped(&mut *self.reader, bytes, MAX_LINE_BYTES).map_err(|e| self.read_err(e))
     }
 
     /// The next chunk, or `None` at the end of input.
@@ -264,9 +324,22 @@ impl FileReader {
         let mut spans: Vec<(u64, usize, usize, UnitFlaw)> = Vec::new();
         while spans.len() < CHUNK_UNITS && bytes.len() < CHUNK_BYTES {
             let a = bytes.len();
-            let (n, truncated) = read_line_capped(&mut *self.reader, &mut bytes, MAX_LINE_BYTES)
-                .map_err(|e| self.read_err(e))?;
-            if n == 0 {
+            let read = self.next_line(&mut bytes)?;
+            if read.consumed == 0 {
+                self.eof = true;
+                break;
+            }
+            if !read.terminated
+                && !read.truncated
+                && !self.finished
+                && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes[a..]).is_err()
+            {
+                // Still being written: leave it for the next run.
+                let (s, e) = trim_range(&bytes[a..]);
+                if s < e {
+                    self.unterminated = Some(self.line + 1);
+                }
+                bytes.truncate(a);
                 self.eof = true;
                 break;
             }
@@ -279,9 +352,11 @@ impl FileReader {
                 continue;
             }
             let (s, mut e) = (a + s, a + e);
-            let flaw = if truncated {
+            let flaw = if read.truncated {
                 e = e.min(s + KEEP_OF_LONG_LINE);
-                UnitFlaw::TooLong
+                UnitFlaw::TooLong {
+                    length: (read.consumed - usize::from(read.terminated)) as u64,
+                }
             } else {
                 UnitFlaw::None
             };
@@ -309,6 +384,9 @@ impl FileReader {
                         }
                         Err(_) => {
                             text.push_str(&String::from_utf8_lossy(&bytes[a..b]));
+                            chunk
+                                .originals
+                                .push((chunk.units.len(), bytes[a..b].to_vec()));
                             chunk
                                 .units
                                 .push((pos, start, text.len(), UnitFlaw::InvalidUtf8));
@@ -342,15 +420,9 @@ fn trim_range(b: &[u8]) -> (usize, usize) {
 }
 
 /// Append one line to `out` (newline excluded), keeping at most `cap` bytes
-/// of it and discarding the rest of the line. Returns (bytes consumed,
-/// truncated).
-fn read_line_capped(
-    r: &mut dyn BufRead,
-    out: &mut Vec<u8>,
-    cap: usize,
-) -> io::Result<(usize, bool)> {
-    let mut consumed = 0;
-    let mut truncated = false;
+/// of it and discarding the rest of the line.
+fn read_line_capped(r: &mut dyn BufRead, out: &mut Vec<u8>, cap: usize) -> io::Result<LineRead> {
+    let mut line = LineRead::default();
     let base = out.len();
     loop {
         let buf = match r.fill_buf() {
@@ -359,7 +431,7 @@ fn read_line_capped(
             Err(e) => return Err(e),
         };
         if buf.is_empty() {
-            return Ok((consumed, truncated));
+            return Ok(line);
         }
         let (take, done) = match memchr::memchr(b'\n', buf) {
             Some(i) => (i + 1, true),
@@ -368,13 +440,14 @@ fn read_line_capped(
         let data = if done { &buf[..take - 1] } else { &buf[..take] };
         let room = cap.saturating_sub(out.len() - base);
         if data.len() > room {
-            truncated = true;
+            line.truncated = true;
         }
         out.extend_from_slice(&data[..data.len().min(room)]);
         r.consume(take);
-        consumed += take;
+        line.consumed += take;
         if done {
-            return Ok((consumed, truncated));
+            line.terminated = true;
+            return Ok(line);
         }
     }
 }
@@ -465,17 +538,28 @@ mod tests {
     fn long_lines_are_cut_and_flagged() {
         let mut r: &[u8] = b"abcdefgh\nxy\n";
         let mut out = vec![];
+        let read = |consumed, truncated, terminated| LineRead {
+            consumed,
+            truncated,
+            terminated,
+        };
         assert_eq!(
             read_line_capped(&mut r, &mut out, 4).expect("read"),
-            (9, true)
+            read(9, true, true)
         );
         assert_eq!(out, b"abcd");
         out.clear();
         assert_eq!(
             read_line_capped(&mut r, &mut out, 4).expect("read"),
-            (3, false)
+            read(3, false, true)
         );
         assert_eq!(out, b"xy");
+        out.clear();
+        let mut r: &[u8] = b"abcdef";
+        assert_eq!(
+            read_line_capped(&mut r, &mut out, 4).expect("read"),
+            read(6, true, false)
+        );
     }
 
     /// Lines cross buffer and chunk boundaries; every line must come
@@ -536,7 +620,13 @@ mod tests {
         assert_eq!((got[0].0, got[0].1.as_str()), (1, "{\"a\":1}"));
         assert_eq!(
             (got[1].0, got[1].1.len(), got[1].2),
-            (2, KEEP_OF_LONG_LINE, UnitFlaw::TooLong)
+            (
+                2,
+                KEEP_OF_LONG_LINE,
+                UnitFlaw::TooLong {
+                    length: (MAX_LINE_BYTES + (3 << 20) + 5) as u64
+                }
+            )
         );
         assert_eq!(
             (got[2].0, got[2].1.as_str(), got[2].2),
@@ -643,10 +733,75 @@ mod tests {
             got,
             vec![
                 (1, 7, UnitFlaw::None),
-                (3, KEEP_OF_LONG_LINE, UnitFlaw::TooLong)
+                (
+                    3,
+                    KEEP_OF_LONG_LINE,
+                    UnitFlaw::TooLong {
+                        length: (MAX_LINE_BYTES + 1) as u64
+                    }
+                )
             ]
         );
         assert_eq!(last, 3);
+    }
+
+    /// An over-long *first* line is a line like any other: it used to be
+    /// taken for the start of a multi-line document, and the ten events
+    /// after it went into its dead letter.
+    #[test]
+    fn an_over_long_first_line_does_not_swallow_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("long-first.log");
+        let mut text = b"{\"a\":\"".to_vec();
+        text.extend(std::iter::repeat_n(b'z', MAX_LINE_BYTES + 10));
+        text.extend_from_slice(b"\"}\n");
+        for i in 0..10 {
+            text.extend_from_slice(format!("{{\"n\":{i}}}\n").as_bytes());
+        }
+        std::fs::write(&p, &text).expect("write");
+        let got = chunks(&p);
+        assert_eq!(got.len(), 11);
+        assert_eq!(
+            got[0].2,
+            UnitFlaw::TooLong {
+                length: (MAX_LINE_BYTES + 10 + 8) as u64
+            }
+        );
+        assert_eq!(got[0].1.len(), KEEP_OF_LONG_LINE);
+        for (i, g) in got[1..].iter().enumerate() {
+            assert_eq!(
+                (g.0, g.1.clone(), g.2),
+                (i as u64 + 2, format!("{{\"n\":{i}}}"), UnitFlaw::None)
+            );
+        }
+    }
+
+    /// A plain file's unterminated last line is left for the next run
+    /// unless it is already whole JSON; gzip input takes it as it is.
+    #[test]
+    fn an_unterminated_last_line_waits_for_its_newline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("live.log");
+        std::fs::write(&p, "{\"n\":1}\n{\"n\":2}\n{\"n\":3, \"half").expect("write");
+        let mut r = FileReader::open(&p).expect("open");
+        let mut got = vec![];
+        let mut last = 0;
+        while let Some(c) = r.next_chunk().expect("read") {
+            last = c.last_pos;
+            got.extend((0..c.units.len()).map(|i| c.unit(i).0));
+        }
+        assert_eq!((got, last, r.unterminated()), (vec![1, 2], 2, Some(3)));
+
+        // Whole JSON without its newline is an event, not a fragment.
+        std::fs::write(&p, "{\"n\":1}\n{\"n\":2}").expect("write");
+        assert_eq!(chunks(&p).len(), 2);
+
+        // A finished stream keeps its (broken) tail, to be dead-lettered.
+        let gz = dir.path().join("live.log.1.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut enc, b"{\"n\":1}\n{\"n\":3, \"half").expect("gz");
+        std::fs::write(&gz, enc.finish().expect("gz")).expect("write");
+        assert_eq!(chunks(&gz).len(), 2);
     }
 
     #[test]

@@ -288,7 +288,9 @@ impl Feed {
             let tp = Arc::new(Tp::new(topic, partition, shard));
             // This member owns the partition now: finish any interrupted
             // commit of its previous owner before reading on.
-            let state = self.lake.recover(&tp.source, &tp.origin)?;
+            let state = self
+                .lake
+                .recover(&tp.source, &tp.origin, crate::lake::Resume::Next)?;
             let skip_below = state.committed_through as i64;
             tracing::info!(
                 topic,

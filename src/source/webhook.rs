@@ -6,8 +6,16 @@
 //! stage, so a body that turns out to be undecodable is dead-lettered, not
 //! refused (refusing would only make the apiserver retry, then drop it).
 //! Only authentication failures (401/403), wrong paths (404), oversized
-//! bodies (413) and a log that cannot take more (503 + Retry-After) are
-//! answered with errors.
+//! bodies (413), bodies that arrive too slowly (408) and a log that cannot
+//! take more (503 + Retry-After) are answered with errors.
+//!
+//! Memory: every byte a request holds (the body as read, and as inflated
+//! from gzip, by capacity) is charged to one budget (`--max-inflight-bytes`)
+//! *before* it is allocated, and one client (cluster) may hold at most a
+//! quarter of it, so no client can starve the others. A body must keep
+//! arriving at `--min-body-rate` after `--body-grace`; slower ones get 408.
+//! Gzip is inflated on a blocking thread, never on the async runtime: a
+//! review saw `/healthz` take 11 s while 32 gzip bombs inflated there.
 
 use crate::metrics::Metrics;
 use crate::wal::{Wal, WalError};
@@ -336,16 +344,154 @@ pub enum Sink {
     Kafka(Arc<crate::relay::Relay>),
 }
 
+/// The limits on request bodies.
+#[derive(Debug, Clone)]
+pub struct BodyLimits {
+    /// Largest body as sent (413 above).
+    pub max_body: usize,
+    /// Largest body after gzip decoding (413 above).
+    pub max_inflated: usize,
+    /// Bytes of bodies held in memory at once, all clients together.
+    pub max_inflight_bytes: u64,
+    /// After `grace`, a body must have arrived at this many bytes per
+    /// second on average, or the request gets 408.
+    pub min_rate: u64,
+    pub grace: Duration,
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        BodyLimits {
+            max_body: 12 << 20,
+            max_inflated: 48 << 20,
+            max_inflight_bytes: 256 << 20,
+            min_rate: 16 << 10,
+            grace: Duration::from_secs(5),
+        }
+    }
+}
+
 /// Everything the request handlers share.
 pub struct App {
-    /// Bytes of request bodies being read or appended right now, in 64 KiB
-    /// units: bounds memory however many clients post at once.
+    /// Bytes of request bodies being read, inflated or appended right now,
+    /// in 64 KiB units: bounds memory however many clients post at once.
     pub inflight: Arc<tokio::sync::Semaphore>,
+    /// Each client's share of `inflight` (a quarter of it, at least one
+    /// body), by cluster.
+    shares: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    share_permits: usize,
     pub sink: Sink,
     pub auth: Auth,
     pub metrics: Arc<Metrics>,
     pub ready: Arc<AtomicBool>,
-    pub max_body: usize,
+    pub limits: BodyLimits,
+}
+
+impl App {
+    pub fn new(
+        sink: Sink,
+        auth: Auth,
+        metrics: Arc<Metrics>,
+        ready: Arc<AtomicBool>,
+        limits: BodyLimits,
+    ) -> App {
+        let total = inflight_permits(limits.max_inflight_bytes, limits.max_body);
+        let one_body = (limits.max_body as u64).div_ceil(INFLIGHT_UNIT) as usize;
+        let share_permits = (total / 4).max(one_body * 2).min(total);
+        // An inflated body must fit in a client's share beside its gzip
+        // input, or it could never be taken.
+        let mut limits = limits;
+        let room = (share_permits as u64 * INFLIGHT_UNIT).saturating_sub(limits.max_body as u64);
+        if (limits.max_inflated as u64) > room {
+            tracing::info!(
+                max_inflated = limits.max_inflated,
+                room,
+                "--max-inflated-body lowered to what a client's share of --max-inflight-bytes holds"
+            );
+            limits.max_inflated = room.max(limits.max_body as u64) as usize;
+        }
+        App {
+            inflight: Arc::new(tokio::sync::Semaphore::new(total)),
+            shares: Default::default(),
+            share_permits,
+            sink,
+            auth,
+            metrics,
+            ready,
+            limits,
+        }
+    }
+
+    fn share(&self, client: &str) -> Arc<tokio::sync::Semaphore> {
+        let mut shares = self.shares.lock().unwrap_or_else(|e| e.into_inner());
+        shares
+            .entry(client.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.share_permits)))
+            .clone()
+    }
+
+    /// Take `units` of the budget for `client`: its share first, then the
+    /// whole. `None` if they are not free within `wait`.
+    async fn reserve(&self, client: &str, units: u32, wait: Duration) -> Option<Budget> {
+        let share = self.share(client);
+        let got = tokio::time::timeout(wait, async {
+            let own = share.clone().acquire_many_owned(units).await.ok()?;
+            let all = self.inflight.clone().acquire_many_owned(units).await.ok()?;
+            Some(Budget {
+                own,
+                all,
+                share,
+                inflight: self.inflight.clone(),
+            })
+        })
+        .await
+        .ok()
+        .flatten();
+        self.note_inflight();
+        got
+    }
+
+    fn note_inflight(&self) {
+        let total = inflight_permits(self.limits.max_inflight_bytes, self.limits.max_body);
+        let used = total.saturating_sub(self.inflight.available_permits());
+        self.metrics
+            .inflight_bytes
+            .set((used as u64 * INFLIGHT_UNIT) as i64);
+    }
+}
+
+/// Units of the in-flight budget held by one request (released on drop).
+struct Budget {
+    own: tokio::sync::OwnedSemaphorePermit,
+    all: tokio::sync::OwnedSemaphorePermit,
+    share: Arc<tokio::sync::Semaphore>,
+    inflight: Arc<tokio::sync::Semaphore>,
+}
+
+impl Budget {
+    fn units(&self) -> usize {
+        self.all.num_permits()
+    }
+
+    /// Grow to `units` without waiting (from a blocking thread).
+    fn try_grow(&mut self, units: usize) -> bool {
+        let more = units.saturating_sub(self.units());
+        if more == 0 {
+            return true;
+        }
+        let Ok(n) = u32::try_from(more) else {
+            return false;
+        };
+        let Ok(own) = self.share.clone().try_acquire_many_owned(n) else {
+            return false;
+        };
+        let Ok(all) = self.inflight.clone().try_acquire_many_owned(n) else {
+            return false;
+        };
+        self.own.merge(own);
+        self.all.merge(all);
+        true
+    }
 }
 
 /// Server settings.
@@ -521,6 +667,7 @@ fn answer(app: &App, code: StatusCode, msg: &str) -> Response {
             | StatusCode::FORBIDDEN
             | StatusCode::PAYLOAD_TOO_LARGE
             | StatusCode::BAD_REQUEST
+            | StatusCode::REQUEST_TIMEOUT
     ) {
         r.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -564,12 +711,85 @@ async fn too_large(app: &App, mut body: Body, already: u64) -> Response {
     r
 }
 
-/// Gunzip with an output cap. `None` when the result would exceed `cap`.
-fn gunzip(data: &[u8], cap: usize) -> std::io::Result<Option<Vec<u8>>> {
-    let mut out = Vec::new();
-    let mut dec = flate2::read::MultiGzDecoder::new(data).take(cap as u64 + 1);
-    dec.read_to_end(&mut out)?;
-    Ok((out.len() <= cap).then_some(out))
+/// Why a gzip body was not inflated.
+enum Inflate {
+    /// Over the inflated cap.
+    TooLarge,
+    /// The budget had no room for the output in time.
+    Busy,
+}
+
+/// Gunzip on the calling (blocking) thread, charging the output to
+/// `budget` as it grows. A body that is not valid gzip is returned as
+/// received: the flush stage dead-letters it with the reason.
+fn gunzip(data: Vec<u8>, cap: usize, budget: &mut Budget) -> Result<Vec<u8>, Inflate> {
+    let mut dec = flate2::read::MultiGzDecoder::new(&data[..]);
+    let mut out: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; INFLIGHT_UNIT as usize];
+    loop {
+        let n = match dec.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(_) => return Ok(data),
+        };
+        if out.len() + n > cap {
+            return Err(Inflate::TooLarge);
+        }
+        if out.len() + n > out.capacity() {
+            // Grow by doubling, charged before the allocation: the input's
+            // units plus the new capacity.
+            let want = (out.capacity() * 2).max(out.len() + n).min(cap);
+            let units = (data.len() as u64 + want as u64).div_ceil(INFLIGHT_UNIT) as usize;
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while !budget.try_grow(units) {
+                if Instant::now() >= deadline {
+                    return Err(Inflate::Busy);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            out.reserve_exact(want - out.len());
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    Ok(out)
+}
+
+/// Read a body of at most `max` bytes, at `min_rate` after `grace`.
+enum BodyRead {
+    Done(Vec<u8>),
+    TooLarge { seen: u64 },
+    TooSlow { seen: u64 },
+    Broken,
+}
+
+async fn read_body(body: &mut Body, max: usize, capacity: usize, limits: &BodyLimits) -> BodyRead {
+    let started = tokio::time::Instant::now();
+    let mut buf: Vec<u8> = Vec::with_capacity(capacity.min(max));
+    loop {
+        // The latest moment the next bytes may arrive: by then the body
+        // must average `min_rate` since `grace`.
+        let due = started
+            + limits.grace
+            + Duration::from_secs_f64(buf.len() as f64 / limits.min_rate.max(1) as f64);
+        let frame = match tokio::time::timeout_at(due, body.frame()).await {
+            Err(_) => {
+                return BodyRead::TooSlow {
+                    seen: buf.len() as u64,
+                }
+            }
+            Ok(None) => return BodyRead::Done(buf),
+            Ok(Some(Err(_))) => return BodyRead::Broken,
+            Ok(Some(Ok(f))) => f,
+        };
+        if let Some(data) = frame.data_ref() {
+            if buf.len() + data.len() > max {
+                return BodyRead::TooLarge {
+                    seen: (buf.len() + data.len()) as u64,
+                };
+            }
+            buf.extend_from_slice(data);
+        }
+    }
 }
 
 async fn ingest(
@@ -586,72 +806,84 @@ async fn ingest(
         Ok(c) => c,
         Err(code) => return answer(&app, code, "authentication required"),
     };
+    let limits = &app.limits;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > app.max_body as u64) {
+    if declared.is_some_and(|n| n > limits.max_body as u64) {
         return too_large(&app, body, declared.unwrap_or(0)).await;
     }
     // Reserve memory for the body before reading it (the declared size, or
     // the limit when the client streams without a length).
-    let reserve = declared
-        .unwrap_or(app.max_body as u64)
-        .div_ceil(INFLIGHT_UNIT)
-        .max(1);
-    let reserve = u32::try_from(reserve).unwrap_or(u32::MAX);
-    let permit = match tokio::time::timeout(
-        Duration::from_secs(2),
-        app.inflight.clone().acquire_many_owned(reserve),
-    )
-    .await
-    {
-        Ok(Ok(p)) => p,
-        _ => {
-            return answer(
+    let size = declared.unwrap_or(limits.max_body as u64);
+    let reserve = u32::try_from(size.div_ceil(INFLIGHT_UNIT).max(1)).unwrap_or(u32::MAX);
+    let Some(mut budget) = app.reserve(&cluster, reserve, Duration::from_secs(2)).await else {
+        return answer(
+            &app,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many request bytes in flight",
+        );
+    };
+    let mut body = body;
+    let bytes = match read_body(&mut body, limits.max_body, size as usize, limits).await {
+        BodyRead::Done(b) => b,
+        BodyRead::TooLarge { seen } => return too_large(&app, body, seen).await,
+        BodyRead::Broken => return answer(&app, StatusCode::BAD_REQUEST, "body could not be read"),
+        BodyRead::TooSlow { seen } => {
+            app.metrics.body_timeouts.inc();
+            tracing::warn!(
+                cluster,
+                seen,
+                "request body arriving too slowly; answering 408"
+            );
+            let mut r = answer(
                 &app,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many request bytes in flight",
-            )
+                StatusCode::REQUEST_TIMEOUT,
+                "request body arrived too slowly",
+            );
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
         }
     };
-    // Read at most the limit into memory; past it, answer 413.
-    let mut body = body;
-    let mut buf: Vec<u8> = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else {
-            return answer(&app, StatusCode::BAD_REQUEST, "body could not be read");
-        };
-        if let Some(data) = frame.data_ref() {
-            if buf.len() + data.len() > app.max_body {
-                let seen = (buf.len() + data.len()) as u64;
-                drop(buf);
-                return too_large(&app, body, seen).await;
-            }
-            buf.extend_from_slice(data);
-        }
-    }
-    let bytes = buf;
     let gzipped = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
     let body = if gzipped {
-        match gunzip(&bytes, app.max_body.saturating_mul(8)) {
-            Ok(Some(b)) => b,
-            Ok(None) => {
+        let cap = limits.max_inflated;
+        let inflated = tokio::task::spawn_blocking(move || {
+            let r = gunzip(bytes, cap, &mut budget);
+            (r, budget)
+        })
+        .await;
+        match inflated {
+            Ok((Ok(b), kept)) => {
+                budget = kept;
+                b
+            }
+            Ok((Err(Inflate::TooLarge), _)) => {
+                app.note_inflight();
                 return answer(
                     &app,
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    "decompressed body over the size limit",
-                )
+                    "decompressed body over the size limit (--max-inflated-body)",
+                );
             }
-            // Kept verbatim: the flush stage dead-letters it with a reason.
-            Err(_) => bytes,
+            Ok((Err(Inflate::Busy), _)) | Err(_) => {
+                app.note_inflight();
+                return answer(
+                    &app,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many request bytes in flight",
+                );
+            }
         }
     } else {
         bytes
     };
+    app.note_inflight();
     let n = body.len() as u64;
     let result = match &app.sink {
         // Every log error (full, busy, I/O, closed) is temporary from the
@@ -669,7 +901,8 @@ async fn ingest(
             Err(e) => Err(e.to_string()),
         },
     };
-    drop(permit);
+    drop(budget);
+    app.note_inflight();
     match result {
         Ok(()) => {
             app.metrics.bytes_received.inc_by(n);
