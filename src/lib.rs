@@ -41,6 +41,7 @@ pub mod gen;
 pub mod ingest;
 pub mod lake;
 pub mod loadgen;
+pub mod lock;
 pub mod metrics;
 pub mod profiles;
 pub mod query;

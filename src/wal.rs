@@ -437,25 +437,9 @@ impl Wal {
 /// Take the log directory's lock, or say who holds it.
 fn lock_dir(dir: &Path) -> Result<File, WalError> {
     let path = dir.join("lock");
-    let mut f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(io_err(&path))?;
-    match f.try_lock() {
-        Ok(()) => {
-            f.set_len(0)
-                .and_then(|_| f.write_all(format!("pid {}", std::process::id()).as_bytes()))
-                .map_err(io_err(&path))?;
-            Ok(f)
-        }
-        Err(fs::TryLockError::WouldBlock) => Err(WalError::Locked {
-            holder: fs::read_to_string(&path).unwrap_or_default(),
-            path,
-        }),
-        Err(fs::TryLockError::Error(e)) => Err(io_err(&path)(e)),
+    match crate::lock::try_lock(&path).map_err(io_err(&path))? {
+        Ok(file) => Ok(file),
+        Err(holder) => Err(WalError::Locked { path, holder }),
     }
 }
 

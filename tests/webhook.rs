@@ -454,11 +454,7 @@ async fn failing_parquet_stage_keeps_acknowledged_batches_and_recovers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = pki(dir.path());
     let lake = dir.path().join("lake");
-    // Sabotage the partition directory the events belong to: a file where
-    // the lake needs a directory makes every commit fail.
-    std::fs::create_dir_all(&lake).expect("lake");
-    let blocker = lake.join("dt=2026-11-20");
-    std::fs::write(&blocker, "not a directory").expect("blocker");
+    let blocker = block_partition(&lake);
     let server = Server::start(&lake, &pki, &[]);
     let c = client(&pki, Some(&pki.client));
     let ids: Vec<String> = (0..30).map(|i| format!("stuck-{i}")).collect();

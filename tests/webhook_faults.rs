@@ -48,11 +48,8 @@ async fn a_corrupt_log_record_costs_only_itself() {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = pki(dir.path());
         let lake = dir.path().join("lake");
-        // Commits fail while a file stands where the partition goes, so
-        // every batch stays in the log.
-        std::fs::create_dir_all(&lake).expect("lake");
-        let blocker = lake.join("dt=2026-11-20");
-        std::fs::write(&blocker, "in the way").expect("blocker");
+        // Commits fail, so every batch stays in the log.
+        let blocker = block_partition(&lake);
         let server = Server::start(&lake, &pki, &extra);
         let c = client(&pki, Some(&pki.client));
         let ids: Vec<String> = (0..200).map(|i| format!("{case}-{i:03}")).collect();
@@ -342,24 +339,19 @@ fn slow_request(addr: &str, token: &str, len: usize) -> std::net::TcpStream {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_bodies_time_out_and_cannot_starve_other_clients() {
     let dir = tempfile::tempdir().expect("tempdir");
+    // A 1 MiB body limit in an 8 MiB budget: a client's share is 2 MiB.
+    let start = |lake: &Path, extra: &[&str]| {
+        let mut args = vec!["--max-body", "1048576", "--max-inflight-bytes", "8388608"];
+        args.extend(extra);
+        let server = Server::start_plain(lake, &args);
+        let addr = server
+            .url
+            .trim_start_matches("http://")
+            .replace("localhost", "127.0.0.1");
+        (server, addr)
+    };
     let lake = dir.path().join("lake");
-    let server = Server::start_plain(
-        &lake,
-        &[
-            "--body-grace",
-            "1",
-            "--min-body-rate",
-            "1000",
-            "--max-body",
-            "1048576",
-            "--max-inflight-bytes",
-            "8388608",
-        ],
-    );
-    let addr = server
-        .url
-        .trim_start_matches("http://")
-        .replace("localhost", "127.0.0.1");
+    let (server, addr) = start(&lake, &["--body-grace", "1", "--min-body-rate", "1000"]);
     // One byte a second: 408 within a few seconds, and the socket closes.
     let mut s = slow_request(&addr, TOKEN_A, 5000);
     s.set_read_timeout(Some(Duration::from_secs(30)))
@@ -384,21 +376,7 @@ async fn slow_bodies_time_out_and_cannot_starve_other_clients() {
 
     // Fairness: a long grace, so only the budget protects client B.
     let lake = dir.path().join("lake2");
-    let server = Server::start_plain(
-        &lake,
-        &[
-            "--body-grace",
-            "60",
-            "--max-body",
-            "1048576",
-            "--max-inflight-bytes",
-            "8388608",
-        ],
-    );
-    let addr = server
-        .url
-        .trim_start_matches("http://")
-        .replace("localhost", "127.0.0.1");
+    let (server, addr) = start(&lake, &["--body-grace", "60"]);
     let slow: Vec<_> = (0..21)
         .map(|_| slow_request(&addr, TOKEN_A, 1 << 20))
         .collect();

@@ -390,28 +390,13 @@ impl Lake {
     /// the input for the message.
     pub fn lock(&self, source: &str, what: &str) -> Result<SourceLock, LakeError> {
         let path = self.root.join("_state").join(format!("{source}.lock"));
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(io(&path))?;
-        match f.try_lock() {
-            Ok(()) => {
-                // Who holds it, for the message another process prints.
-                let me = format!("pid {}", std::process::id());
-                f.set_len(0)
-                    .and_then(|_| f.write_all(me.as_bytes()))
-                    .map_err(io(&path))?;
-                Ok(SourceLock { _file: f })
-            }
-            Err(fs::TryLockError::WouldBlock) => Err(LakeError::Busy {
+        match crate::lock::try_lock(&path).map_err(io(&path))? {
+            Ok(file) => Ok(SourceLock { _file: file }),
+            Err(holder) => Err(LakeError::Busy {
                 what: what.to_string(),
-                holder: fs::read_to_string(&path).unwrap_or_else(|_| "unknown".into()),
+                holder,
                 path,
             }),
-            Err(fs::TryLockError::Error(e)) => Err(io(&path)(e)),
         }
     }
 

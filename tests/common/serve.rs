@@ -201,3 +201,13 @@ pub fn stored_ids(lake: &Path) -> Vec<String> {
         .map(|r| r[0].clone())
         .collect()
 }
+
+/// Make every commit into `lake` fail: a file stands where the partition
+/// directory of the test events (2026-11-20) must go. Remove the returned
+/// path to heal it.
+pub fn block_partition(lake: &Path) -> PathBuf {
+    std::fs::create_dir_all(lake).expect("lake");
+    let blocker = lake.join("dt=2026-11-20");
+    std::fs::write(&blocker, "in the way").expect("blocker");
+    blocker
+}
