@@ -568,9 +568,68 @@ fn tune_allocator() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn tune_allocator() {}
 
-fn main() -> Result<()> {
+/// Let a closed output pipe end the process quietly (the default action of
+/// SIGPIPE, which Rust's runtime sets to "ignore": every `println!` would
+/// then panic on `| head`). Only for commands that write to standard output
+/// and hold no sockets: a server must see a client's closed connection as
+/// an error, not die of it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn default_sigpipe() {
+    // SAFETY: restoring a signal's default disposition, before any other
+    // thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn default_sigpipe() {}
+
+/// Errors are printed once, as a chain of causes, and never with a stack
+/// trace (`RUST_BACKTRACE` is for developers; a user's error is not a
+/// bug). A closed output pipe (`auditlake query … | head -1`) ends the
+/// command quietly, as Unix tools do.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            let mut msg = e.to_string();
+            for cause in e.chain().skip(1) {
+                let c = cause.to_string();
+                // Wrapping errors often repeat their source's text.
+                if !msg.contains(&c) {
+                    msg.push_str(&format!("\n  caused by: {c}"));
+                }
+            }
+            eprintln!("error: {msg}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Whether `e` comes from writing to a pipe whose reader has gone.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.to_string().contains("Broken pipe")
+    })
+}
+
+fn run() -> Result<()> {
     tune_allocator();
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Gen { .. }
+            | Command::Query { .. }
+            | Command::Queries { .. }
+            | Command::Schema
+            | Command::Verify { .. }
+    ) {
+        default_sigpipe();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&cli.log)

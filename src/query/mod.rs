@@ -59,7 +59,7 @@ pub enum QueryError {
     LakeIsFile(String),
     #[error("the query needs more memory than --memory-limit allows: {0}\nhint: narrow it with --since/--until or --cluster, or raise --memory-limit")]
     Memory(String),
-    #[error("SQL error: {0}")]
+    #[error("{0}")]
     DataFusion(datafusion::error::DataFusionError),
     #[error("output error: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
