@@ -727,6 +727,7 @@ fn run() -> Result<()> {
             let opts = query::OpenOptions {
                 memory_limit: usize::try_from(memory_limit).unwrap_or(usize::MAX),
                 damaged,
+                ..Default::default()
             };
             runtime()?.block_on(async {
                 let started = Instant::now();

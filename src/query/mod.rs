@@ -112,6 +112,9 @@ pub struct OpenOptions {
     pub memory_limit: usize,
     /// What to do about damaged Parquet files.
     pub damaged: damaged::Damaged,
+    /// Hash buckets the `audit_id_reuse` pass starts with (1; it splits
+    /// by itself when the audit IDs do not fit in memory).
+    pub reuse_buckets: u64,
 }
 
 impl Default for OpenOptions {
@@ -119,6 +122,7 @@ impl Default for OpenOptions {
         OpenOptions {
             memory_limit: 1 << 30,
             damaged: damaged::Damaged::Fail,
+            reuse_buckets: 1,
         }
     }
 }
@@ -206,7 +210,10 @@ impl LakeQuery {
         )?;
         ctx.register_table(
             "lake.audit_id_reuse",
-            Arc::new(Relation::new(Kind::Reused, &abs, stats.clone())),
+            Arc::new(
+                Relation::new(Kind::Reused, &abs, stats.clone())
+                    .with_reuse_buckets(opts.reuse_buckets),
+            ),
         )?;
         let lake = LakeQuery {
             ctx,

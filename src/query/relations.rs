@@ -183,6 +183,8 @@ pub struct Relation {
     schema: SchemaRef,
     format: Arc<ParquetFormat>,
     stats: Arc<ScanStats>,
+    /// Hash buckets the `audit_id_reuse` pre-pass starts with.
+    reuse_buckets: u64,
 }
 
 impl Relation {
@@ -201,7 +203,16 @@ impl Relation {
             schema: relation_schema(),
             format: Arc::new(format),
             stats,
+            reuse_buckets: 1,
         }
+    }
+
+    /// Start the `audit_id_reuse` pre-pass split into `n` hash buckets
+    /// (it splits by itself when memory runs out; tests use this to take
+    /// that path on a small lake).
+    pub fn with_reuse_buckets(mut self, n: u64) -> Relation {
+        self.reuse_buckets = n.max(1);
+        self
     }
 }
 
@@ -335,7 +346,7 @@ impl TableProvider for Relation {
             DataFusionError::External(format!("listing {}: {e}", self.root.display()).into())
         })?;
         let parts = prune_partitions(&state, all, &pushed.partition, &self.stats)?;
-        let plan = Arc::new(ScanPlan::new(
+        let mut plan = ScanPlan::new(
             self.kind,
             state,
             projected.clone(),
@@ -343,7 +354,9 @@ impl TableProvider for Relation {
             parts.clone(),
             self.format.clone(),
             self.stats.clone(),
-        )?);
+        )?;
+        plan.reuse_buckets = self.reuse_buckets;
+        let plan = Arc::new(plan);
         let n = plan
             .state
             .config()
@@ -449,6 +462,8 @@ struct ScanPlan {
     /// carries.
     parts: Vec<Partition>,
     reused: tokio::sync::OnceCell<HashSet<u64>>,
+    /// Hash buckets the `reused` pass starts with.
+    reuse_buckets: u64,
     /// Keys are attacker-controlled (audit IDs, URIs): a per-scan random
     /// seed keeps crafted keys from colliding in the hash tables on purpose.
     seed: u64,
@@ -533,6 +548,7 @@ impl ScanPlan {
             candidates_off: AtomicBool::new(false),
             parts,
             reused: tokio::sync::OnceCell::new(),
+            reuse_buckets: 1,
             seed: rand::random(),
             state,
             out_schema,
@@ -685,46 +701,102 @@ impl ScanPlan {
     /// pair, the hash of the first request key seen with it. The partitions
     /// are read by one task per core (the pass over 10M events took 2.0 s
     /// of CPU in 2.1 s on one), and their tables merged.
+    ///
+    /// The table holds every audit ID of the scan. When it does not fit in
+    /// the memory pool (100M events: over 1 GiB), the IDs are split by hash
+    /// into buckets, 4× more at each retry, and each bucket is a pass of its
+    /// own: the key columns are read once more per bucket, and memory is
+    /// bounded by one bucket's share.
     async fn reused_ids(self: &Arc<Self>, ctx: &Arc<TaskContext>) -> Result<HashSet<u64>> {
+        let mut buckets = self.reuse_buckets;
+        loop {
+            match self.reused_ids_in(buckets, ctx).await {
+                Err(e)
+                    if buckets < 1024
+                        && matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)) =>
+                {
+                    buckets *= 4;
+                    tracing::info!(
+                        buckets,
+                        "audit_id_reuse: the audit IDs do not fit in the memory pool; splitting them by hash"
+                    );
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// [`Self::reused_ids`] with the IDs split into `buckets` passes.
+    async fn reused_ids_in(
+        self: &Arc<Self>,
+        buckets: u64,
+        ctx: &Arc<TaskContext>,
+    ) -> Result<HashSet<u64>> {
         let lanes = self
             .state
             .config()
             .target_partitions()
             .clamp(1, self.parts.len().max(1));
-        let tasks: Vec<_> = (0..lanes)
-            .map(|lane| {
-                let (plan, ctx) = (self.clone(), ctx.clone());
-                tokio::spawn(async move { plan.ids_of(lane, lanes, &ctx).await })
-            })
-            .collect();
-        let mut first: Option<HashMap<u64, u64, BuildIdentity>> = None;
         let mut multi = HashSet::new();
-        // Held until the tables are merged and dropped.
-        let mut reservations = Vec::new();
-        for t in tasks {
-            let (f, m, r) = t
-                .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))??;
-            multi.extend(m);
-            reservations.push(r);
-            match &mut first {
-                None => first = Some(f),
-                Some(acc) => {
-                    for (id, key) in f {
-                        note_key(acc, &mut multi, id, key);
+        for bucket in 0..buckets {
+            let mut tasks: Vec<_> = (0..lanes)
+                .map(|lane| {
+                    let (plan, ctx) = (self.clone(), ctx.clone());
+                    tokio::spawn(
+                        async move { plan.ids_of(lane, lanes, (bucket, buckets), &ctx).await },
+                    )
+                })
+                .collect();
+            let mut first: Option<HashMap<u64, u64, BuildIdentity>> = None;
+            // Held until the tables are merged and dropped.
+            let mut reservations = Vec::new();
+            let mut failed = None;
+            let mut awaited = 0;
+            for t in tasks.iter_mut() {
+                awaited += 1;
+                let result = t
+                    .await
+                    .map_err(|e| DataFusionError::External(Box::new(e)))
+                    .and_then(|r| r);
+                let (f, m, r) = match result {
+                    Ok(x) => x,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                };
+                multi.extend(m);
+                reservations.push(r);
+                match &mut first {
+                    None => first = Some(f),
+                    Some(acc) => {
+                        for (id, key) in f {
+                            note_key(acc, &mut multi, id, key);
+                        }
                     }
                 }
+            }
+            if let Some(e) = failed {
+                // The other lanes stop too, and release their memory
+                // before a retry asks for it.
+                for t in tasks.into_iter().skip(awaited) {
+                    t.abort();
+                    let _ = t.await;
+                }
+                return Err(e);
             }
         }
         Ok(multi)
     }
 
-    /// `reused_ids` over every `lanes`-th partition from `lane`: per ID
-    /// hash the first key hash, and the IDs already seen with two.
+    /// `reused_ids` over every `lanes`-th partition from `lane`, for the IDs
+    /// of one hash bucket: per ID hash the first key hash, and the IDs
+    /// already seen with two.
     async fn ids_of(
         &self,
         lane: usize,
         lanes: usize,
+        (bucket, buckets): (u64, u64),
         ctx: &Arc<TaskContext>,
     ) -> Result<(
         HashMap<u64, u64, BuildIdentity>,
@@ -750,14 +822,20 @@ impl ScanPlan {
             for b in &batches {
                 // Reserve before the table grows: it may double its buckets
                 // (16 bytes an entry, at hashbrown's 7/8 load factor).
-                let want = ((first.len() + b.num_rows()) * 8 / 7).next_power_of_two() * 17;
+                let rows = b.num_rows().div_ceil(buckets as usize);
+                let want = ((first.len() + rows) * 8 / 7).next_power_of_two() * 17;
                 if want > reservation.size() {
                     reservation.try_grow(want - reservation.size())?;
                 }
                 let ids = Keys::new(b, &id_pos)?.hashes(b.num_rows(), self.seed);
                 let keys = Keys::new(b, &key_pos)?.hashes(b.num_rows(), self.seed);
                 for (id, key) in ids.into_iter().zip(keys) {
-                    note_key(&mut first, &mut multi, id, key);
+                    // Bits the table's hashing does not use (it takes the
+                    // low bits for the slot and the top seven as a tag), so
+                    // a bucket's IDs still spread over the table.
+                    if (id >> 32) % buckets == bucket {
+                        note_key(&mut first, &mut multi, id, key);
+                    }
                 }
             }
         }
