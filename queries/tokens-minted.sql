@@ -6,15 +6,17 @@ WITH minted AS (
   FROM requests
   WHERE resource = 'serviceaccounts' AND subresource = 'token' AND verb = 'create'
 ), used AS (
-  -- Only credentials minted here are counted: grouping every credential of
-  -- the lake held one group per token ever used (out of memory at 100M events).
-  SELECT cluster, credential_id, COUNT(*) AS uses, MAX(request_received_at) AS last_used
-  FROM requests
-  WHERE credential_id IN (SELECT issued_credential_id FROM minted)
-  GROUP BY cluster, credential_id
+  -- Only credentials minted here are counted, and the joins are written so
+  -- that the small side is the one held in memory (the engine builds its
+  -- hash table from the left input): counting every credential of the lake
+  -- ran out of memory at 100M events.
+  SELECT r.cluster, r.credential_id, COUNT(*) AS uses, MAX(r.request_received_at) AS last_used
+  FROM (SELECT DISTINCT cluster, issued_credential_id FROM minted) k
+  JOIN requests r ON r.cluster = k.cluster AND r.credential_id = k.issued_credential_id
+  GROUP BY r.cluster, r.credential_id
 )
 SELECT m.minted_at, m.cluster, m.minted_by, m.namespace, m.service_account, m.issued_credential_id,
        COALESCE(u.uses, 0) AS uses, u.last_used
-FROM minted m
-LEFT JOIN used u ON u.cluster = m.cluster AND u.credential_id = m.issued_credential_id
+FROM used u
+RIGHT JOIN minted m ON u.cluster = m.cluster AND u.credential_id = m.issued_credential_id
 ORDER BY m.minted_at, m.issued_credential_id, m.cluster

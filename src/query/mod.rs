@@ -150,8 +150,17 @@ impl LakeQuery {
         // `SELECT verb, cluster` stop at the (reserved) word CLUSTER; PostgreSQL's
         // dialect reads `cluster` as the column it is.
         let config = SessionConfig::new().set_str("datafusion.sql_parser.dialect", "PostgreSQL");
+        // Half the limit for the query engine's operators (sorts and
+        // aggregations spill within it), half for the partitions the
+        // relations deduplicate, which cannot spill (see
+        // `Relation::with_pool`).
+        let readers: Arc<dyn datafusion::execution::memory_pool::MemoryPool> = Arc::new(
+            datafusion::execution::memory_pool::GreedyMemoryPool::new(opts.memory_limit / 2),
+        );
         let runtime = RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(FairSpillPool::new(opts.memory_limit)))
+            .with_memory_pool(Arc::new(FairSpillPool::new(
+                opts.memory_limit - opts.memory_limit / 2,
+            )))
             .build_arc()?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         let damage = crate::lake::check::damaged(&abs, false);
@@ -202,17 +211,18 @@ impl LakeQuery {
         ctx.register_table("lake.audit", Arc::new(table))?;
         ctx.register_table(
             "lake.audit_events",
-            Arc::new(Relation::new(Kind::Events, &abs, stats.clone())),
+            Arc::new(Relation::new(Kind::Events, &abs, stats.clone()).with_pool(readers.clone())),
         )?;
         ctx.register_table(
             "lake.requests",
-            Arc::new(Relation::new(Kind::Requests, &abs, stats.clone())),
+            Arc::new(Relation::new(Kind::Requests, &abs, stats.clone()).with_pool(readers.clone())),
         )?;
         ctx.register_table(
             "lake.audit_id_reuse",
             Arc::new(
                 Relation::new(Kind::Reused, &abs, stats.clone())
-                    .with_reuse_buckets(opts.reuse_buckets),
+                    .with_reuse_buckets(opts.reuse_buckets)
+                    .with_pool(readers.clone()),
             ),
         )?;
         let lake = LakeQuery {

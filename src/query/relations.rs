@@ -69,7 +69,7 @@ use datafusion::datasource::listing::{
 };
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::SessionState;
-use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool, MemoryReservation};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{
@@ -185,6 +185,9 @@ pub struct Relation {
     stats: Arc<ScanStats>,
     /// Hash buckets the `audit_id_reuse` pre-pass starts with.
     reuse_buckets: u64,
+    /// Where partitions and the audit-ID table take their memory (see
+    /// [`Relation::with_pool`]); `None`: the query's own pool.
+    pool: Option<Arc<dyn MemoryPool>>,
 }
 
 impl Relation {
@@ -204,7 +207,20 @@ impl Relation {
             format: Arc::new(format),
             stats,
             reuse_buckets: 1,
+            pool: None,
         }
+    }
+
+    /// Take the memory of partitions being deduplicated from `pool`
+    /// rather than from the query's. In the query's fair pool a partition
+    /// (which cannot spill) competed with sorts and joins: as a spillable
+    /// consumer its fair share fell below one hour of data once a plan had
+    /// a dozen consumers (tokens-minted on 100M events: 155 MB refused with
+    /// most of the pool free), and as an unspillable one it got only what
+    /// a sort left (actor-timeline on 100M events).
+    pub fn with_pool(mut self, pool: Arc<dyn MemoryPool>) -> Relation {
+        self.pool = Some(pool);
+        self
     }
 
     /// Start the `audit_id_reuse` pre-pass split into `n` hash buckets
@@ -356,6 +372,7 @@ impl TableProvider for Relation {
             self.stats.clone(),
         )?;
         plan.reuse_buckets = self.reuse_buckets;
+        plan.pool = self.pool.clone();
         let plan = Arc::new(plan);
         let n = plan
             .state
@@ -464,6 +481,8 @@ struct ScanPlan {
     reused: tokio::sync::OnceCell<HashSet<u64>>,
     /// Hash buckets the `reused` pass starts with.
     reuse_buckets: u64,
+    /// See [`Relation::with_pool`].
+    pool: Option<Arc<dyn MemoryPool>>,
     /// Keys are attacker-controlled (audit IDs, URIs): a per-scan random
     /// seed keeps crafted keys from colliding in the hash tables on purpose.
     seed: u64,
@@ -549,12 +568,18 @@ impl ScanPlan {
             parts,
             reused: tokio::sync::OnceCell::new(),
             reuse_buckets: 1,
+            pool: None,
             seed: rand::random(),
             state,
             out_schema,
             format,
             stats,
         })
+    }
+
+    /// The pool partitions and the audit-ID table take memory from.
+    fn pool_of<'a>(&'a self, ctx: &'a Arc<TaskContext>) -> &'a Arc<dyn MemoryPool> {
+        self.pool.as_ref().unwrap_or(ctx.memory_pool())
     }
 
     /// Read `cols` (record-schema indices) of one partition's rows that pass
@@ -814,7 +839,7 @@ impl ScanPlan {
             Some(r) => r.clone().and(not_null),
             None => not_null,
         };
-        let reservation = MemoryConsumer::new("audit_id_reuse ids").register(ctx.memory_pool());
+        let reservation = MemoryConsumer::new("audit_id_reuse ids").register(self.pool_of(ctx));
         let mut first: HashMap<u64, u64, BuildIdentity> = HashMap::with_hasher(BuildIdentity);
         let mut multi = HashSet::new();
         for part in self.parts.iter().skip(lane).step_by(lanes) {
@@ -929,18 +954,15 @@ impl ScanPlan {
         if batches.is_empty() {
             return Ok(Vec::new());
         }
-        // Registered as a consumer that takes a fair share of the pool, like
-        // the sorts and aggregations above it: as an unspillable one it got
-        // only what they left, and a query that sorted millions of rows
-        // failed on a 12 MB partition (actor-timeline on 100M events). It
-        // cannot spill; a partition larger than its share is an error.
+        // From the relations' own pool (see `Relation::with_pool`): a
+        // partition cannot spill, and a partition larger than the pool's
+        // room is an error that says so.
         let reservation = MemoryConsumer::new(match self.kind {
             Kind::Events => "audit_events partition",
             Kind::Requests => "requests partition",
             Kind::Reused => "audit_id_reuse partition",
         })
-        .with_can_spill(true)
-        .register(ctx.memory_pool());
+        .register(self.pool_of(&ctx));
         reservation.try_grow(batches.iter().map(|b| b.get_array_memory_size()).sum())?;
         let groups = self.group(&batches, candidates.as_ref().map(|c| &c.keys))?;
         let out = self.assemble(part, &batches, &groups)?;
