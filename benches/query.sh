@@ -86,12 +86,21 @@ if only:
     names = [n for n in names if n in only.split(",")]
 
 def run_rss(cmd, timeout=None):
-    """Wall seconds, peak RSS (MiB), stdout, status."""
+    """Wall seconds, peak RSS (MiB), stdout (its last 64 KiB), status, stdout lines."""
     start = time.monotonic()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    chunks = {"out": b"", "err": b""}
+    # Output is counted as it arrives, keeping only its tail: a child forked
+    # while this process held a 763 MB answer inherited that as its peak
+    # RSS (the kernel carries the high-water mark across exec).
+    chunks = {"out": b"", "err": b"", "lines": 0}
     def pump(name, f):
-        chunks[name] = f.read()
+        while True:
+            b = f.read(1 << 20)
+            if not b:
+                return
+            if name == "out":
+                chunks["lines"] += b.count(b"\n")
+            chunks[name] = (chunks[name] + b)[-(64 << 10):]
     ts = [threading.Thread(target=pump, args=("out", p.stdout)),
           threading.Thread(target=pump, args=("err", p.stderr))]
     for t in ts: t.start()
@@ -106,14 +115,14 @@ def run_rss(cmd, timeout=None):
             _, status, ru = os.wait4(p.pid, 0)
             for t in ts: t.join()
             p.returncode = -9
-            return None, ru.ru_maxrss / 1024, b"", "timeout"
+            return None, ru.ru_maxrss / 1024, b"", "timeout", 0
         time.sleep(0.005)
     wall = time.monotonic() - start
     for t in ts: t.join()
     p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
-        return wall, ru.ru_maxrss / 1024, chunks["err"], "failed"
-    return wall, ru.ru_maxrss / 1024, chunks["out"], "ok"
+        return wall, ru.ru_maxrss / 1024, chunks["err"], "failed", 0
+    return wall, ru.ru_maxrss / 1024, chunks["out"], "ok", chunks["lines"]
 
 def auditlake_cmd(name, window):
     cmd = [binary, "query", "--lake", lake, "--format", "csv", "--named", name]
@@ -179,15 +188,15 @@ for r in range(1, rounds + 1):
                 engines.reverse()
             for e in engines:
                 if e == "auditlake":
-                    wall, rss, out, st = run_rss(auditlake_cmd(name, window))
-                    # An empty result prints no header.
-                    rows = max(0, out.decode().count("\n") - 1) if st == "ok" else None
+                    wall, rss, out, st, lines = run_rss(auditlake_cmd(name, window))
+                    # The CSV header, then one line per row.
+                    rows = max(0, lines - 1) if st == "ok" else None
                 else:
                     sqlf = os.path.join(os.path.dirname(views_file), f"duck-{name}-{int(window)}.sql")
                     with open(sqlf, "w") as f:
                         f.write(duck_sql(name, window))
                     cmd = ["bash", "-c", f'exec "$0" -c "$1" < "$2"', sys.executable, DUCK, sqlf]
-                    wall, rss, out, st = run_rss(cmd, duck_timeout)
+                    wall, rss, out, st, _ = run_rss(cmd, duck_timeout)
                     rows = int(out.decode().strip()) if st == "ok" else None
                 if st == "failed":
                     sys.stderr.write(f"{e} {name} window={window} failed:\n{out.decode()[-2000:]}\n")

@@ -158,7 +158,8 @@ enum Command {
         #[arg(short, long, env = "AUDITLAKE_VERBOSE")]
         verbose: bool,
         /// Memory the query engine may hold (e.g. `512MiB`, `2GiB`); sorts
-        /// and aggregations spill to disk beyond it.
+        /// and aggregations spill to disk beyond it. The partitions being
+        /// deduplicated take up to half as much again.
         #[arg(long, env = "AUDITLAKE_MEMORY_LIMIT", default_value = "1GiB", value_parser = parse_bytes)]
         memory_limit: u64,
         /// What to do about damaged Parquet files (zero length, truncated):

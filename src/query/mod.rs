@@ -107,8 +107,9 @@ pub const RELATIONS: [&str; 4] = ["audit", "audit_events", "requests", "audit_id
 /// How a lake is opened for queries.
 #[derive(Debug, Clone)]
 pub struct OpenOptions {
-    /// Bytes the query engine may hold at once (sorts, aggregations, the
-    /// partition being deduplicated); beyond it they spill or fail.
+    /// Bytes the query engine's operators may hold at once (sorts and
+    /// aggregations spill beyond it); the partitions being deduplicated
+    /// may hold half as much again, and fail beyond it.
     pub memory_limit: usize,
     /// What to do about damaged Parquet files.
     pub damaged: damaged::Damaged,
@@ -150,17 +151,17 @@ impl LakeQuery {
         // `SELECT verb, cluster` stop at the (reserved) word CLUSTER; PostgreSQL's
         // dialect reads `cluster` as the column it is.
         let config = SessionConfig::new().set_str("datafusion.sql_parser.dialect", "PostgreSQL");
-        // Half the limit for the query engine's operators (sorts and
-        // aggregations spill within it), half for the partitions the
-        // relations deduplicate, which cannot spill (see
-        // `Relation::with_pool`).
+        // The limit for the query engine's operators (sorts and
+        // aggregations spill within it), and half as much again for the
+        // partitions the relations deduplicate, which cannot spill (see
+        // `Relation::with_pool`). Splitting one limit in halves starved
+        // the sorts instead: actor-timeline over 100M events failed in a
+        // sort's merge with 512 MB.
         let readers: Arc<dyn datafusion::execution::memory_pool::MemoryPool> = Arc::new(
             datafusion::execution::memory_pool::GreedyMemoryPool::new(opts.memory_limit / 2),
         );
         let runtime = RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(FairSpillPool::new(
-                opts.memory_limit - opts.memory_limit / 2,
-            )))
+            .with_memory_pool(Arc::new(FairSpillPool::new(opts.memory_limit)))
             .build_arc()?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         let damage = crate::lake::check::damaged(&abs, false);
