@@ -329,6 +329,13 @@ impl LakeQuery {
                 );
                 rows = batches.iter().map(|b| b.num_rows() as u64).sum();
                 writeln!(out, "{}", render(&batches, OutputFormat::Table)?)
+                    .and_then(|_| {
+                        if rows == 0 {
+                            writeln!(out, "0 rows")
+                        } else {
+                            Ok(())
+                        }
+                    })
                     .map_err(arrow::error::ArrowError::from)?;
             }
             OutputFormat::Csv | OutputFormat::Json => {
