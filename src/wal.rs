@@ -287,12 +287,17 @@ fn cut(path: &Path, keep: &[u8]) -> Result<(), WalError> {
     let tmp = path.with_extension("repair");
     write_synced(&tmp, keep)?;
     fs::rename(&tmp, path).map_err(io_err(path))?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(dir))?;
+    match path.parent() {
+        Some(dir) => sync_dir(dir),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// Make a directory's entries (created, renamed files) durable.
+fn sync_dir(dir: &Path) -> Result<(), WalError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
 }
 
 fn encode(seq: u64, cluster: &str, body: &[u8], out: &mut Vec<u8>) {
@@ -455,7 +460,13 @@ pub fn trim(dir: &Path, committed: u64, stats: &WalStats) -> Result<u64, WalErro
         let (next_first, _) = w[1];
         if next_first <= committed + 1 {
             let len = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-            fs::remove_file(path).map_err(io_err(path))?;
+            match fs::remove_file(path) {
+                Ok(()) => {}
+                // The flusher and the writer (which lets a committed active
+                // segment go) both trim: the other one was first.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(path)(e)),
+            }
             removed += len;
             stats.bytes.fetch_sub(
                 len.min(stats.bytes.load(Ordering::Relaxed)),
@@ -624,31 +635,24 @@ impl Writer {
         }
     }
 
-    /// Start a new segment. With `drop_old` the previous one, wholly
-    /// committed, is deleted.
-    fn roll(&mut self, drop_old: bool) -> Result<(), WalError> {
+    /// Start a new segment. With `let_go` the previous one, wholly
+    /// committed, is then deleted by [`trim`] (the same path the flusher
+    /// takes, so the two never both count it).
+    fn roll(&mut self, let_go: bool) -> Result<(), WalError> {
         let path = self.dir.join(segment_name(self.next_seq));
         let f = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(io_err(&path))?;
-        let old = self.file.replace((path, f));
-        if let (true, Some((old, _))) = (drop_old, old) {
-            if old != self.file.as_ref().map(|f| f.0.clone()).unwrap_or_default() {
-                fs::remove_file(&old).map_err(io_err(&old))?;
-                self.stats.bytes.fetch_sub(
-                    self.file_len.min(self.stats.bytes.load(Ordering::Relaxed)),
-                    Ordering::Relaxed,
-                );
-                self.stats.segments.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(&self.dir))?;
+        sync_dir(&self.dir)?;
+        self.file = Some((path, f));
         self.file_len = 0;
         self.stats.segments.fetch_add(1, Ordering::Relaxed);
+        if let_go {
+            let committed = self.stats.committed.load(Ordering::Relaxed);
+            trim(&self.dir, committed, &self.stats)?;
+        }
         Ok(())
     }
 
@@ -661,13 +665,12 @@ impl Writer {
     /// partial record stays behind and sequence numbers are not consumed.
     fn write_batch(&mut self, batch: &[Append], buf: &mut Vec<u8>) -> Result<u64, WalError> {
         let seg = self.opts.segment_bytes;
-        if self.file.is_none() || self.file_len >= seg {
-            let committed = self.active_committed();
+        let full = self.file.is_none() || self.file_len >= seg;
+        // Everything here is in the lake: a fresh segment lets this one go
+        // now rather than when it is full.
+        let committed = self.active_committed();
+        if full || (committed && self.file_len >= seg / 8) {
             self.roll(committed)?;
-        } else if self.active_committed() && self.file_len >= seg / 8 {
-            // Everything here is in the lake: a fresh segment lets this one
-            // go now rather than when it is full.
-            self.roll(true)?;
         }
         buf.clear();
         let first = self.next_seq;
