@@ -360,7 +360,6 @@ fn process_chunk(
                 );
                 r.truncated = true;
                 r.length = Some(length);
-                r.xxh3 = None; // only the kept part was hashed
                 r
             }
         };

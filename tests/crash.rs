@@ -26,17 +26,11 @@ fn kill_9_during_ingest_never_loses_or_duplicates_rows() {
     // interrupted commits) frequent. Bounded: 6 kills at most.
     for delay_ms in [150u64, 400, 250, 700, 300, 550] {
         let mut child = Command::new(bin())
-            .args([
-                "ingest",
-                "--lake",
-                &lake.display().to_string(),
-                "--no-progress",
-                "--segment-rows",
-                "3000",
-                "--row-group-rows",
-                "1000",
-                &log.display().to_string(),
-            ])
+            .args(ingest_args(
+                &lake,
+                &["--segment-rows", "3000", "--row-group-rows", "1000"],
+                &[&log],
+            ))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

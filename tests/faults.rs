@@ -208,15 +208,7 @@ fn a_writer_error_ends_the_run_instead_of_hanging() {
     std::fs::create_dir_all(&lake).expect("lake");
     std::fs::write(lake.join("dt=2026-11-20"), "in the way").expect("blocker");
     let out = run_bounded(
-        Command::new(bin()).args([
-            "ingest",
-            "--lake",
-            &lake.display().to_string(),
-            "--no-progress",
-            "--segment-rows",
-            "1000",
-            &log.display().to_string(),
-        ]),
+        Command::new(bin()).args(ingest_args(&lake, &["--segment-rows", "1000"], &[&log])),
         Duration::from_secs(120),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -250,15 +242,7 @@ fn concurrent_writers_of_one_source_are_refused() {
     gen_file(&log, 300_000, 9);
     let spawn = || {
         Command::new(bin())
-            .args([
-                "ingest",
-                "--lake",
-                &lake.display().to_string(),
-                "--no-progress",
-                "--segment-rows",
-                "5000",
-                &log.display().to_string(),
-            ])
+            .args(ingest_args(&lake, &["--segment-rows", "5000"], &[&log]))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

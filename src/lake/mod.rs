@@ -318,6 +318,26 @@ impl RejectRecord {
             .then(|| format!("{:016x}", xxhash_rust::xxh3::xxh3_64(original)));
     }
 
+    /// Keep no text, only the length and hash of the original.
+    fn drop_text(&mut self) {
+        if !self.truncated && self.xxh3.is_none() {
+            // All of the original is kept: exactly in `base64` when it is
+            // not UTF-8, else in `text`. (A truncated record has no hash of
+            // its original unless one was taken when it was cut.)
+            use base64::Engine as _;
+            let decoded = self
+                .base64
+                .as_ref()
+                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
+            let original = decoded.as_deref().unwrap_or(self.text.as_bytes());
+            self.length.get_or_insert(original.len() as u64);
+            self.xxh3 = Some(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(original)));
+        }
+        self.text.clear();
+        self.base64 = None;
+        self.truncated = true;
+    }
+
     /// Bytes of kept text (what the segment budget counts).
     fn kept_bytes(&self) -> u64 {
         (self.text.len() + self.base64.as_ref().map_or(0, String::len)) as u64
@@ -407,22 +427,18 @@ impl Lake {
     pub fn covered_through(&self, source: &str) -> Option<u64> {
         let all = self.files_by_source.get_or_init(|| {
             let mut all = FilesBySource::default();
-            let mut dirs = vec![self.root.join("_rejected")];
-            for dt in fs::read_dir(&self.root).into_iter().flatten().flatten() {
-                if dt.file_name().to_string_lossy().starts_with("dt=") {
-                    for hour in fs::read_dir(dt.path()).into_iter().flatten().flatten() {
-                        dirs.push(hour.path());
-                    }
-                }
-            }
-            for dir in dirs {
-                for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
-                    let name = e.file_name().to_string_lossy().to_string();
-                    if let Some((src, _first, last)) = parse_stem(&name) {
-                        all.entry(src.to_string())
-                            .or_default()
-                            .push((last, e.path()));
-                    }
+            let rejected = fs::read_dir(self.root.join("_rejected"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path());
+            for path in parquet_files(&self.root).into_iter().chain(rejected) {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default();
+                if let Some((src, _first, last)) = parse_stem(&name) {
+                    all.entry(src.to_string()).or_default().push((last, path));
                 }
             }
             for v in all.values_mut() {
@@ -643,18 +659,7 @@ impl Segment {
         let over;
         let record = if self.reject_bytes + record.kept_bytes() > KEEP_PER_SEGMENT {
             let mut r = record.clone();
-            if r.length.is_none() {
-                r.length = Some(r.text.len() as u64);
-            }
-            if r.xxh3.is_none() {
-                r.xxh3 = Some(format!(
-                    "{:016x}",
-                    xxhash_rust::xxh3::xxh3_64(r.text.as_bytes())
-                ));
-            }
-            r.text.clear();
-            r.base64 = None;
-            r.truncated = true;
+            r.drop_text();
             r.reason
                 .push_str(" (text not kept: the segment's dead-letter budget is used up)");
             over = r;

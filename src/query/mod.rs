@@ -278,20 +278,6 @@ impl LakeQuery {
         Ok(with_schema(df.collect().await?, schema))
     }
 
-    /// Run one statement and count what it read and skipped.
-    pub async fn sql_with_stats(
-        &self,
-        sql: &str,
-    ) -> Result<(Vec<RecordBatch>, LakeReport), QueryError> {
-        self.stats.reset();
-        let plan = self.ctx.sql(sql).await?.create_physical_plan().await?;
-        let batches = with_schema(
-            datafusion::physical_plan::collect(plan.clone(), self.ctx.task_ctx()).await?,
-            plan.schema(),
-        );
-        Ok((batches, self.report(plan.as_ref())))
-    }
-
     /// What the executed `plan` read and skipped.
     fn report(&self, plan: &dyn datafusion::physical_plan::ExecutionPlan) -> LakeReport {
         self.stats.absorb(plan);

@@ -380,6 +380,8 @@ pub struct App {
     /// body), by cluster.
     shares: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
     share_permits: usize,
+    /// Permits of `inflight` in all.
+    permits: usize,
     pub sink: Sink,
     pub auth: Auth,
     pub metrics: Arc<Metrics>,
@@ -414,6 +416,7 @@ impl App {
             inflight: Arc::new(tokio::sync::Semaphore::new(total)),
             shares: Default::default(),
             share_permits,
+            permits: total,
             sink,
             auth,
             metrics,
@@ -452,8 +455,9 @@ impl App {
     }
 
     fn note_inflight(&self) {
-        let total = inflight_permits(self.limits.max_inflight_bytes, self.limits.max_body);
-        let used = total.saturating_sub(self.inflight.available_permits());
+        let used = self
+            .permits
+            .saturating_sub(self.inflight.available_permits());
         self.metrics
             .inflight_bytes
             .set((used as u64 * INFLIGHT_UNIT) as i64);

@@ -51,7 +51,8 @@ pub fn gen_file(path: &Path, events: u64, seed: u64) {
     ]);
 }
 
-pub fn ingest(lake: &Path, extra: &[&str], files: &[&Path]) -> Output {
+/// The arguments of `auditlake ingest --lake LAKE --no-progress EXTRA FILES`.
+pub fn ingest_args(lake: &Path, extra: &[&str], files: &[&Path]) -> Vec<String> {
     let mut args: Vec<String> = vec![
         "ingest".into(),
         "--lake".into(),
@@ -60,6 +61,11 @@ pub fn ingest(lake: &Path, extra: &[&str], files: &[&Path]) -> Output {
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     args.extend(files.iter().map(|f| f.display().to_string()));
+    args
+}
+
+pub fn ingest(lake: &Path, extra: &[&str], files: &[&Path]) -> Output {
+    let args = ingest_args(lake, extra, files);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     run(&refs)
 }
