@@ -5,19 +5,19 @@
 
 use auditlake::decode::{decode_unit, decode_unit_in, scan, Decoded};
 use auditlake::event::{Event, Spare};
-use auditlake::lake::batch::{BatchBuilder, Row, RowContext};
-use auditlake::lake::writer::{encoding_pool, ParquetFile};
-use auditlake::lake::{writer_properties, WriteOptions};
 use auditlake::profiles::Profiles;
 use auditlake::resolve::resolve;
 use auditlake::schema::record_schema;
+use auditlake::sinks::lake::batch::{BatchBuilder, Row, RowContext};
+use auditlake::sinks::lake::writer::{encoding_pool, ParquetFile};
+use auditlake::sinks::lake::{writer_properties, WriteOptions};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 
 const EVENTS: u64 = 20_000;
 
 fn input() -> (String, Vec<(usize, usize)>) {
-    let bytes = auditlake::gen::jsonl(EVENTS, 1);
+    let bytes = auditlake::tools::gen::jsonl(EVENTS, 1);
     let text = String::from_utf8(bytes).unwrap_or_default();
     let mut spans = Vec::new();
     let mut start = 0;

@@ -1,17 +1,19 @@
 //! auditlake: Kubernetes audit events in, a Parquet lake that answers "who
 //! actually did this?" out.
 //!
-//! Data flow:
+//! Data flow, which the tree follows:
 //!
 //! ```text
-//! source (file, webhook, kafka) ──text──▶ decode ──Event──▶ resolve ──▶ lake::batch ──▶ lake
-//!                                          │ bad input                                  │
-//!                                          └──────────▶ dead letters (_rejected/) ◀─────┘
+//! sources (file, webhook, kafka) ──text──▶ decode ──Event──▶ resolve ──▶ sinks::lake::batch ──▶ sinks::lake
+//!            │ webhook: buffer::wal first    │ bad input                                      │
+//!            │                               └──────────▶ dead letters (_rejected/) ◀─────────┘
+//!            └── pipeline: the three drivers and what they share (assembly, ordering, commit)
 //! ```
 //!
 //! Sources are I/O at the edge; `decode` and `resolve` are pure functions;
 //! the lake owns atomic, idempotent Parquet commits; `query` reads it back
-//! with DataFusion.
+//! with DataFusion. Dependencies point down this list, never up: a source
+//! knows nothing of the pipeline that drives it.
 //!
 //! Modules:
 //! - [`event`]: the audit `Event` as it arrives, borrowed from the input.
@@ -20,34 +22,27 @@
 //! - [`profiles`]: proxy profiles, which decide whose identity claims are believed.
 //! - [`resolve`]: the identity rules: who acted, as whom, through which proxy.
 //! - [`schema`]: the one definition of the record schema.
-//! - [`lake`]: Parquet segments, atomic commits, recovery, dead letters.
-//! - [`source`]: inputs: log files, the webhook, Kafka partitions.
-//! - [`ingest`]: the threaded file → lake pipeline.
+//! - [`sources`]: inputs: log files, the webhook, Kafka partitions.
+//! - [`buffer`]: the write-ahead log that makes webhook batches durable before 2xx.
+//! - [`pipeline`]: what the three ways in share (assembly, ordered release), and the
+//!   three drivers: files, the webhook's log, Kafka partitions.
+//! - [`sinks`]: the lake (Parquet segments, atomic commits, recovery, dead letters) and Kafka
+//!   (the webhook's relay, consume's dead-letter topic).
 //! - [`query`]: DataFusion over the lake and the named forensic queries.
-//! - [`gen`]: deterministic synthetic audit traffic.
-//! - [`wal`]: the write-ahead log that makes webhook batches durable before 2xx.
-//! - [`flush`]: the stage that turns the log into lake segments, then trims it.
-//! - [`serve`]: the webhook receiver wired together (server, log, flush, metrics).
-//! - [`consume`]: the Kafka consumer-group pipeline (offsets committed after the lake).
-//! - [`relay`]: the webhook's Kafka sink (2xx after every delivery report).
-//! - [`metrics`]: Prometheus metrics of the long-running commands.
-//! - [`loadgen`]: an apiserver-like webhook client for load tests.
+//! - [`ops`]: Prometheus metrics and the `/healthz`, `/readyz`, `/metrics` endpoints.
+//! - [`tools`]: synthetic traffic, the webhook load generator, the Kafka producer.
+//! - [`lock`]: advisory file locks (one writer per lake source).
 
-pub mod consume;
+pub mod buffer;
 pub mod decode;
 pub mod event;
-pub mod flush;
-pub mod gen;
-pub mod ingest;
-pub mod lake;
-pub mod loadgen;
 pub mod lock;
-pub mod metrics;
+pub mod ops;
+pub mod pipeline;
 pub mod profiles;
 pub mod query;
-pub mod relay;
 pub mod resolve;
 pub mod schema;
-pub mod serve;
-pub mod source;
-pub mod wal;
+pub mod sinks;
+pub mod sources;
+pub mod tools;

@@ -1,11 +1,11 @@
 //! The `auditlake` command line.
 
 use anyhow::{bail, Context, Result};
-use auditlake::gen::{Format, Generator, OIDC_PROXY_SA};
-use auditlake::ingest::{ingest_file, FileSummary, IngestOptions};
-use auditlake::lake::{Lake, WriteOptions};
+use auditlake::pipeline::file::{ingest_file, FileSummary, IngestOptions};
 use auditlake::profiles::Profiles;
 use auditlake::query::{self, OutputFormat};
+use auditlake::sinks::lake::{Lake, WriteOptions};
+use auditlake::tools::gen::{Format, Generator, OIDC_PROXY_SA};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -785,8 +785,8 @@ fn run() -> Result<()> {
         } => {
             let relay = match (kafka_brokers, kafka_topic) {
                 (Some(brokers), Some(topic)) => {
-                    let options = auditlake::source::kafka::parse_options(&kafka_options)?;
-                    Some(auditlake::relay::Relay::new(
+                    let options = auditlake::sources::kafka::parse_options(&kafka_options)?;
+                    Some(auditlake::sinks::kafka::Relay::new(
                         &brokers,
                         &topic,
                         &options,
@@ -795,7 +795,7 @@ fn run() -> Result<()> {
                 }
                 _ => None,
             };
-            use auditlake::source::webhook::{load_tokens, Auth, ServerSettings, TlsSettings};
+            use auditlake::sources::webhook::{load_tokens, Auth, ServerSettings, TlsSettings};
             if !mtls_allow.is_empty() && client_ca.is_none() {
                 // Without a CA no client certificate is asked for, so the
                 // allow-list would silently allow nothing and check nothing.
@@ -837,13 +837,13 @@ fn run() -> Result<()> {
                     let wal_dir = wal.unwrap_or_else(|| dir.join("_wal"));
                     let lake = Lake::open(&dir, WriteOptions::default())
                         .with_context(|| format!("cannot open lake {}", dir.display()))?;
-                    let source = auditlake::serve::instance_source(&wal_dir)?;
+                    let source = auditlake::pipeline::serve::instance_source(&wal_dir)?;
                     (Some(lake), wal_dir, source)
                 }
                 (None, None) => bail!("give --lake (or --kafka-brokers and --kafka-topic)"),
                 (Some(_), _) => (None, PathBuf::new(), String::new()),
             };
-            let cfg = auditlake::serve::ServeConfig {
+            let cfg = auditlake::pipeline::serve::ServeConfig {
                 server: ServerSettings {
                     listen,
                     tls,
@@ -852,17 +852,17 @@ fn run() -> Result<()> {
                 },
                 auth,
                 wal_dir,
-                wal: auditlake::wal::WalOptions {
+                wal: auditlake::buffer::wal::WalOptions {
                     max_bytes: wal_max_bytes,
                     ..Default::default()
                 },
-                flush: auditlake::flush::FlushOptions {
+                flush: auditlake::pipeline::webhook::FlushOptions {
                     source,
                     profiles: Arc::new(Profiles::load(profiles.as_deref())?),
                     max_age: std::time::Duration::from_secs_f64(flush_seconds.max(0.05)),
                     segment_rows: segment_rows.max(1),
                 },
-                limits: auditlake::source::webhook::BodyLimits {
+                limits: auditlake::sources::webhook::BodyLimits {
                     max_body,
                     max_inflated: max_inflated_body,
                     max_inflight_bytes,
@@ -880,7 +880,7 @@ fn run() -> Result<()> {
                     tracing::info!("signal received; shutting down");
                     s.cancel();
                 });
-                auditlake::serve::run(lake, cfg, shutdown).await?;
+                auditlake::pipeline::serve::run(lake, cfg, shutdown).await?;
                 anyhow::Ok(())
             })?;
             Ok(())
@@ -906,9 +906,9 @@ fn run() -> Result<()> {
             metrics_listen,
             profiles,
         } => {
-            use auditlake::source::kafka::ConsumerSettings;
-            let options = auditlake::source::kafka::parse_options(&options)?;
-            let opts = auditlake::consume::ConsumeOptions {
+            use auditlake::sources::kafka::ConsumerSettings;
+            let options = auditlake::sources::kafka::parse_options(&options)?;
+            let opts = auditlake::pipeline::kafka::ConsumeOptions {
                 consumer: ConsumerSettings {
                     brokers: brokers.clone(),
                     topics,
@@ -930,7 +930,7 @@ fn run() -> Result<()> {
                 max_message_bytes,
                 max_open_files: max_open_files.max(1),
                 dead_letter: match &dead_letter_topic {
-                    Some(t) => Some(Arc::new(auditlake::relay::DeadLetterTopic::new(
+                    Some(t) => Some(Arc::new(auditlake::sinks::kafka::DeadLetterTopic::new(
                         &brokers, t, &options,
                     )?)),
                     None => None,
@@ -952,10 +952,10 @@ fn run() -> Result<()> {
                     tracing::info!("signal received; shutting down");
                     s.cancel();
                 });
-                let metrics = Arc::new(auditlake::metrics::Metrics::new());
+                let metrics = Arc::new(auditlake::ops::metrics::Metrics::new());
                 let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 let http_stop = tokio_util::sync::CancellationToken::new();
-                let addr = auditlake::metrics::serve_http(
+                let addr = auditlake::ops::metrics::serve_http(
                     metrics_listen,
                     metrics.clone(),
                     ready.clone(),
@@ -964,7 +964,7 @@ fn run() -> Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on --metrics-listen {metrics_listen}"))?;
                 tracing::info!(%addr, "metrics listening");
-                let r = auditlake::consume::run(lake, opts, metrics, ready, shutdown).await;
+                let r = auditlake::pipeline::kafka::run(lake, opts, metrics, ready, shutdown).await;
                 http_stop.cancel();
                 anyhow::Ok(r?)
             })?;
@@ -988,7 +988,7 @@ fn run() -> Result<()> {
             options,
             file,
         } => {
-            let options = auditlake::source::kafka::parse_options(&options)?;
+            let options = auditlake::sources::kafka::parse_options(&options)?;
             let input: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
                 Box::new(std::io::BufReader::new(std::io::stdin().lock()))
             } else {
@@ -998,7 +998,7 @@ fn run() -> Result<()> {
                         .with_context(|| format!("cannot open {}", file.display()))?,
                 ))
             };
-            let report = auditlake::relay::produce_lines(
+            let report = auditlake::tools::produce::produce_lines(
                 &brokers,
                 &topic,
                 &options,
@@ -1023,8 +1023,8 @@ fn run() -> Result<()> {
             rate,
         } => {
             let identity = cert.as_deref().zip(key.as_deref());
-            let client = auditlake::loadgen::https_client(&ca, identity)?;
-            let spec = auditlake::loadgen::LoadSpec {
+            let client = auditlake::tools::loadgen::https_client(&ca, identity)?;
+            let spec = auditlake::tools::loadgen::LoadSpec {
                 url,
                 token,
                 events,
@@ -1032,7 +1032,7 @@ fn run() -> Result<()> {
                 concurrency,
                 rate,
             };
-            let report = runtime()?.block_on(auditlake::loadgen::run(client, spec))?;
+            let report = runtime()?.block_on(auditlake::tools::loadgen::run(client, spec))?;
             println!("{report}");
             Ok(())
         }
@@ -1080,8 +1080,8 @@ fn run() -> Result<()> {
                     lake.display()
                 );
             }
-            let files = auditlake::lake::parquet_files(&lake).len();
-            let damage = auditlake::lake::check::damaged(&lake, deep);
+            let files = auditlake::sinks::lake::parquet_files(&lake).len();
+            let damage = auditlake::sinks::lake::check::damaged(&lake, deep);
             for d in &damage {
                 println!("{}\t{}", d.path.display(), d.problem);
             }
@@ -1166,7 +1166,7 @@ fn ingest(
         match ingest_file(&lake, f, &opts) {
             Ok(s) => out.done.push(s),
             Err(
-                e @ auditlake::ingest::IngestError::File(auditlake::source::file::FileError::Open {
+                e @ auditlake::pipeline::file::IngestError::File(auditlake::sources::file::FileError::Open {
                     ..
                 }),
             ) => {

@@ -60,7 +60,7 @@ fn kill_9_during_ingest_never_loses_or_duplicates_rows() {
         .map(|e| e.path())
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
-    for f in auditlake::lake::parquet_files(&lake) {
+    for f in auditlake::sinks::lake::parquet_files(&lake) {
         let file = std::fs::File::open(&f).expect("open");
         parquet::file::reader::SerializedFileReader::new(file)
             .unwrap_or_else(|e| panic!("{} is not a complete Parquet file: {e}", f.display()));

@@ -407,7 +407,7 @@ async fn make_certs_script_works_and_certificates_reload_when_replaced() {
         .replace("127.0.0.1", "localhost");
     let server = Server { child, url };
     let cert_client = |d: &Path| {
-        auditlake::loadgen::https_client(
+        auditlake::tools::loadgen::https_client(
             &d.join("ca.crt"),
             Some((&d.join("apiserver-a.crt"), &d.join("apiserver-a.key"))),
         )
@@ -427,7 +427,8 @@ async fn make_certs_script_works_and_certificates_reload_when_replaced() {
     // A client trusting only the new CA (and the old client CA is still
     // the one verifying clients) gets through once the file is reloaded.
     let token = std::fs::read_to_string(one.join("token")).expect("token");
-    let new_trust = auditlake::loadgen::https_client(&two.join("ca.crt"), None).expect("client");
+    let new_trust =
+        auditlake::tools::loadgen::https_client(&two.join("ca.crt"), None).expect("client");
     let mut ok = false;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -751,7 +751,9 @@ pub(crate) mod tests {
 
     /// The event shapes written for this project (`tests/fixtures/shapes`): always present.
     pub(crate) fn shape_fixture_lines() -> Vec<(std::path::PathBuf, String)> {
-        fixture_lines(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/shapes"))
+        fixture_lines(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/shapes"),
+        )
     }
 
     /// The real Falco events beside the checkout (`../shared/fixtures/falco`), a cross-check:
@@ -765,7 +767,10 @@ pub(crate) mod tests {
                 "AUDITLAKE_REQUIRE_SHARED_FIXTURES is set but {} is missing",
                 dir.display()
             );
-            eprintln!("skipped: the Falco cross-check ({} is not there)", dir.display());
+            eprintln!(
+                "skipped: the Falco cross-check ({} is not there)",
+                dir.display()
+            );
             return None;
         }
         Some(fixture_lines(&dir))

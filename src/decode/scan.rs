@@ -633,7 +633,7 @@ mod tests {
 
     #[test]
     fn generated_events_take_the_fast_path_and_agree() {
-        let text = String::from_utf8(crate::gen::jsonl(3000, 7)).expect("utf-8");
+        let text = String::from_utf8(crate::tools::gen::jsonl(3000, 7)).expect("utf-8");
         let mut n = 0;
         for line in text.lines() {
             assert!(agrees(line), "fell back to serde: {line}");
@@ -704,7 +704,11 @@ mod tests {
     fn shape_fixtures_agree() {
         let lines = crate::decode::tests::shape_fixture_lines();
         let fast = lines.iter().filter(|(_, line)| agrees(line)).count();
-        assert_eq!(fast, lines.len(), "only {fast} fixture events took the fast path");
+        assert_eq!(
+            fast,
+            lines.len(),
+            "only {fast} fixture events took the fast path"
+        );
     }
 
     #[test]

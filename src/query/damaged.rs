@@ -1,7 +1,7 @@
 //! Queries over a lake with damaged Parquet files.
 //!
 //! When a query opens the lake, every file's frame is checked
-//! ([`crate::lake::check::quick_problem`]: two small reads per file). What
+//! ([`crate::sinks::lake::check::quick_problem`]: two small reads per file). What
 //! happens to a damaged file is the user's choice ([`Damaged`]): the query
 //! fails naming every such file (the default: an answer silently missing
 //! rows is worse than none), or the files are hidden from the query engine

@@ -87,7 +87,7 @@ pub enum QueryError {
     #[error(transparent)]
     Window(#[from] WindowError),
     #[error("{} damaged Parquet file(s) in the lake; a query over them would silently miss their rows:\n{}\nhint: restore them from a backup or re-ingest their source; `auditlake verify --lake LAKE` lists them, `--damaged skip` queries without them", .0.len(), .0.iter().map(|d| format!("  {}: {}", d.path.display(), d.problem)).collect::<Vec<_>>().join("\n"))]
-    Damaged(Vec<crate::lake::check::Damage>),
+    Damaged(Vec<crate::sinks::lake::check::Damage>),
 }
 
 impl From<datafusion::error::DataFusionError> for QueryError {
@@ -164,7 +164,7 @@ impl LakeQuery {
             .with_memory_pool(Arc::new(FairSpillPool::new(opts.memory_limit)))
             .build_arc()?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        let damage = crate::lake::check::damaged(&abs, false);
+        let damage = crate::sinks::lake::check::damaged(&abs, false);
         if !damage.is_empty() {
             if opts.damaged == damaged::Damaged::Fail {
                 return Err(QueryError::Damaged(damage));

@@ -24,7 +24,10 @@ pub fn falco_dir() -> Option<PathBuf> {
         "AUDITLAKE_REQUIRE_SHARED_FIXTURES is set but {} is missing",
         dir.display()
     );
-    eprintln!("skipped: the Falco cross-check ({} is not there)", dir.display());
+    eprintln!(
+        "skipped: the Falco cross-check ({} is not there)",
+        dir.display()
+    );
     None
 }
 
@@ -183,7 +186,7 @@ pub fn dead_letters(lake: &Path) -> Vec<serde_json::Value> {
 
 /// Committed Parquet files of a lake.
 pub fn parquet_files(lake: &Path) -> Vec<PathBuf> {
-    auditlake::lake::parquet_files(lake)
+    auditlake::sinks::lake::parquet_files(lake)
 }
 
 pub fn parquet_count(lake: &Path) -> usize {

@@ -161,8 +161,11 @@ impl Drop for Server {
 }
 
 pub fn client(pki: &Pki, identity: Option<&(PathBuf, PathBuf)>) -> reqwest::Client {
-    auditlake::loadgen::https_client(&pki.ca, identity.map(|(c, k)| (c.as_path(), k.as_path())))
-        .expect("client")
+    auditlake::tools::loadgen::https_client(
+        &pki.ca,
+        identity.map(|(c, k)| (c.as_path(), k.as_path())),
+    )
+    .expect("client")
 }
 
 pub fn event(id: &str) -> serde_json::Value {

@@ -6,7 +6,7 @@
 //! ```
 //!
 //! With `--kafka-brokers`, the log and flush stage are replaced by the
-//! [`relay`](crate::relay): batches go to a Kafka topic and the 2xx waits
+//! [`relay`](crate::sinks::kafka): batches go to a Kafka topic and the 2xx waits
 //! for the delivery reports; `auditlake consume` writes the lake.
 //!
 //! ```text
@@ -17,11 +17,11 @@
 //! requests (their appends or deliveries complete), let the flush stage
 //! commit everything durable to Parquet, close the log, exit.
 
-use crate::flush::{self, FlushError, FlushOptions};
-use crate::lake::Lake;
-use crate::metrics::Metrics;
-use crate::source::webhook::{self, App, Auth, ServerSettings, Sink, WebhookError};
-use crate::wal::{self, WalError, WalOptions};
+use crate::buffer::wal::{self, WalError, WalOptions};
+use crate::ops::metrics::Metrics;
+use crate::pipeline::webhook::{FlushError, FlushOptions};
+use crate::sinks::lake::Lake;
+use crate::sources::webhook::{self, App, Auth, ServerSettings, Sink, WebhookError};
 use rand::Rng;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -54,7 +54,7 @@ pub struct ServeConfig {
     pub flush: FlushOptions,
     pub limits: webhook::BodyLimits,
     /// Relay batches to Kafka instead of the local log.
-    pub relay: Option<crate::relay::Relay>,
+    pub relay: Option<crate::sinks::kafka::Relay>,
 }
 
 /// The lake source id of a log directory: a random id created with the log,
@@ -70,9 +70,11 @@ pub fn instance_source(wal_dir: &Path) -> Result<String, ServeError> {
         _ => {
             let id: u64 = rand::rng().random();
             let id = format!("{id:016x}");
-            crate::lake::write_atomic(&path, id.as_bytes()).map_err(|e| ServeError::Instance {
-                path: path.clone(),
-                source: std::io::Error::other(e.to_string()),
+            crate::sinks::lake::write_atomic(&path, id.as_bytes()).map_err(|e| {
+                ServeError::Instance {
+                    path: path.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                }
             })?;
             Ok(format!("w{id}"))
         }
@@ -119,7 +121,7 @@ pub async fn run(
         // stage starts over from the lake's commit point after a pause.
         tokio::spawn(async move {
             loop {
-                let r = flush::run(
+                let r = super::webhook::run(
                     lake.clone(),
                     wal.clone(),
                     opts.clone(),
@@ -136,7 +138,7 @@ pub async fn run(
                             _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
                             _ = stop.cancelled() => {
                                 // One last attempt to drain before exiting.
-                                return flush::run(lake, wal, opts, metrics, ready, stop).await;
+                                return super::webhook::run(lake, wal, opts, metrics, ready, stop).await;
                             }
                         }
                     }

@@ -61,6 +61,7 @@ impl PartKey {
 }
 
 /// Per-row values that come from the ingest context, not the event.
+#[derive(Debug, Clone, Copy)]
 pub struct RowContext<'c> {
     pub cluster: &'c str,
     pub ingested_at_us: i64,

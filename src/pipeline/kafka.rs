@@ -20,16 +20,19 @@
 //! `--exit-at-end`): stop fetching, hand the last chunks on, commit every
 //! partition's segment, commit offsets synchronously, leave the group.
 
-use crate::ingest::Assembler;
-use crate::lake::batch::{PartKey, RowContext};
-use crate::lake::{Lake, LakeError, RejectRecord, Segment, SourceState};
-use crate::metrics::Metrics;
+use super::assemble::{Assembler, Labels};
+use super::commit::{Committer, Policy};
+use super::recv_shared;
+use super::reorder::Reorder;
+use crate::ops::metrics::Metrics;
 use crate::profiles::Profiles;
-use crate::source::kafka::{
+use crate::sinks::lake::batch::{PartKey, RowContext};
+use crate::sinks::lake::{Lake, LakeError, RejectRecord, Resume};
+use crate::sources::kafka::{
     self, Chunk, ConsumerParts, ConsumerSettings, Control, Offsets, ReleaseReply, Tp,
 };
 use arrow::record_batch::RecordBatch;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -76,7 +79,7 @@ pub struct ConsumeOptions {
     /// early. Bounds memory however many partitions are assigned.
     pub max_open_files: usize,
     /// Dead letters go to this topic (else to the lake's `_rejected/`).
-    pub dead_letter: Option<Arc<crate::relay::DeadLetterTopic>>,
+    pub dead_letter: Option<Arc<crate::sinks::kafka::DeadLetterTopic>>,
 }
 
 /// Totals of one run.
@@ -159,11 +162,19 @@ pub async fn run(
     }
     drop(work_rx);
     let consumer = {
+        let count = writer_txs.len();
+        let send = move |shard: usize, control: Control| {
+            writer_txs
+                .get(shard)
+                .is_some_and(|tx| tx.send(WriterMsg::Control(control)).is_ok())
+        };
         let parts = ConsumerParts {
             settings: opts.consumer.clone(),
-            lake,
             work: work_tx,
-            writers: writer_txs,
+            writers: kafka::Writers {
+                count,
+                send: Box::new(send),
+            },
             commits: commit_rx,
             metrics,
             ready,
@@ -201,7 +212,7 @@ pub async fn run(
 fn worker(rx: Arc<Mutex<Receiver<Chunk>>>, txs: Vec<SyncSender<WriterMsg>>, opts: ConsumeOptions) {
     let mut asm = Assembler::default();
     loop {
-        let Some(chunk) = crate::ingest::recv_shared(&rx) else {
+        let Some(chunk) = recv_shared(&rx) else {
             return;
         };
         let out = process(&chunk, &opts, &mut asm);
@@ -263,22 +274,19 @@ fn process(
             .as_deref()
             .or(m.cluster.as_deref())
             .unwrap_or(&opts.cluster);
-        let row_ctx = RowContext {
-            cluster,
-            ingested_at_us,
+        let labels = Labels {
+            prefix: &prefix,
+            origin: &tp.origin,
+            row: RowContext {
+                cluster,
+                ingested_at_us,
+            },
+            profiles: &opts.profiles,
         };
         let lines = extracted.units.len();
         for (i, unit) in extracted.units.iter().enumerate() {
             let before = rejects.len();
-            events += asm.add(
-                unit,
-                m.offset as u64,
-                &prefix,
-                &tp.origin,
-                &row_ctx,
-                &opts.profiles,
-                &mut rejects,
-            );
+            events += asm.add(unit, m.offset as u64, &labels, &mut rejects);
             if lines > 1 {
                 for r in &mut rejects[before..] {
                     r.reason = format!("JSON line {}: {}", i + 1, r.reason);
@@ -309,11 +317,9 @@ fn process(
 /// Writer-side state of one partition.
 struct PartWrite {
     tp: Arc<Tp>,
-    state: SourceState,
-    /// The open segment with its first and last offset and start time.
-    segment: Option<(Segment, i64, i64, Instant)>,
-    next_seq: u64,
-    waiting: BTreeMap<u64, Processed>,
+    /// The open segment, its offsets and its commit policy.
+    c: Committer,
+    order: Reorder<Processed>,
     events: prometheus::IntCounter,
     /// Dead letters of the open segment bound for the dead-letter topic;
     /// delivered (or, failing that, written to the lake) before it commits.
@@ -363,7 +369,22 @@ fn write_loop(
         loop {
             match rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(WriterMsg::Work(work)) => w.take(work?)?,
-                Ok(WriterMsg::Control(Control::Open { tp, state })) => {
+                Ok(WriterMsg::Control(Control::Open { tp, reply })) => {
+                    // Finish any commit the partition's previous owner left, then resume after
+                    // what the lake holds.
+                    let state = match w.lake.recover(&tp.source, &tp.origin, Resume::Next) {
+                        Ok(state) => state,
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                            continue;
+                        }
+                    };
+                    let _ = reply.send(Ok(state.committed_through));
+                    let policy = Policy {
+                        rows: w.opts.segment_rows,
+                        age: w.opts.max_age,
+                    };
+                    let c = Committer::new(&w.lake, &tp.source, state, Resume::Next, policy);
                     let events = metrics
                         .kafka_events
                         .with_label_values(&[tp.topic.as_str(), &tp.partition.to_string()]);
@@ -371,10 +392,8 @@ fn write_loop(
                         tp.source.clone(),
                         PartWrite {
                             tp,
-                            state,
-                            segment: None,
-                            next_seq: 0,
-                            waiting: BTreeMap::new(),
+                            c,
+                            order: Reorder::default(),
                             events,
                             held: Vec::new(),
                         },
@@ -433,27 +452,19 @@ impl Writer<'_> {
             tracing::error!(source, "chunk for a partition this writer does not hold");
             return Err(ConsumeError::Pipeline);
         };
-        part.waiting.insert(p.seq, p);
+        part.order.push(p.seq, p);
         loop {
             let Some(part) = self.parts.get_mut(&source) else {
                 return Ok(());
             };
-            let Some(p) = part.waiting.remove(&part.next_seq) else {
+            let Some(p) = part.order.pop() else {
                 return Ok(());
             };
-            part.next_seq += 1;
             part.events.inc_by(p.events);
             self.first_work.get_or_insert_with(Instant::now);
             self.summary.messages += p.messages;
             self.summary.events += p.events;
-            let (seg, _, last, _) = part.segment.get_or_insert_with(|| {
-                (
-                    self.lake.segment(&part.tp.source),
-                    p.first,
-                    p.last,
-                    Instant::now(),
-                )
-            });
+            let seg = part.c.segment(p.first as u64, p.last as u64);
             for (key, batch) in &p.parts {
                 seg.write(*key, batch)?;
             }
@@ -466,9 +477,7 @@ impl Writer<'_> {
                     self.metrics.dead_letter_bytes.inc_by(bytes);
                 }
             }
-            *last = p.last;
-            let full = seg.is_full() || seg.rows() >= self.opts.segment_rows;
-            if full {
+            if part.c.due() {
                 self.commit_part(&source)?;
             }
             self.enforce_open_files()?;
@@ -479,7 +488,7 @@ impl Writer<'_> {
     fn enforce_open_files(&mut self) -> Result<(), ConsumeError> {
         let budget = (self.opts.max_open_files / self.opts.workers.max(1)).max(1);
         loop {
-            let open = |p: &PartWrite| p.segment.as_ref().map_or(0, |s| s.0.open_partitions());
+            let open = |p: &PartWrite| p.c.open_partitions();
             let total: usize = self.parts.values().map(open).sum();
             if total <= budget {
                 return Ok(());
@@ -500,11 +509,7 @@ impl Writer<'_> {
         let aged: Vec<String> = self
             .parts
             .iter()
-            .filter(|(_, p)| {
-                p.segment
-                    .as_ref()
-                    .is_some_and(|(_, _, _, t)| t.elapsed() >= self.opts.max_age)
-            })
+            .filter(|(_, p)| p.c.due())
             .map(|(s, _)| s.clone())
             .collect();
         for s in aged {
@@ -519,9 +524,9 @@ impl Writer<'_> {
         let Some(part) = self.parts.get_mut(source) else {
             return Ok(());
         };
-        let Some((mut seg, first, last, _)) = part.segment.take() else {
+        if !part.c.is_open() {
             return Ok(());
-        };
+        }
         if let Some(dlq) = &self.opts.dead_letter {
             let held = std::mem::take(&mut part.held);
             let n = held.len() as u64;
@@ -529,12 +534,16 @@ impl Writer<'_> {
             self.summary.rejected += n - failed.len() as u64;
             // Not confirmed by Kafka: kept in the lake instead, so the
             // offset commit below never outruns a dead letter.
-            for r in &failed {
-                seg.reject(r)?;
+            if let Some(seg) = part.c.open_segment() {
+                for r in &failed {
+                    seg.reject(r)?;
+                }
             }
         }
-        let stem = crate::ingest::stem(source, first as u64, last as u64);
-        let info = seg.commit(&stem, last as u64 + 1, &mut part.state)?;
+        let Some(done) = part.c.commit()? else {
+            return Ok(());
+        };
+        let (first, last, info) = (done.first, done.last, done.info);
         self.summary.rows += info.rows;
         self.summary.rejected += info.rejected;
         self.summary.files += info.files as u64;
@@ -556,16 +565,17 @@ impl Writer<'_> {
             tracing::error!("failpoint abort-after-lake-commit: aborting before the offset commit");
             std::process::abort();
         }
-        let _ = self
-            .commits
-            .send(vec![(part.tp.clone(), part.state.committed_through)]);
+        let _ = self.commits.send(vec![(part.tp.clone(), done.through)]);
         Ok(())
     }
 
     fn satisfied(&self, b: &Barrier) -> bool {
         b.parts.iter().all(|(tp, last_seq)| match last_seq {
             None => true,
-            Some(s) => self.parts.get(&tp.source).is_none_or(|p| p.next_seq > *s),
+            Some(s) => self
+                .parts
+                .get(&tp.source)
+                .is_none_or(|p| p.order.released_below() > *s),
         })
     }
 
@@ -584,7 +594,7 @@ impl Writer<'_> {
             }
             self.commit_part(&tp.source)?;
             if let Some(p) = self.parts.remove(&tp.source) {
-                out.push((p.tp, p.state.committed_through));
+                out.push((p.tp, p.c.state().committed_through));
             }
         }
         Ok(out)

@@ -17,8 +17,8 @@
 //! Gzip is inflated on a blocking thread, never on the async runtime: a
 //! review saw `/healthz` take 11 s while 32 gzip bombs inflated there.
 
-use crate::metrics::Metrics;
-use crate::wal::{Wal, WalError};
+use crate::buffer::wal::{Wal, WalError};
+use crate::ops::metrics::Metrics;
 use axum::body::Body;
 use axum::extract::{Extension, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -341,7 +341,7 @@ pub enum Sink {
     /// The local write-ahead log (2xx after its fsync).
     Wal(Wal),
     /// Kafka (2xx after every delivery report).
-    Kafka(Arc<crate::relay::Relay>),
+    Kafka(Arc<crate::sinks::kafka::Relay>),
 }
 
 /// The limits on request bodies.

@@ -195,13 +195,13 @@ impl<W: Write + Send> ParquetFile<W> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::lake::batch::{BatchBuilder, RowContext};
-    use crate::lake::{writer_properties, WriteOptions};
     use crate::schema::record_schema;
+    use crate::sinks::lake::batch::{BatchBuilder, RowContext};
+    use crate::sinks::lake::{writer_properties, WriteOptions};
 
     /// A batch of `n` generated events.
     pub(crate) fn generated_batch(n: u64) -> RecordBatch {
-        let text = crate::gen::jsonl(n, 11);
+        let text = crate::tools::gen::jsonl(n, 11);
         let text = std::str::from_utf8(&text).expect("generator writes UTF-8");
         let profiles = crate::profiles::Profiles::builtin();
         let ctx = RowContext {

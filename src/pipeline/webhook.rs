@@ -1,5 +1,5 @@
-//! Flush: the background stage that turns the write-ahead log into lake
-//! segments, then trims the log.
+//! The webhook's pipeline after the log ("flush"): the background stage that turns the
+//! write-ahead log into lake segments, then trims the log.
 //!
 //! It reads durable records in sequence order, decodes and resolves them,
 //! and commits a segment named after the record range (`<source>-<first>-
@@ -9,15 +9,16 @@
 //! truth until the lake has committed a record, and only then is the record
 //! eligible for trimming.
 
-use crate::ingest::Assembler;
-use crate::lake::batch::RowContext;
-use crate::lake::{Lake, LakeError, RejectRecord, Segment};
-use crate::metrics::Metrics;
+use super::assemble::{Assembler, Labels};
+use super::commit::{Committer, Policy};
+use crate::buffer::wal::{self, Reader, Wal, WalError};
+use crate::ops::metrics::Metrics;
 use crate::profiles::Profiles;
-use crate::wal::{self, Reader, Wal, WalError};
+use crate::sinks::lake::batch::RowContext;
+use crate::sinks::lake::{Lake, LakeError, RejectRecord, Resume};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -65,10 +66,10 @@ pub async fn run(
     let lake2 = lake.clone();
     let source = opts.source.clone();
     // Held while this runs: one writer per source.
-    let (_lock, mut state) = tokio::task::spawn_blocking(move || {
+    let (_lock, state) = tokio::task::spawn_blocking(move || {
         let what = "webhook write-ahead log";
         let lock = lake2.lock(&source, what)?;
-        let state = lake2.recover(&source, what, crate::lake::Resume::Last)?;
+        let state = lake2.recover(&source, what, crate::sinks::lake::Resume::Last)?;
         Ok::<_, LakeError>((lock, state))
     })
     .await
@@ -87,23 +88,26 @@ pub async fn run(
     let replay_until = *durable.borrow();
     let mut reader = Reader::new(wal.dir(), state.committed_through + 1);
     let mut asm = Assembler::default();
-    let mut segment: Option<(Segment, u64, Instant)> = None;
+    let policy = Policy {
+        rows: opts.segment_rows,
+        age: opts.max_age,
+    };
+    let mut c = Committer::new(&lake, &opts.source, state, Resume::Last, policy);
     // Bytes of the records in `segment`, settled against the log's
     // back-pressure measure once committed.
     let mut segment_bytes = 0u64;
     let mut settled_skipped = false;
-    let mut last_read = state.committed_through;
+    let mut last_read = c.state().committed_through;
     let prefix = format!("webhook:{}:", opts.source);
     let origin = format!("webhook {}", opts.source);
     let mut closed = false;
-    if replay_until <= state.committed_through {
+    if replay_until <= c.state().committed_through {
         ready.store(true, Ordering::Relaxed);
     }
     loop {
         let end = *durable.borrow_and_update();
         // Read what is durable, in bounded steps so that a long replay
         // still commits segments as it goes.
-        let mut pending_rows = 0u64;
         let step = tokio::task::block_in_place(|| -> Result<(), FlushError> {
             let mut rejects: Vec<RejectRecord> = Vec::new();
             let mut n = 0;
@@ -111,11 +115,15 @@ pub async fn run(
                 let Some(rec) = reader.next(end)? else { break };
                 n += 1;
                 segment_bytes += rec.frame_len();
-                let (seg, _, _) = segment
-                    .get_or_insert_with(|| (lake.segment(&opts.source), rec.seq, Instant::now()));
-                let row_ctx = RowContext {
-                    cluster: &rec.cluster,
-                    ingested_at_us: chrono::Utc::now().timestamp_micros(),
+                let seg = c.segment(rec.seq, rec.seq);
+                let labels = Labels {
+                    prefix: &prefix,
+                    origin: &origin,
+                    row: RowContext {
+                        cluster: &rec.cluster,
+                        ingested_at_us: chrono::Utc::now().timestamp_micros(),
+                    },
+                    profiles: &opts.profiles,
                 };
                 // A body that is not UTF-8 is decoded with each bad byte
                 // replaced by NUL, which keeps every offset and is invalid
@@ -131,21 +139,13 @@ pub async fn run(
                     }
                 };
                 let from = rejects.len();
-                let events = asm.add(
-                    text,
-                    rec.seq,
-                    &prefix,
-                    &origin,
-                    &row_ctx,
-                    &opts.profiles,
-                    &mut rejects,
-                );
+                let events = asm.add(text, rec.seq, &labels, &mut rejects);
                 if let Some(original) = original {
                     for r in &mut rejects[from..] {
                         let at = r.offset.unwrap_or(0) as usize;
                         let len = r.length.unwrap_or(0) as usize;
                         if let Some(bytes) = original.get(at..at + len) {
-                            r.keep(bytes, crate::lake::KEEP_PER_ITEM);
+                            r.keep(bytes, crate::sinks::lake::KEEP_PER_ITEM);
                         }
                     }
                 }
@@ -164,7 +164,6 @@ pub async fn run(
                 }
                 last_read = rec.seq;
             }
-            pending_rows = segment.as_ref().map(|s| s.0.rows()).unwrap_or(0);
             Ok(())
         });
         step?;
@@ -175,41 +174,32 @@ pub async fn run(
         }
         let caught_up = last_read >= end;
         let stopping = cancel.is_cancelled() || closed;
-        let due = match &segment {
-            Some((seg, _, started)) => {
-                stopping && caught_up
-                    || pending_rows >= opts.segment_rows
-                    || started.elapsed() >= opts.max_age
-                    || seg.is_full()
-                    || (!ready.load(Ordering::Relaxed) && caught_up && last_read >= replay_until)
-            }
-            None => false,
-        };
+        // Besides the policy: at shutdown once caught up, and when the replay is read (so that
+        // readiness does not wait for the age).
+        let due = c.is_open()
+            && (c.due()
+                || stopping && caught_up
+                || (!ready.load(Ordering::Relaxed) && caught_up && last_read >= replay_until));
         if due {
-            if let Some((seg, first, _)) = segment.take() {
-                let t = Instant::now();
-                let stem = crate::ingest::stem(&opts.source, first, last_read);
-                let info =
-                    tokio::task::block_in_place(|| seg.commit(&stem, last_read, &mut state))?;
-                metrics.flush_latency.observe(t.elapsed().as_secs_f64());
-                metrics.files_committed.inc_by(info.files as u64);
-                metrics.rows_committed.inc_by(info.rows);
-                metrics.committed_position.set(last_read as i64);
+            if let Some(done) = tokio::task::block_in_place(|| c.commit())? {
+                metrics.flush_latency.observe(done.took.as_secs_f64());
+                metrics.files_committed.inc_by(done.info.files as u64);
+                metrics.rows_committed.inc_by(done.info.rows);
+                metrics.committed_position.set(done.last as i64);
                 tracing::info!(
-                    first,
-                    last = last_read,
-                    rows = info.rows,
-                    files = info.files,
+                    first = done.first,
+                    last = done.last,
+                    rows = done.info.rows,
+                    files = done.info.files,
                     "lake segment committed"
                 );
                 let stats = wal.stats().clone();
                 let dir = wal.dir().to_path_buf();
-                let committed = state.committed_through;
                 stats.settle(std::mem::take(&mut segment_bytes));
-                tokio::task::block_in_place(|| wal::trim(&dir, committed, &stats))?;
+                tokio::task::block_in_place(|| wal::trim(&dir, done.through, &stats))?;
             }
         }
-        if !ready.load(Ordering::Relaxed) && state.committed_through >= replay_until {
+        if !ready.load(Ordering::Relaxed) && c.state().committed_through >= replay_until {
             ready.store(true, Ordering::Relaxed);
             tracing::info!(replayed_through = replay_until, "replay complete; ready");
         }
@@ -222,14 +212,11 @@ pub async fn run(
         if !caught_up {
             continue;
         }
-        if stopping && segment.is_none() && last_read >= *durable.borrow() {
+        if stopping && !c.is_open() && last_read >= *durable.borrow() {
             return Ok(());
         }
         // Wait for new records, the age deadline, or shutdown.
-        let wait = match &segment {
-            Some((_, _, started)) => opts.max_age.saturating_sub(started.elapsed()),
-            None => Duration::from_secs(3600),
-        };
+        let wait = c.age_left().unwrap_or(Duration::from_secs(3600));
         tokio::select! {
             res = durable.changed() => {
                 // The writer is gone: nothing more can become durable.

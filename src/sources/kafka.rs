@@ -17,8 +17,8 @@
 //! of text (Event, EventList, array, JSON lines, or one of these inside a
 //! wrapper field).
 
-use crate::lake::{Lake, LakeError, SourceState};
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
+use crate::sinks::lake::LakeError;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
@@ -105,10 +105,15 @@ pub type Offsets = Vec<(Arc<Tp>, u64)>;
 /// The writer's answer to a release: the offsets to commit, or why not.
 pub type ReleaseReply = SyncSender<Result<Offsets, String>>;
 
+/// The writer's answer to an open: the partition's next offset not yet in the lake (after
+/// finishing any commit its previous owner left), or why not.
+pub type OpenReply = SyncSender<Result<u64, LakeError>>;
+
 /// Messages sent from the consumer thread to the writer.
 pub enum Control {
-    /// This member now owns `tp`; its lake state (after recovery) is `state`.
-    Open { tp: Arc<Tp>, state: SourceState },
+    /// This member now owns `tp`: recover its lake state and answer with the offset to resume
+    /// from. The writer owns the lake; this source only reads messages.
+    Open { tp: Arc<Tp>, reply: OpenReply },
     /// Commit everything of these partitions up to and including chunk
     /// `last_seq` (`None`: no chunk was ever sent), forget them, and answer
     /// with the next offset of each. With `discard`, drop what is held
@@ -264,14 +269,20 @@ struct PartFeed {
     consumed: prometheus::IntCounter,
 }
 
+/// The lake writers as the consumer thread reaches them. A partition is owned by one writer, so
+/// Parquet encoding of different partitions runs in parallel. The pipeline supplies `send`, so
+/// this source does not depend on the pipeline that drives it.
+pub struct Writers {
+    pub count: usize,
+    /// Deliver a control message to writer `shard`; false once that writer is gone.
+    pub send: Box<dyn Fn(usize, Control) -> bool + Send>,
+}
+
 /// The consumer side of the pipeline: batches messages into chunks.
 pub struct Feed {
-    lake: Lake,
     parts: HashMap<(String, i32), PartFeed>,
     work: SyncSender<Chunk>,
-    /// One channel per lake writer; a partition is owned by one writer,
-    /// so Parquet encoding of different partitions runs in parallel.
-    writers: Vec<SyncSender<crate::consume::WriterMsg>>,
+    writers: Writers,
     next_shard: usize,
     settings: ConsumerSettings,
     metrics: Arc<Metrics>,
@@ -283,29 +294,27 @@ impl Feed {
     fn part(&mut self, topic: &str, partition: i32) -> Result<&mut PartFeed, KafkaSourceError> {
         let key = (topic.to_string(), partition);
         if !self.parts.contains_key(&key) {
-            let shard = self.next_shard % self.writers.len().max(1);
+            let shard = self.next_shard % self.writers.count.max(1);
             self.next_shard += 1;
             let tp = Arc::new(Tp::new(topic, partition, shard));
-            // This member owns the partition now: finish any interrupted
-            // commit of its previous owner before reading on.
-            let state = self
-                .lake
-                .recover(&tp.source, &tp.origin, crate::lake::Resume::Next)?;
-            let skip_below = state.committed_through as i64;
+            // This member owns the partition now: its writer finishes any interrupted commit of
+            // the previous owner and says where the lake ends, before anything is read on.
+            let (reply, answer) = std::sync::mpsc::sync_channel(1);
+            let open = Control::Open {
+                tp: tp.clone(),
+                reply,
+            };
+            if !(self.writers.send)(shard, open) {
+                return Err(KafkaSourceError::WriterGone);
+            }
+            let next = answer.recv().map_err(|_| KafkaSourceError::WriterGone)??;
+            let skip_below = i64::try_from(next).unwrap_or(i64::MAX);
             tracing::info!(
                 topic,
                 partition,
                 lake_next_offset = skip_below,
                 "partition opened"
             );
-            self.writers
-                .get(shard)
-                .ok_or(KafkaSourceError::WriterGone)?
-                .send(crate::consume::WriterMsg::Control(Control::Open {
-                    tp: tp.clone(),
-                    state,
-                }))
-                .map_err(|_| KafkaSourceError::WriterGone)?;
             let consumed = self
                 .metrics
                 .kafka_messages
@@ -410,9 +419,9 @@ impl Feed {
             parts.push((part.tp.clone(), part.next_seq.checked_sub(1)));
         }
         // Each writer flushes its own partitions; all answers are awaited.
-        let (tx, rx) = std::sync::mpsc::sync_channel(self.writers.len().max(1));
+        let (tx, rx) = std::sync::mpsc::sync_channel(self.writers.count.max(1));
         let mut asked = 0;
-        for (shard, writer) in self.writers.iter().enumerate() {
+        for shard in 0..self.writers.count {
             let mine: Vec<_> = parts
                 .iter()
                 .filter(|(tp, _)| tp.shard == shard)
@@ -421,12 +430,12 @@ impl Feed {
             if mine.is_empty() {
                 continue;
             }
-            let msg = crate::consume::WriterMsg::Control(Control::Release {
+            let msg = Control::Release {
                 parts: mine,
                 discard,
                 reply: tx.clone(),
-            });
-            if writer.send(msg).is_err() {
+            };
+            if !(self.writers.send)(shard, msg) {
                 self.broken.store(true, Ordering::Relaxed);
                 return;
             }
@@ -505,9 +514,8 @@ pub fn commit_offsets(
 /// Everything the consumer thread needs.
 pub struct ConsumerParts {
     pub settings: ConsumerSettings,
-    pub lake: Lake,
     pub work: SyncSender<Chunk>,
-    pub writers: Vec<SyncSender<crate::consume::WriterMsg>>,
+    pub writers: Writers,
     /// Offsets the writer has made safe to commit.
     pub commits: Receiver<Offsets>,
     pub metrics: Arc<Metrics>,
@@ -520,7 +528,6 @@ pub struct ConsumerParts {
 pub fn run(parts: ConsumerParts, cancel: CancellationToken) -> Result<(), KafkaSourceError> {
     let ConsumerParts {
         settings,
-        lake,
         work,
         writers,
         commits,
@@ -530,7 +537,6 @@ pub fn run(parts: ConsumerParts, cancel: CancellationToken) -> Result<(), KafkaS
     let broken = Arc::new(AtomicBool::new(false));
     let ctx = Ctx {
         feed: Mutex::new(Feed {
-            lake,
             parts: HashMap::new(),
             work,
             writers,

@@ -3,7 +3,7 @@
 //! several in flight. Reports acknowledged events/s and latency
 //! percentiles.
 
-use crate::gen::{Format, Generator};
+use crate::tools::gen::{Format, Generator};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;

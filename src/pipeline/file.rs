@@ -1,0 +1,365 @@
+//! The file-ingest pipeline: file source → decode + resolve → lake.
+//!
+//! Threads and bounded channels, so memory stays flat whatever the input
+//! size and both cores work:
+//!
+//! ```text
+//! reader ──chunks──▶ worker × N ──batches──▶ writer (this thread)
+//!        (bounded)   decode, resolve,        reorder by chunk, write
+//!                    build Arrow             segments, commit
+//! ```
+//!
+//! The writer restores input order (chunks carry a sequence number), so
+//! segment boundaries, and therefore file names, depend on the input only.
+//!
+//! A worker does not build rows one event at a time: its [`Assembler`]
+//! decodes a run of events, resolves them, and appends the run column by
+//! column. Every source (the webhook and Kafka too) assembles rows this way.
+
+use super::assemble::{Assembler, Labels};
+use super::commit::{Committed, Committer, Policy};
+use super::recv_shared;
+use super::reorder::Reorder;
+use crate::profiles::Profiles;
+use crate::sinks::lake::batch::{PartKey, RowContext};
+use crate::sinks::lake::{Lake, LakeError, RejectRecord, Resume, SourceState};
+use crate::sources::file::{Chunk, FileError, FileReader, UnitFlaw};
+use arrow::record_batch::RecordBatch;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    #[error("{path}: building Arrow batch: {source}")]
+    Arrow {
+        path: PathBuf,
+        source: arrow::error::ArrowError,
+    },
+    #[error("{path}: a pipeline thread stopped unexpectedly")]
+    Pipeline { path: PathBuf },
+}
+
+/// Settings shared by every file of one ingest run.
+#[derive(Clone)]
+pub struct IngestOptions {
+    pub cluster: String,
+    pub profiles: Arc<Profiles>,
+    /// Decode/resolve threads.
+    pub workers: usize,
+    /// Show a progress bar (only drawn on a terminal).
+    pub progress: bool,
+    /// `ingested_at` of every row of this run.
+    pub ingested_at_us: i64,
+}
+
+/// What ingesting one file did.
+#[derive(Debug, Clone, Default)]
+pub struct FileSummary {
+    pub path: PathBuf,
+    pub source: String,
+    pub events: u64,
+    pub rows: u64,
+    pub rejected: u64,
+    pub files: usize,
+    pub raw_bytes: u64,
+    pub parquet_bytes: u64,
+    /// Positions skipped because an earlier run committed them.
+    pub resumed_after: u64,
+    /// An unterminated last line left for the next run (still being
+    /// written), by position.
+    pub unterminated: Option<u64>,
+    pub elapsed: Duration,
+}
+
+/// A worker's output for one chunk.
+struct Processed {
+    seq: u64,
+    last_pos: u64,
+    parts: Vec<(PartKey, RecordBatch)>,
+    rejects: Vec<RejectRecord>,
+    events: u64,
+}
+
+/// Stable identity of an input: the cluster and its first line, so a
+/// rotated/renamed/compressed copy of the same log is the same source.
+pub fn source_id(cluster: &str, first_line: &[u8]) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(cluster.as_bytes());
+    h.update(&[0]);
+    h.update(first_line);
+    format!("f{:016x}", h.digest())
+}
+
+/// Ingest one file (or `-`) into the lake, resuming after what earlier
+/// runs committed.
+pub fn ingest_file(
+    lake: &Lake,
+    path: &Path,
+    opts: &IngestOptions,
+) -> Result<FileSummary, IngestError> {
+    let started = Instant::now();
+    let mut reader = FileReader::open(path)?;
+    let display = path.display().to_string();
+    let Some(first) = reader.first_line() else {
+        return Ok(FileSummary {
+            path: path.to_path_buf(),
+            elapsed: started.elapsed(),
+            ..Default::default()
+        });
+    };
+    let source = source_id(&opts.cluster, first);
+    // Held until this file is done: a second writer of the same source
+    // would delete this one's temporaries in `recover`.
+    let _lock = lake.lock(&source, &display)?;
+    let mut state = lake.recover(
+        &source,
+        &format!("file {display} cluster {}", opts.cluster),
+        crate::sinks::lake::Resume::Last,
+    )?;
+    reader.skip_through(state.committed_through);
+    let mut summary = FileSummary {
+        path: path.to_path_buf(),
+        source: source.clone(),
+        resumed_after: state.committed_through,
+        ..Default::default()
+    };
+    let raw_count = reader.raw_bytes.clone();
+    let bar = progress_bar(opts.progress, reader.raw_len, &display);
+
+    let workers = opts.workers.max(1);
+    let (chunk_tx, chunk_rx) = sync_channel::<Chunk>(workers * 2);
+    let (out_tx, out_rx) = sync_channel::<Result<Processed, IngestError>>(workers * 2);
+    let chunk_rx = Arc::new(Mutex::new(chunk_rx));
+    let reading = &mut reader;
+
+    let result = std::thread::scope(|scope| -> Result<(), IngestError> {
+        // Only the workers may hold the chunk receiver: when they stop
+        // after a writer error, the reader's blocked send fails and it
+        // stops too. (A copy kept here once left the reader blocked
+        // forever and `ingest` hung on any writer error.)
+        let chunk_rx = chunk_rx;
+        let reader_out = out_tx.clone();
+        scope.spawn(move || {
+            loop {
+                match reading.next_chunk() {
+                    Ok(Some(chunk)) => {
+                        if chunk_tx.send(chunk).is_err() {
+                            return; // writer gave up
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(e) => {
+                        let _ = reader_out.send(Err(e.into()));
+                        return;
+                    }
+                }
+            }
+        });
+        for _ in 0..workers {
+            let rx = chunk_rx.clone();
+            let tx = out_tx.clone();
+            let ctx = WorkerCtx {
+                profiles: opts.profiles.clone(),
+                cluster: opts.cluster.clone(),
+                ingested_at_us: opts.ingested_at_us,
+                path: display.clone(),
+            };
+            scope.spawn(move || worker(rx, tx, ctx));
+        }
+        drop(chunk_rx);
+        drop(out_tx);
+        let r = write_loop(
+            lake,
+            &out_rx,
+            &source,
+            &mut state,
+            &mut summary,
+            &bar,
+            &raw_count,
+        );
+        // Unblock the producers if the writer failed early.
+        drop(out_rx);
+        r
+    });
+    bar.finish_and_clear();
+    result.map_err(|e| match e {
+        IngestError::Pipeline { .. } => IngestError::Pipeline {
+            path: path.to_path_buf(),
+        },
+        other => other,
+    })?;
+    summary.raw_bytes = raw_count.load(Ordering::Relaxed);
+    summary.unterminated = reader.unterminated();
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+fn progress_bar(enabled: bool, len: Option<u64>, name: &str) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = match len {
+        Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()),
+        None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
+    };
+    let style = ProgressStyle::with_template(
+        "{msg} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, eta {eta})",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(name.to_string());
+    bar
+}
+
+fn write_loop(
+    lake: &Lake,
+    rx: &Receiver<Result<Processed, IngestError>>,
+    source: &str,
+    state: &mut SourceState,
+    summary: &mut FileSummary,
+    bar: &indicatif::ProgressBar,
+    raw_count: &Arc<std::sync::atomic::AtomicU64>,
+) -> Result<(), IngestError> {
+    let mut order = Reorder::default();
+    let mut c = Committer::new(lake, source, state.clone(), Resume::Last, Policy::WHEN_FULL);
+    let mut next_pos = state.committed_through + 1;
+    let result = (|| -> Result<(), IngestError> {
+        for msg in rx.iter() {
+            let p = msg?;
+            order.push(p.seq, p);
+            while let Some(p) = order.pop() {
+                summary.events += p.events;
+                let last = p.last_pos.max(next_pos.saturating_sub(1));
+                let seg = c.segment(next_pos, last);
+                for (part, batch) in &p.parts {
+                    seg.write(*part, batch)?;
+                }
+                for r in &p.rejects {
+                    seg.reject(r)?;
+                }
+                next_pos = last + 1;
+                if c.due() {
+                    add(summary, c.commit()?);
+                }
+                bar.set_position(raw_count.load(Ordering::Relaxed));
+            }
+        }
+        if order.held() > 0 {
+            return Err(IngestError::Pipeline {
+                path: PathBuf::new(),
+            });
+        }
+        add(summary, c.commit()?);
+        Ok(())
+    })();
+    *state = c.into_state();
+    result
+}
+
+fn add(summary: &mut FileSummary, done: Option<Committed>) {
+    if let Some(done) = done {
+        summary.rows += done.info.rows;
+        summary.rejected += done.info.rejected;
+        summary.files += done.info.files;
+        summary.parquet_bytes += done.info.bytes;
+    }
+}
+
+struct WorkerCtx {
+    profiles: Arc<Profiles>,
+    cluster: String,
+    ingested_at_us: i64,
+    path: String,
+}
+
+fn worker(
+    rx: Arc<Mutex<Receiver<Chunk>>>,
+    tx: std::sync::mpsc::SyncSender<Result<Processed, IngestError>>,
+    ctx: WorkerCtx,
+) {
+    let mut asm = Assembler::default();
+    let prefix = format!("file:{}:", ctx.path);
+    loop {
+        let Some(chunk) = recv_shared(&rx) else {
+            return;
+        };
+        let out = process_chunk(&chunk, &ctx, &prefix, &mut asm);
+        if tx.send(out).is_err() {
+            return;
+        }
+    }
+}
+
+fn process_chunk(
+    chunk: &Chunk,
+    ctx: &WorkerCtx,
+    prefix: &str,
+    asm: &mut Assembler,
+) -> Result<Processed, IngestError> {
+    let row_ctx = RowContext {
+        cluster: &ctx.cluster,
+        ingested_at_us: ctx.ingested_at_us,
+    };
+    let mut rejects = Vec::new();
+    let mut flawed = Vec::new();
+    let units = (0..chunk.units.len()).filter_map(|i| {
+        let (pos, text, flaw) = chunk.unit(i);
+        let record = match flaw {
+            UnitFlaw::None => return Some((pos, text)),
+            UnitFlaw::InvalidUtf8 => RejectRecord::of(
+                &ctx.path,
+                pos,
+                "line is not valid UTF-8 (the original bytes are in `base64`)".into(),
+                chunk.original(i).unwrap_or(text.as_bytes()),
+            ),
+            UnitFlaw::TooLong { length } => {
+                let mut r = RejectRecord::of(
+                    &ctx.path,
+                    pos,
+                    format!(
+                        "line of {length} bytes is over the {} MiB line limit (first 64 KiB kept)",
+                        crate::sources::file::MAX_LINE_BYTES >> 20
+                    ),
+                    text.as_bytes(),
+                );
+                r.truncated = true;
+                r.length = Some(length);
+                r
+            }
+        };
+        flawed.push(record);
+        None
+    });
+    let labels = Labels {
+        prefix,
+        origin: &ctx.path,
+        row: row_ctx,
+        profiles: &ctx.profiles,
+    };
+    let events = asm.add_units(units, &labels, &mut rejects);
+    if !flawed.is_empty() {
+        // Back into line order (the sort is stable: items of one line keep
+        // theirs).
+        rejects.append(&mut flawed);
+        rejects.sort_by_key(|r| r.position);
+    }
+    let parts = asm.finish().map_err(|source| IngestError::Arrow {
+        path: PathBuf::from(&ctx.path),
+        source,
+    })?;
+    Ok(Processed {
+        seq: chunk.seq,
+        last_pos: chunk.last_pos,
+        parts,
+        rejects,
+        events,
+    })
+}
