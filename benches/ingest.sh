@@ -20,7 +20,7 @@
 # child (python3), so GNU time is not needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/auditlake-target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
 EVENTS=1000000
 ROUNDS=3

@@ -8,7 +8,7 @@
 # Prints the tools' own summaries and peak RSS. Usage: bash benches/kafka.sh [EVENTS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/auditlake-target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 EVENTS="${1:-1000000}"
 cargo build --release --quiet
 BIN="$CARGO_TARGET_DIR/release/auditlake"

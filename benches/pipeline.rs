@@ -2,6 +2,7 @@
 //! event parser, scanner against serde_json), resolve, Arrow assembly and
 //! Parquet encoding. Reported as events/s (elements) and
 //! input MB/s (bytes). End-to-end figures are in the README.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use auditlake::decode::{decode_unit, decode_unit_in, scan, Decoded};
 use auditlake::event::{Event, Spare};

@@ -25,7 +25,7 @@
 # ~/.cache/auditlake/venv; AUDITLAKE_BENCH_PYTHON overrides).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/auditlake-target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
 EVENTS=10000000
 ROUNDS=3

@@ -25,7 +25,7 @@
 #   -q  named queries (default actor-via-proxy,secrets-by-humans,who-acted-as-whom)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/auditlake-target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
 EVENTS=10000000
 ROWS=1264

@@ -1,6 +1,7 @@
 //! The end-to-end benchmark script (`benches/ingest.sh`) on a small input:
 //! it must run the real binary, check every run stored every event, and
 //! report one row per run and round plus a range per binary.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod common;
 use common::bin;

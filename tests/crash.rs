@@ -1,5 +1,6 @@
 //! Crash safety of file ingest: `kill -9` the real process at arbitrary
 //! moments, re-run, and require every line stored exactly once.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod common;
 use common::*;

@@ -1,6 +1,7 @@
 //! Property tests: no input makes the decoder or resolver panic, no input
 //! disappears silently (every unit yields events or rejections), and the
 //! decoder's fast scanner reads an event exactly as serde_json does.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use auditlake::decode::{decode_unit, scan};
 use auditlake::event::Event;

@@ -1,5 +1,6 @@
 //! The lake is readable by other engines: DuckDB and pyarrow (from PyPI,
 //! installed by tests/run.sh) read it and agree with DataFusion.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod common;
 use common::*;

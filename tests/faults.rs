@@ -1,6 +1,7 @@
 //! The failure paths of `auditlake ingest` (issue 19): lines still being
 //! written, over-long lines, impossible dates, lost state, writer errors
 //! and concurrent writers. Real binary, real files, bounded in time.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod common;
 use common::*;

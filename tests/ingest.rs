@@ -1,5 +1,6 @@
 //! Fixture-driven tests of `auditlake ingest` and `auditlake query`,
 //! through the real binary, real files and a real lake.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod common;
 use common::*;

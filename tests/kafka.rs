@@ -1,6 +1,7 @@
 //! `auditlake consume` against a real Apache Kafka broker (KRaft, loopback):
 //! consumer groups with kill -9 and rebalances, a crash between the lake
 //! commit and the offset commit, poison messages, wrapper formats, metrics.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Every named query runs on a fixture lake (hand-written identity
 //! scenarios plus generated traffic). Each query's answer on the
 //! hand-written events is checked, and full outputs are snapshotted.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod common;
 use common::*;

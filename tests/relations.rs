@@ -6,6 +6,7 @@
 //! than the last, and reused Audit-IDs. Every named query, and a set of
 //! statements chosen to exercise each kind of pushed filter, must return
 //! the same rows from both.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod common;
 use auditlake::query::{self, reference, LakeQuery, OpenOptions, Window};

@@ -2,10 +2,11 @@
 # The whole test suite, on a bare machine: installs what the tests need
 # (Python packages for the DuckDB / pyarrow cross-checks, Apache Kafka's
 # jars for the broker the Kafka tests start with Java), then runs every
-# Rust test in release mode (one build serves the demo, tests and benches).
+# Rust test in release mode. The build goes where `cargo run --release` puts
+# it (target/, or $CARGO_TARGET_DIR), so the README's demo and this suite
+# share one build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/auditlake-target}"
 CACHE="${AUDITLAKE_CACHE:-$HOME/.cache/auditlake}"
 mkdir -p "$CACHE"
 

@@ -1,5 +1,6 @@
 //! `auditlake serve` as kube-apiserver sees it: a real server process, real
 //! TLS (mTLS and bearer tokens) from a real HTTP client, real kills.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod common;
 use common::serve::*;

@@ -2,6 +2,7 @@
 //! write-ahead log, hostile bodies (bytes that are not UTF-8, NULs, gzip
 //! bombs) and slow clients. Real server processes, real files, loopback
 //! only, bounded in time and count.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod common;
 use common::serve::*;

@@ -184,8 +184,8 @@ fn flush_run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
     use crate::decode::decode_unit;
+    use std::collections::BTreeMap;
 
     /// `add_units` appends in runs, column by column; the batches and
     /// rejections must be exactly what appending each event on its own

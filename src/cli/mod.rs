@@ -1,0 +1,345 @@
+//! The command line: one file per command, each with its `Args` (flags, with the environment
+//! variable of each), the conversion into the library's runtime settings, and `run`.
+//!
+//! Flag groups that several commands share are defined once here and flattened into each
+//! (`#[command(flatten)]`), so an option has one spelling, one environment variable and one range
+//! everywhere. Values out of range are refused with the range in the message, never clamped.
+
+pub mod consume;
+pub mod demo;
+pub mod gen;
+pub mod ingest;
+pub mod loadgen;
+pub mod produce;
+pub mod queries;
+pub mod query;
+pub mod schema;
+pub mod serve;
+pub mod verify;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Kubernetes audit logs in, a Parquet lake that answers "who actually did
+/// this?" out.
+///
+/// auditlake decodes kube-apiserver audit events, resolves the real actor
+/// behind impersonating proxies (Pinniped, kube-oidc-proxy, Rancher, Azure
+/// Arc, kubectl --as), flags forged identity claims, and writes a
+/// Hive-partitioned Parquet lake (dt=YYYY-MM-DD/hour=HH) that the built-in
+/// SQL engine, DuckDB, Spark, Trino and pyarrow can read.
+///
+/// Every option can also be set with an AUDITLAKE_* environment variable,
+/// named in each option's help.
+#[derive(Parser, Debug)]
+#[command(name = "auditlake", version, max_term_width = 100)]
+pub struct Cli {
+    /// Log filter (tracing EnvFilter syntax, e.g. `info`, `auditlake=debug`).
+    #[arg(long, global = true, env = "AUDITLAKE_LOG", default_value = "warn")]
+    pub log: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    Demo(demo::Args),
+    Gen(gen::Args),
+    Ingest(ingest::Args),
+    Query(query::Args),
+    Serve(Box<serve::Args>),
+    Consume(consume::Args),
+    Produce(produce::Args),
+    Loadgen(loadgen::Args),
+    Queries(queries::Args),
+    Schema(schema::Args),
+    Verify(verify::Args),
+}
+
+impl Command {
+    /// Commands that only write to standard output and hold no sockets: a closed pipe ends
+    /// them quietly (see `main`).
+    pub fn writes_to_a_pipe(&self) -> bool {
+        matches!(
+            self,
+            Command::Gen(_)
+                | Command::Query(_)
+                | Command::Queries(_)
+                | Command::Schema(_)
+                | Command::Verify(_)
+        )
+    }
+
+    pub fn run(self) -> Result<()> {
+        match self {
+            Command::Demo(a) => demo::run(a),
+            Command::Gen(a) => gen::run(a),
+            Command::Ingest(a) => ingest::run(a),
+            Command::Query(a) => query::run(a),
+            Command::Serve(a) => serve::run(*a),
+            Command::Consume(a) => consume::run(a),
+            Command::Produce(a) => produce::run(a),
+            Command::Loadgen(a) => loadgen::run(a),
+            Command::Queries(a) => queries::run(a),
+            Command::Schema(a) => schema::run(a),
+            Command::Verify(a) => verify::run(a),
+        }
+    }
+}
+
+/// `--profiles`, for every command that resolves identities.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ProfileArgs {
+    /// Proxy profiles TOML (default: the built-in schemas/proxies.toml).
+    #[arg(long, env = "AUDITLAKE_PROFILES")]
+    pub profiles: Option<PathBuf>,
+}
+
+impl ProfileArgs {
+    pub fn load(&self) -> Result<auditlake::profiles::Profiles> {
+        Ok(auditlake::profiles::Profiles::load(
+            self.profiles.as_deref(),
+        )?)
+    }
+}
+
+/// When a long-running writer (serve, consume) commits a lake segment.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CommitArgs {
+    /// Commit a lake segment once it holds this many rows.
+    #[arg(long, env = "AUDITLAKE_SEGMENT_ROWS", default_value_t = 500_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub segment_rows: u64,
+    /// ...or this many seconds after its first row, at the latest (bounds how far the lake, and
+    /// Kafka's committed offsets, trail behind). 0.05 to 86400.
+    #[arg(long, env = "AUDITLAKE_FLUSH_SECONDS", default_value = "10",
+          value_parser = seconds_in(0.05, 86_400.0))]
+    pub flush_seconds: Duration,
+}
+
+/// librdkafka properties, spelled the same on every command that talks to Kafka.
+#[derive(clap::Args, Debug, Clone)]
+pub struct KafkaClientArgs {
+    /// librdkafka property passed through, as kcat does (TLS, SASL, tuning), e.g.
+    /// -X security.protocol=ssl (repeatable; comma-separated in the environment variable).
+    #[arg(
+        short = 'X',
+        long = "kafka-option",
+        value_name = "KEY=VALUE",
+        env = "AUDITLAKE_KAFKA_OPTIONS",
+        value_delimiter = ','
+    )]
+    pub options: Vec<String>,
+}
+
+impl KafkaClientArgs {
+    pub fn parse(&self) -> Result<Vec<(String, String)>> {
+        Ok(auditlake::sources::kafka::parse_options(&self.options)?)
+    }
+}
+
+/// `--workers`: decode/resolve threads.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WorkerArgs {
+    /// Decode/resolve threads (default: the number of cores).
+    #[arg(long, env = "AUDITLAKE_WORKERS", value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub workers: Option<u64>,
+}
+
+impl WorkerArgs {
+    pub fn get(&self) -> usize {
+        match self.workers {
+            Some(n) => n as usize,
+            None => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        }
+    }
+}
+
+/// A value parser for seconds (`10`, `0.5`) within `min..=max`.
+pub fn seconds_in(min: f64, max: f64) -> impl Fn(&str) -> Result<Duration, String> + Clone {
+    move |s: &str| {
+        let v: f64 = s
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+        if !(min..=max).contains(&v) {
+            return Err(format!("{v} s is out of range: {min} to {max} seconds"));
+        }
+        Ok(Duration::from_secs_f64(v))
+    }
+}
+
+/// Sizes: `512MiB`, `2GiB`, `1G`, `1500000`, within `min..=max` bytes.
+pub fn bytes_in(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, String> + Clone {
+    move |s: &str| {
+        let t = s.trim();
+        let split = t
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(t.len());
+        let (n, unit) = t.split_at(split);
+        let n: f64 = n
+            .parse()
+            .map_err(|_| format!("{s:?} is not a size: use bytes or a unit (512MiB, 2GiB, 1G)"))?;
+        let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1.0,
+            "k" | "kb" => 1e3,
+            "kib" => 1024.0,
+            "m" | "mb" => 1e6,
+            "mib" => 1024.0 * 1024.0,
+            "g" | "gb" => 1e9,
+            "gib" => 1024.0 * 1024.0 * 1024.0,
+            _ => {
+                return Err(format!(
+                    "{s:?}: unknown unit; use B, KiB, MiB, GiB (or K, M, G)"
+                ))
+            }
+        };
+        let v = n * mult;
+        if !(min as f64..=max as f64).contains(&v) {
+            return Err(format!(
+                "{s:?} is out of range: {} to {}",
+                human(min),
+                human(max)
+            ));
+        }
+        Ok(v as u64)
+    }
+}
+
+fn human(b: u64) -> String {
+    match b {
+        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{}GiB", b >> 30),
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{}MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{}KiB", b >> 10),
+        b => format!("{b} bytes"),
+    }
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// The one cancellation helper of the long-running commands: a token cancelled on SIGTERM or
+/// SIGINT. The handlers are installed when this is called (not when first polled), so a signal
+/// that arrives during start-up is not lost to the default action. Must be called inside the
+/// runtime. What each command does on cancellation is its shutdown order: stop accepting,
+/// drain, commit the lake, commit offsets, exit.
+pub fn cancel_on_signal() -> Result<CancellationToken> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("signal received; shutting down");
+        cancel.cancel();
+    });
+    Ok(token)
+}
+
+pub fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse(args: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("auditlake").chain(args.split_whitespace()))
+    }
+
+    fn refused(args: &str, says: &str) {
+        match parse(args) {
+            Ok(c) => panic!("`{args}` was accepted: {c:?}"),
+            Err(e) => {
+                let text = e.to_string();
+                assert!(text.contains(says), "`{args}`: {text}");
+            }
+        }
+    }
+
+    /// The rules between flags, and ranges instead of clamps.
+    #[test]
+    fn flag_rules() {
+        refused("serve --flush-seconds 0 --lake l", "0.05 to 86400");
+        refused(
+            "consume --brokers b --topic t --lake l --flush-seconds 1e9",
+            "out of range",
+        );
+        refused("serve --lake l --segment-rows 0", "0");
+        refused("ingest --lake l --workers 0 f", "0");
+        refused("serve --tls-cert c --lake l", "--tls-key");
+        refused("serve", "--lake");
+        refused("serve --kafka-brokers b --lake l", "--kafka-topic");
+        refused("query --lake l --named x SELECT", "cannot be used with");
+        refused("query --lake l --memory-limit 1KiB SELECT", "out of range");
+        refused("loadgen --url u --ca c --cert x", "--key");
+        refused("consume --brokers b --lake l", "--topic");
+        // One spelling for Kafka client options on every command, short and long.
+        for cmd in [
+            "serve --kafka-brokers b --kafka-topic t",
+            "consume --brokers b --topic t --lake l",
+            "produce --brokers b --topic t",
+        ] {
+            for flag in ["-X", "--kafka-option"] {
+                let c = parse(&format!("{cmd} {flag} acks=all")).expect(cmd);
+                let options = match c.command {
+                    Command::Serve(a) => a.kafka.options,
+                    Command::Consume(a) => a.kafka.options,
+                    Command::Produce(a) => a.kafka.options,
+                    other => panic!("{other:?}"),
+                };
+                assert_eq!(options, vec!["acks=all".to_string()], "{cmd} {flag}");
+            }
+        }
+        // What clap lets through, the command refuses before it starts.
+        let Command::Query(q) = parse("query --lake l --param a=b SELECT")
+            .expect("parses")
+            .command
+        else {
+            panic!("query")
+        };
+        let e = q.validate().expect_err("--param without --named");
+        assert!(e.to_string().contains("--named"), "{e}");
+        let c = parse("serve --lake l --flush-seconds 0.5").expect("valid");
+        let Command::Serve(a) = c.command else {
+            panic!("serve")
+        };
+        assert_eq!(a.commit.flush_seconds, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn sizes() {
+        let p = bytes_in(1 << 20, 1 << 40);
+        for (s, want) in [
+            ("512MiB", Some(512u64 << 20)),
+            ("2GiB", Some(2 << 30)),
+            ("1G", Some(1_000_000_000)),
+            ("1500000", Some(1_500_000)),
+            ("1KiB", None),
+            ("lots", None),
+            ("3XB", None),
+        ] {
+            assert_eq!(p(s).ok(), want, "{s}");
+        }
+    }
+}
