@@ -17,11 +17,13 @@
 #   - `count`:  SELECT count(*) FROM audit: every file's footer;
 #   - the named queries given with -q (default three of the heavier ones), all data.
 #
-# Usage: bash benches/small_files.sh [-n EVENTS] [-s ROWS] [-r ROUNDS] [-q QUERY,...] [BINARY]
+# Usage: bash benches/small_files.sh [-n EVENTS] [-s ROWS] [-r ROUNDS] [-w DIR] [-q QUERY,...] [BINARY]
 #   -n  events (default 10000000)
 #   -s  rows per serve commit (default 1264: 10 s flushes at 126 events/s, which is what the
 #       generator's 10M events over 22 hours come to)
 #   -r  rounds (default 3)
+#   -w  work directory holding the lakes (default ~/.cache/auditlake-bench, shared with
+#       benches/query.sh); a lake is built once and reused
 #   -q  named queries (default actor-via-proxy,secrets-by-humans,who-acted-as-whom)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,13 +33,15 @@ EVENTS=10000000
 ROWS=1264
 ROUNDS=3
 QUERIES="actor-via-proxy,secrets-by-humans,who-acted-as-whom"
-while getopts "n:s:r:q:" opt; do
+WORK="$HOME/.cache/auditlake-bench"
+while getopts "n:s:r:w:q:" opt; do
   case "$opt" in
     n) EVENTS="$OPTARG" ;;
     s) ROWS="$OPTARG" ;;
     r) ROUNDS="$OPTARG" ;;
+    w) WORK="$OPTARG" ;;
     q) QUERIES="$OPTARG" ;;
-    *) echo "usage: bash benches/small_files.sh [-n EVENTS] [-s ROWS] [-r ROUNDS] [-q QUERY,...] [BINARY]" >&2; exit 2 ;;
+    *) echo "usage: bash benches/small_files.sh [-n EVENTS] [-s ROWS] [-r ROUNDS] [-w DIR] [-q QUERY,...] [BINARY]" >&2; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
@@ -46,7 +50,6 @@ if [ -z "$BIN" ]; then
   cargo build --release --bin auditlake --quiet
   BIN="$CARGO_TARGET_DIR/release/auditlake"
 fi
-WORK="$HOME/.cache/auditlake-bench"
 mkdir -p "$WORK"
 BIG="$WORK/lake-$EVENTS"
 SMALL="$WORK/lake-$EVENTS-serve-$ROWS"

@@ -203,3 +203,59 @@ fn query_bench_compares_engines_on_the_same_answers() {
         .count();
     assert_eq!(runs, 4, "{stdout}");
 }
+
+/// The small-file benchmark on a small lake: it must build both lakes (one through a real
+/// `serve`), hold every event in each, and report the same answers on both.
+#[test]
+fn small_files_bench_compares_the_two_lakes() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let work = tempfile::tempdir().expect("tempdir");
+    let exe = bin();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new("bash")
+        .arg(format!("{root}/benches/small_files.sh"))
+        .args([
+            "-n",
+            "8000",
+            "-s",
+            "800",
+            "-r",
+            "1",
+            "-q",
+            "who-acted-as-whom",
+        ])
+        .arg("-w")
+        .arg(work.path())
+        .arg(&exe)
+        .output()
+        .expect("bash benches/small_files.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 8,000 events in batches of 400, a commit from 800 rows on (more when several batches are
+    // durable by the time the flusher reads): several files in the one hour, against one.
+    let files = |lake: &str| -> u64 {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{lake}: ")))
+            .unwrap_or_else(|| panic!("no {lake} line:\n{stdout}"));
+        let before = line.split(" Parquet files").next().unwrap_or_default();
+        before
+            .rsplit(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("a file count")
+    };
+    assert_eq!(files("ingest"), 1, "{stdout}");
+    assert!(files("serve") >= 2, "{stdout}");
+    for probe in ["plan", "count", "who-acted-as-whom"] {
+        let row = stdout
+            .lines()
+            .rfind(|l| l.starts_with(&format!("| {probe} |")))
+            .unwrap_or_else(|| panic!("no summary row for {probe}:\n{stdout}"));
+        assert!(row.ends_with("| yes |"), "{row}");
+    }
+}

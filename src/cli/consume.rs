@@ -124,6 +124,10 @@ pub fn run(a: Args) -> Result<()> {
         max_age: a.commit.flush_seconds,
         max_message_bytes: a.max_message_bytes as usize,
         max_open_files: a.max_open_files as usize,
+        // A test hook, deliberately not a flag: the crash tests set it to kill the process in the
+        // one window exactly-once must survive.
+        abort_after_lake_commit: std::env::var("AUDITLAKE_FAILPOINT").as_deref()
+            == Ok("abort-after-lake-commit"),
         dead_letter: match &a.dead_letter_topic {
             Some(t) => Some(Arc::new(auditlake::sinks::kafka::DeadLetterTopic::new(
                 &a.brokers, t, &options,
@@ -144,7 +148,7 @@ pub fn run(a: Args) -> Result<()> {
         let metrics = Arc::new(auditlake::ops::metrics::Metrics::new());
         let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let http_stop = tokio_util::sync::CancellationToken::new();
-        let addr = auditlake::ops::metrics::serve_http(
+        let addr = auditlake::ops::serve(
             metrics_listen,
             metrics.clone(),
             ready.clone(),

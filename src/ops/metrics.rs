@@ -186,48 +186,6 @@ impl Metrics {
     }
 }
 
-/// Serve `/metrics`, `/healthz` and `/readyz` over plain HTTP on `listen`
-/// until `cancel` fires (for commands without a server of their own).
-/// Returns the bound address (port 0 picks one).
-pub async fn serve_http(
-    listen: std::net::SocketAddr,
-    metrics: std::sync::Arc<Metrics>,
-    ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    cancel: tokio_util::sync::CancellationToken,
-) -> std::io::Result<std::net::SocketAddr> {
-    use axum::http::{header, StatusCode};
-    use axum::routing::get;
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let addr = listener.local_addr()?;
-    let router = axum::Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(move || async move {
-                if ready.load(std::sync::atomic::Ordering::Relaxed) {
-                    (StatusCode::OK, "ready")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "starting")
-                }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(move || async move {
-                (
-                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                    metrics.render(),
-                )
-            }),
-        );
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { cancel.cancelled().await })
-            .await;
-    });
-    Ok(addr)
-}
-
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()

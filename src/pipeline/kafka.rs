@@ -80,6 +80,9 @@ pub struct ConsumeOptions {
     pub max_open_files: usize,
     /// Dead letters go to this topic (else to the lake's `_rejected/`).
     pub dead_letter: Option<Arc<crate::sinks::kafka::DeadLetterTopic>>,
+    /// Failpoint for the crash tests: abort right after a lake commit, before its offsets are
+    /// handed to the consumer (the window exactly-once must survive).
+    pub abort_after_lake_commit: bool,
 }
 
 /// Totals of one run.
@@ -341,10 +344,6 @@ struct Writer<'a> {
     parts: HashMap<String, PartWrite>,
     summary: ConsumeSummary,
     first_work: Option<Instant>,
-    /// Test hook: `abort-after-lake-commit` kills the process between a lake
-    /// commit and the offset commit it allows (the window a crash test
-    /// needs to hit exactly).
-    failpoint: Option<String>,
 }
 
 fn write_loop(
@@ -362,7 +361,6 @@ fn write_loop(
         parts: HashMap::new(),
         summary: ConsumeSummary::default(),
         first_work: None,
-        failpoint: std::env::var("AUDITLAKE_FAILPOINT").ok(),
     };
     let mut barriers: Vec<Barrier> = Vec::new();
     let result = (|| -> Result<(), ConsumeError> {
@@ -561,7 +559,7 @@ impl Writer<'_> {
             rejected = info.rejected,
             "lake segment committed"
         );
-        if self.failpoint.as_deref() == Some("abort-after-lake-commit") {
+        if self.opts.abort_after_lake_commit {
             tracing::error!("failpoint abort-after-lake-commit: aborting before the offset commit");
             std::process::abort();
         }
@@ -598,5 +596,152 @@ impl Writer<'_> {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The Kafka writer loop in-process, driven by the messages the consumer thread and the
+    //! workers send it: no broker. It must recover a partition when told to open it, commit
+    //! chunks in sequence whatever order they arrive in, and answer a release with the next
+    //! offset only after the lake commit that covers it.
+    use super::*;
+    use crate::sinks::lake::WriteOptions;
+    use crate::sources::kafka::{ConsumerSettings, Message};
+    use std::sync::mpsc::channel;
+
+    fn options() -> ConsumeOptions {
+        ConsumeOptions {
+            consumer: ConsumerSettings {
+                brokers: "unused:9092".into(),
+                topics: vec!["audit".into()],
+                group: "g".into(),
+                options: vec![],
+                cluster_header: None,
+                chunk_messages: 100,
+                chunk_bytes: 1 << 20,
+                chunk_wait: Duration::from_millis(10),
+                exit_at_end: false,
+            },
+            cluster: "k".into(),
+            payload_field: None,
+            cluster_field: None,
+            profiles: Arc::new(Profiles::builtin()),
+            workers: 1,
+            segment_rows: 1_000_000,
+            max_age: Duration::from_secs(3600),
+            max_message_bytes: 1 << 20,
+            max_open_files: 32,
+            dead_letter: None,
+            abort_after_lake_commit: false,
+        }
+    }
+
+    /// Chunk `seq` of partition `tp`: messages at offsets `from..from + n`, one event each, and
+    /// one that is not JSON at the end.
+    fn chunk(tp: &Arc<Tp>, seq: u64, from: i64, n: usize) -> Chunk {
+        let text = crate::tools::gen::jsonl(n as u64, seq + 1);
+        let mut messages: Vec<Message> = std::str::from_utf8(&text)
+            .expect("utf-8")
+            .lines()
+            .enumerate()
+            .map(|(i, l)| Message {
+                offset: from + i as i64,
+                payload: Some(l.as_bytes().to_vec()),
+                cluster: None,
+            })
+            .collect();
+        messages.push(Message {
+            offset: from + n as i64,
+            payload: Some(b"{not json".to_vec()),
+            cluster: None,
+        });
+        Chunk {
+            tp: tp.clone(),
+            seq,
+            messages,
+        }
+    }
+
+    fn open_part(tx: &SyncSender<WriterMsg>, tp: &Arc<Tp>) -> u64 {
+        let (reply, answer) = sync_channel(1);
+        tx.send(WriterMsg::Control(Control::Open {
+            tp: tp.clone(),
+            reply,
+        }))
+        .expect("writer alive");
+        answer.recv().expect("answered").expect("recovered")
+    }
+
+    fn release(tx: &SyncSender<WriterMsg>, tp: &Arc<Tp>, last_seq: u64) -> Offsets {
+        let (reply, answer) = sync_channel(1);
+        tx.send(WriterMsg::Control(Control::Release {
+            parts: vec![(tp.clone(), Some(last_seq))],
+            discard: false,
+            reply,
+        }))
+        .expect("writer alive");
+        answer.recv().expect("answered").expect("released")
+    }
+
+    #[test]
+    fn the_writer_commits_in_order_then_hands_offsets_over() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::open(dir.path(), WriteOptions::default()).expect("lake");
+        let opts = options();
+        let run_writer = |lake: Lake, opts: ConsumeOptions| {
+            let (tx, rx) = sync_channel::<WriterMsg>(8);
+            let (commits, committed) = channel::<Offsets>();
+            let handle =
+                std::thread::spawn(move || write_loop(rx, lake, &opts, commits, &Metrics::new()));
+            (tx, committed, handle)
+        };
+
+        let (tx, committed, handle) = run_writer(lake.clone(), opts.clone());
+        let tp = Arc::new(Tp::new("audit", 3, 0));
+        assert_eq!(open_part(&tx, &tp), 0, "a new partition starts at offset 0");
+        let mut asm = Assembler::default();
+        // Chunk 1 (offsets 21..=41) arrives before chunk 0 (offsets 0..=20).
+        let c1 = process(&chunk(&tp, 1, 21, 20), &opts, &mut asm);
+        let c0 = process(&chunk(&tp, 0, 0, 20), &opts, &mut asm);
+        tx.send(WriterMsg::Work(c1)).expect("send");
+        // The release waits for chunk 0, which is still to come.
+        let releasing = {
+            let (tx, tp) = (tx.clone(), tp.clone());
+            std::thread::spawn(move || release(&tx, &tp, 1))
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!releasing.is_finished(), "released before chunk 0 arrived");
+        tx.send(WriterMsg::Work(c0)).expect("send");
+        let offsets = releasing.join().expect("release thread");
+        assert_eq!(offsets.len(), 1);
+        assert_eq!(offsets[0].1, 42, "the next offset after the last message");
+        // The offset commit was also handed to the consumer, after the lake commit.
+        assert_eq!(
+            committed.recv().expect("offsets").first().map(|o| o.1),
+            Some(42)
+        );
+        drop(tx);
+        let summary = handle.join().expect("writer thread").expect("writer ok");
+        assert_eq!(
+            (summary.events, summary.rows, summary.rejected),
+            (40, 40, 2)
+        );
+        let names: Vec<String> = crate::sinks::lake::parquet_files(dir.path())
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        assert!(
+            names
+                .iter()
+                .all(|n| n.starts_with("k.audit.3-000000000000-000000000041")),
+            "{names:?}"
+        );
+
+        // Another owner opening the partition resumes after what the lake holds.
+        let (tx, _committed, handle) = run_writer(lake, opts);
+        assert_eq!(open_part(&tx, &tp), 42);
+        drop(tx);
+        handle.join().expect("writer thread").expect("writer ok");
     }
 }

@@ -23,7 +23,7 @@ use axum::body::Body;
 use axum::extract::{Extension, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::Router;
 use http_body_util::BodyExt;
 use rustls::pki_types::pem::PemObject;
@@ -33,7 +33,7 @@ use rustls::sign::CertifiedKey;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use subtle::ConstantTimeEq;
@@ -531,10 +531,11 @@ pub async fn serve(
         }
         None => None,
     };
-    let mut router = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics));
+    let mut router = Router::new().merge(crate::ops::routes(
+        app.metrics.clone(),
+        app.ready.clone(),
+        "replaying write-ahead log",
+    ));
     for p in &settings.paths {
         router = router.route(p, post(ingest));
     }
@@ -633,22 +634,6 @@ where
             let _ = conn.await;
         }
     }
-}
-
-async fn readyz(State(app): State<Arc<App>>) -> Response {
-    if app.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "replaying write-ahead log").into_response()
-    }
-}
-
-async fn metrics(State(app): State<Arc<App>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(),
-    )
-        .into_response()
 }
 
 fn answer(app: &App, code: StatusCode, msg: &str) -> Response {
