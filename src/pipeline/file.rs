@@ -42,7 +42,7 @@ pub enum IngestError {
         path: PathBuf,
         source: arrow::error::ArrowError,
     },
-    #[error("{path}: a pipeline thread stopped unexpectedly")]
+    #[error("{path}: a pipeline thread stopped unexpectedly\nhint: this is a bug (please report it with the log); what was committed stays in the lake, and a re-run resumes after it")]
     Pipeline { path: PathBuf },
 }
 

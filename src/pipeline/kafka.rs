@@ -52,8 +52,24 @@ pub enum ConsumeError {
         last: i64,
         source: arrow::error::ArrowError,
     },
-    #[error("a pipeline thread stopped unexpectedly")]
-    Pipeline,
+    #[error("the {stage} stopped unexpectedly: {problem}\nhint: this is a bug (please report it with the log); offsets after the last lake commit were not committed, so a restart reads them again and nothing is lost")]
+    TaskPanicked {
+        stage: &'static str,
+        problem: String,
+    },
+    #[error("{partition}: a chunk arrived for a partition this lake writer does not hold\nhint: this is a bug (please report it with the log); nothing was written for it, and a restart reads it again")]
+    Unowned { partition: String },
+}
+
+/// What a panicked thread said, for [`ConsumeError::TaskPanicked`].
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(payload) => match payload.downcast::<&'static str>() {
+            Ok(s) => (*s).to_string(),
+            Err(_) => "no message".into(),
+        },
+    }
 }
 
 /// What the consumer does with messages.
@@ -193,12 +209,19 @@ pub async fn run(
         (consumed, written)
     })
     .await
-    .map_err(|_| ConsumeError::Pipeline)?;
+    .map_err(|e| ConsumeError::TaskPanicked {
+        stage: "pipeline supervisor",
+        problem: e.to_string(),
+    })?;
     let (consumed, written) = joined;
     let mut summary = ConsumeSummary::default();
     let mut first_error = None;
     for w in written {
-        match w.map_err(|_| ConsumeError::Pipeline).and_then(|r| r) {
+        let w = w.map_err(|p| ConsumeError::TaskPanicked {
+            stage: "lake writer",
+            problem: panic_text(p),
+        });
+        match w.and_then(|r| r) {
             Ok(s) => summary.add(&s),
             Err(e) => {
                 first_error.get_or_insert(e);
@@ -208,7 +231,10 @@ pub async fn run(
     if let Some(e) = first_error {
         return Err(e);
     }
-    consumed.map_err(|_| ConsumeError::Pipeline)??;
+    consumed.map_err(|p| ConsumeError::TaskPanicked {
+        stage: "Kafka consumer thread",
+        problem: panic_text(p),
+    })??;
     Ok(summary)
 }
 
@@ -447,8 +473,7 @@ impl Writer<'_> {
         let Some(part) = self.parts.get_mut(&source) else {
             // Cannot happen: a partition is forgotten only after all its
             // chunks arrived. Refuse rather than write without state.
-            tracing::error!(source, "chunk for a partition this writer does not hold");
-            return Err(ConsumeError::Pipeline);
+            return Err(ConsumeError::Unowned { partition: source });
         };
         part.order.push(p.seq, p);
         loop {
