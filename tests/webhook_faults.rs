@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Byte ranges of the record frames of one log segment (`len u32 | crc
-/// u32 | payload`, see src/wal.rs).
+/// u32 | payload`, see src/buffer/wal.rs).
 fn frames(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
     let mut out = vec![];
     let mut o = 0;
