@@ -7,6 +7,7 @@
 
 pub mod consume;
 pub mod demo;
+pub mod explain;
 pub mod gen;
 pub mod ingest;
 pub mod loadgen;
@@ -51,6 +52,7 @@ pub enum Command {
     Gen(gen::Args),
     Ingest(ingest::Args),
     Query(query::Args),
+    Explain(explain::Args),
     Serve(Box<serve::Args>),
     Consume(consume::Args),
     Produce(produce::Args),
@@ -68,6 +70,7 @@ impl Command {
             self,
             Command::Gen(_)
                 | Command::Query(_)
+                | Command::Explain(_)
                 | Command::Queries(_)
                 | Command::Schema(_)
                 | Command::Verify(_)
@@ -80,6 +83,7 @@ impl Command {
             Command::Gen(a) => gen::run(a),
             Command::Ingest(a) => ingest::run(a),
             Command::Query(a) => query::run(a),
+            Command::Explain(a) => explain::run(a),
             Command::Serve(a) => serve::run(*a),
             Command::Consume(a) => consume::run(a),
             Command::Produce(a) => produce::run(a),

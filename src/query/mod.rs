@@ -23,6 +23,7 @@
 //! an error that says so instead of taking the machine's memory.
 
 pub mod damaged;
+pub mod explain;
 pub mod named;
 pub mod reference;
 pub mod relations;
@@ -88,6 +89,8 @@ pub enum QueryError {
     Window(#[from] WindowError),
     #[error("{} damaged Parquet file(s) in the lake; a query over them would silently miss their rows:\n{}\nhint: restore them from a backup or re-ingest their source; `auditlake verify --lake LAKE` lists them, `--damaged skip` queries without them", .0.len(), .0.iter().map(|d| format!("  {}: {}", d.path.display(), d.problem)).collect::<Vec<_>>().join("\n"))]
     Damaged(Vec<crate::sinks::lake::check::Damage>),
+    #[error("explain: {0}")]
+    Explain(String),
 }
 
 impl From<datafusion::error::DataFusionError> for QueryError {
