@@ -91,6 +91,10 @@ pub enum QueryError {
     Damaged(Vec<crate::sinks::lake::check::Damage>),
     #[error("explain: {0}")]
     Explain(String),
+    #[error("unknown table `{0}`; the lake's relations are {rels} (each also as lake.NAME, without --since/--until/--cluster); SHOW TABLES lists everything", rels = RELATIONS.join(", "))]
+    UnknownTable(String),
+    #[error("no column `{0}`; `auditlake schema` lists the record's columns with a description of each, and `DESCRIBE requests` shows a relation's")]
+    UnknownColumn(String),
 }
 
 impl From<datafusion::error::DataFusionError> for QueryError {
@@ -98,6 +102,26 @@ impl From<datafusion::error::DataFusionError> for QueryError {
         match e.find_root() {
             datafusion::error::DataFusionError::ResourcesExhausted(m) => {
                 QueryError::Memory(m.clone())
+            }
+            datafusion::error::DataFusionError::SchemaError(se, _)
+                if matches!(
+                    se.as_ref(),
+                    datafusion::common::SchemaError::FieldNotFound { .. }
+                ) =>
+            {
+                match se.as_ref() {
+                    datafusion::common::SchemaError::FieldNotFound { field, .. } => {
+                        QueryError::UnknownColumn(field.name().to_string())
+                    }
+                    _ => QueryError::DataFusion(e),
+                }
+            }
+            datafusion::error::DataFusionError::Plan(m)
+                if m.starts_with("table '") && m.ends_with("' not found") =>
+            {
+                let full = &m["table '".len()..m.len() - "' not found".len()];
+                let name = full.rsplit('.').next().unwrap_or(full);
+                QueryError::UnknownTable(name.to_string())
             }
             _ => QueryError::DataFusion(e),
         }
@@ -153,7 +177,10 @@ impl LakeQuery {
         // The generic dialect accepts trailing commas in a projection, which makes
         // `SELECT verb, cluster` stop at the (reserved) word CLUSTER; PostgreSQL's
         // dialect reads `cluster` as the column it is.
-        let config = SessionConfig::new().set_str("datafusion.sql_parser.dialect", "PostgreSQL");
+        // information_schema: SHOW TABLES and SHOW COLUMNS work as users expect.
+        let config = SessionConfig::new()
+            .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
+            .with_information_schema(true);
         // The limit for the query engine's operators (sorts and
         // aggregations spill within it), and half as much again for the
         // partitions the relations deduplicate, which cannot spill (see
