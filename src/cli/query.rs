@@ -1,10 +1,11 @@
 //! `auditlake query`: SQL or a named query over the lake, in a window, streamed to stdout.
 
 use super::{bytes_in, now_us, runtime};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use auditlake::query::{self, OutputFormat};
 use clap::ValueEnum;
 use std::io::Write;
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -38,8 +39,12 @@ pub struct Args {
     #[arg(long, env = "AUDITLAKE_OUTPUT_FORMAT", value_enum, default_value_t = OutFormat::Table)]
     format: OutFormat,
     /// Run a named query (see `auditlake queries`) instead of SQL.
-    #[arg(long, env = "AUDITLAKE_NAMED", conflicts_with = "sql")]
+    #[arg(long, env = "AUDITLAKE_NAMED", conflicts_with_all = ["sql", "file"])]
     named: Option<String>,
+    /// Read the SQL from this file (`-`: standard input); several statements, each ending
+    /// with `;`, run in order.
+    #[arg(short, long, env = "AUDITLAKE_SQL_FILE", conflicts_with = "sql")]
+    file: Option<PathBuf>,
     /// Named-query parameter `key=value` (repeatable).
     #[arg(
         long = "param",
@@ -48,8 +53,8 @@ pub struct Args {
         env = "AUDITLAKE_PARAMS"
     )]
     params: Vec<String>,
-    /// SQL statement.
-    #[arg(required_unless_present = "named", env = "AUDITLAKE_SQL")]
+    /// SQL statement(s); `-` reads them from standard input.
+    #[arg(required_unless_present_any = ["named", "file"], env = "AUDITLAKE_SQL")]
     sql: Option<String>,
     #[command(flatten)]
     window: WindowArgs,
@@ -68,6 +73,13 @@ pub struct Args {
     /// them and names them in a warning.
     #[arg(long, env = "AUDITLAKE_DAMAGED", value_enum, default_value_t = query::damaged::Damaged::Fail)]
     damaged: query::damaged::Damaged,
+    /// Rows a table shows (0: all). Default: 40 on a terminal, all otherwise; CSV and JSON
+    /// are never capped.
+    #[arg(long, env = "AUDITLAKE_MAX_ROWS")]
+    max_rows: Option<usize>,
+    /// Characters a table cell shows (0: all). Default: 60 on a terminal, all otherwise.
+    #[arg(long, env = "AUDITLAKE_MAX_WIDTH")]
+    max_width: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -137,29 +149,95 @@ pub fn run(a: Args) -> Result<()> {
         damaged: a.damaged,
         ..Default::default()
     };
-    let (lake, sql, verbose) = (a.lake, a.sql, a.verbose);
+    let terminal = std::io::stdout().is_terminal();
+    let cap = |given: Option<usize>, on_terminal: usize| match given {
+        Some(0) => None,
+        Some(n) => Some(n),
+        None => terminal.then_some(on_terminal),
+    };
+    let limits = query::TableLimits {
+        rows: cap(a.max_rows, 40),
+        width: cap(a.max_width, 60),
+    };
+    let text = match (&a.file, a.sql.as_deref()) {
+        (Some(f), _) if f.as_os_str() == "-" => Some(read_stdin()?),
+        (Some(f), _) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read SQL from {}", f.display()))?,
+        ),
+        (None, Some("-")) => Some(read_stdin()?),
+        (None, sql) => sql.map(str::to_string),
+    };
+    let statements = match &text {
+        Some(t) if named.is_none() => split_statements(t)?,
+        _ => Vec::new(),
+    };
+    let (lake, verbose) = (a.lake, a.verbose);
     runtime()?.block_on(async {
         let started = Instant::now();
         let mut lq = query::LakeQuery::open(&lake, &opts).await?;
-        let sql = match &named {
-            Some(q) => lq.named(q, &params, &window).await?,
+        let statements = match &named {
+            Some(q) => vec![lq.named(q, &params, &window).await?],
             None => {
                 lq.set_window(&window).await?;
-                sql.unwrap_or_default()
+                statements
             }
         };
         // Rows go out as they are produced (a locked, buffered
         // stdout: one write per few KiB, not per line).
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-        let (rows, report) = lq.write_sql(&sql, format, &mut out, verbose).await?;
-        out.flush()?;
-        if let Some(report) = report {
-            eprintln!(
-                "{report}\n{rows} result rows in {:.3}s",
-                started.elapsed().as_secs_f64()
-            );
+        for (i, sql) in statements.iter().enumerate() {
+            if i > 0 && format == OutputFormat::Table {
+                writeln!(out)?;
+            }
+            let (rows, report) = lq.write_sql(sql, format, limits, &mut out, verbose).await?;
+            out.flush()?;
+            if let Some(report) = report {
+                eprintln!(
+                    "{report}\n{rows} result rows in {:.3}s",
+                    started.elapsed().as_secs_f64()
+                );
+            }
         }
         anyhow::Ok(())
     })
+}
+
+fn read_stdin() -> Result<String> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .context("cannot read SQL from standard input")?;
+    Ok(text)
+}
+
+/// The statements of a script, in order: a single statement runs as written; several are split
+/// by the SQL parser (so a `;` inside a string literal does not split).
+fn split_statements(text: &str) -> Result<Vec<String>> {
+    use datafusion::sql::parser::DFParser;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    let parsed = DFParser::parse_sql_with_dialect(text, &PostgreSqlDialect {})
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(match parsed.len() {
+        0 => anyhow::bail!("no SQL statement given"),
+        1 => vec![text.to_string()],
+        _ => parsed.iter().map(|s| s.to_string()).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_statements;
+
+    #[test]
+    fn scripts_split_into_statements() {
+        let one = "SELECT 'a;b' AS x";
+        assert_eq!(split_statements(one).expect("one"), vec![one.to_string()]);
+        let two = split_statements("SELECT 1;\nSELECT 'x;y' AS s;\n").expect("two");
+        assert_eq!(two.len(), 2, "{two:?}");
+        assert!(two[1].contains("'x;y'"), "{two:?}");
+        assert!(split_statements("  ;  ").is_err());
+        assert!(split_statements("SELEC 1").is_err());
+    }
 }

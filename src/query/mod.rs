@@ -329,6 +329,7 @@ impl LakeQuery {
         &self,
         sql: &str,
         format: OutputFormat,
+        limits: TableLimits,
         out: &mut dyn std::io::Write,
         stats: bool,
     ) -> Result<(u64, Option<LakeReport>), QueryError> {
@@ -339,18 +340,38 @@ impl LakeQuery {
         let mut rows = 0u64;
         match format {
             OutputFormat::Table => {
-                let batches = with_schema(
-                    datafusion::physical_plan::collect(plan.clone(), self.ctx.task_ctx()).await?,
-                    schema,
-                );
-                rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-                writeln!(out, "{}", render(&batches, OutputFormat::Table)?)
-                    .and_then(|_| {
-                        if rows == 0 {
-                            writeln!(out, "0 rows")
-                        } else {
-                            Ok(())
-                        }
+                // Only the rows that will be shown are kept; the rest are counted as they
+                // stream past, so a table of a huge answer costs what it shows.
+                let mut stream =
+                    datafusion::physical_plan::execute_stream(plan.clone(), self.ctx.task_ctx())?;
+                let mut kept: Vec<RecordBatch> = Vec::new();
+                let mut kept_rows = 0usize;
+                while let Some(batch) = stream.next().await {
+                    let batch = batch?;
+                    rows += batch.num_rows() as u64;
+                    let room = limits
+                        .rows
+                        .map_or(usize::MAX, |n| n.saturating_sub(kept_rows));
+                    if room > 0 && batch.num_rows() > 0 {
+                        let take = batch.num_rows().min(room);
+                        kept.push(batch.slice(0, take));
+                        kept_rows += take;
+                    }
+                }
+                let kept = with_schema(kept, schema);
+                let shown = match limits.width {
+                    Some(w) => truncate_cells(&kept, w)?,
+                    None => kept,
+                };
+                let omitted = rows - kept_rows as u64;
+                writeln!(out, "{}", render(&shown, OutputFormat::Table)?)
+                    .and_then(|_| match (rows, omitted) {
+                        (0, _) => writeln!(out, "0 rows"),
+                        (_, 0) => Ok(()),
+                        (r, o) => writeln!(
+                            out,
+                            "{r} rows, {kept_rows} shown; {o} more not shown (--max-rows 0 shows all; --format csv or json is never capped)"
+                        ),
                     })
                     .map_err(arrow::error::ArrowError::from)?;
             }
@@ -390,6 +411,59 @@ impl LakeQuery {
         self.set_window(&relations).await?;
         Ok(sql)
     }
+}
+
+/// How much of an answer a table shows (a terminal's worth by default; CSV and JSON are never
+/// capped).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TableLimits {
+    /// At most this many rows (`None`: all).
+    pub rows: Option<usize>,
+    /// Cells cut to this many characters, with `…` (`None`: whole).
+    pub width: Option<usize>,
+}
+
+/// `batches` with every cell as text of at most `width` characters.
+fn truncate_cells(batches: &[RecordBatch], width: usize) -> Result<Vec<RecordBatch>, QueryError> {
+    use arrow::array::{Array, ArrayRef, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    let Some(first) = batches.first() else {
+        return Ok(Vec::new());
+    };
+    let schema = Arc::new(Schema::new(
+        first
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let opts = arrow::util::display::FormatOptions::default().with_null("");
+    let mut out = Vec::new();
+    for b in batches {
+        let mut cols: Vec<ArrayRef> = Vec::new();
+        for c in b.columns() {
+            let f = arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &opts)?;
+            let cells: StringArray = (0..c.len())
+                .map(|i| {
+                    if c.is_null(i) {
+                        return None;
+                    }
+                    let text = f.value(i).to_string();
+                    Some(if text.chars().count() > width {
+                        let mut t: String = text.chars().take(width.saturating_sub(1)).collect();
+                        t.push('…');
+                        t
+                    } else {
+                        text
+                    })
+                })
+                .collect();
+            cols.push(Arc::new(cells));
+        }
+        out.push(RecordBatch::try_new(schema.clone(), cols)?);
+    }
+    Ok(out)
 }
 
 /// An empty result as one empty batch, so that it still has columns to
