@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(long, env = "AUDITLAKE_LAKE", default_value = "./auditlake-demo")]
     lake: PathBuf,
     /// Number of demo events.
-    #[arg(long, env = "AUDITLAKE_EVENTS", default_value_t = 20_000,
+    #[arg(long, env = "AUDITLAKE_DEMO_EVENTS", default_value_t = 20_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     events: u64,
 }

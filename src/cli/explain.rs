@@ -22,7 +22,7 @@ pub struct Args {
     #[arg(long, env = "AUDITLAKE_LAKE")]
     lake: PathBuf,
     /// The request's auditID (the `audit_id` column).
-    #[arg(value_name = "AUDIT_ID")]
+    #[arg(value_name = "AUDIT_ID", env = "AUDITLAKE_AUDIT_ID")]
     audit_id: String,
 }
 

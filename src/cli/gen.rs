@@ -14,21 +14,21 @@ use std::path::{Path, PathBuf};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Number of events.
-    #[arg(long, env = "AUDITLAKE_EVENTS", default_value_t = 10_000)]
+    #[arg(long, env = "AUDITLAKE_GEN_EVENTS", default_value_t = 10_000)]
     events: u64,
     /// Random seed.
-    #[arg(long, env = "AUDITLAKE_SEED", default_value_t = 42)]
+    #[arg(long, env = "AUDITLAKE_GEN_SEED", default_value_t = 42)]
     seed: u64,
     /// Output format.
-    #[arg(long, env = "AUDITLAKE_FORMAT", value_enum, default_value_t = GenFormat::Jsonl)]
+    #[arg(long, env = "AUDITLAKE_GEN_FORMAT", value_enum, default_value_t = GenFormat::Jsonl)]
     format: GenFormat,
     /// Events per EventList (with --format eventlist).
-    #[arg(long, env = "AUDITLAKE_BATCH", default_value_t = 400,
+    #[arg(long, env = "AUDITLAKE_GEN_BATCH", default_value_t = 400,
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     batch: u64,
     /// Output file; `-` or no file is standard output (as `ingest`
     /// reads `-` as standard input).
-    #[arg(short, long, env = "AUDITLAKE_OUTPUT")]
+    #[arg(short, long, env = "AUDITLAKE_GEN_OUTPUT")]
     output: Option<PathBuf>,
 }
 

@@ -24,18 +24,18 @@ pub struct Args {
     #[arg(long, env = "AUDITLAKE_LOADGEN_TOKEN")]
     token: Option<String>,
     /// Events to send in total.
-    #[arg(long, env = "AUDITLAKE_EVENTS", default_value_t = 1_000_000)]
+    #[arg(long, env = "AUDITLAKE_LOADGEN_EVENTS", default_value_t = 1_000_000)]
     events: u64,
     /// Events per EventList (the apiserver's default is 400).
-    #[arg(long, env = "AUDITLAKE_BATCH", default_value_t = 400,
+    #[arg(long, env = "AUDITLAKE_LOADGEN_BATCH", default_value_t = 400,
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     batch: u64,
     /// Batches in flight at once.
-    #[arg(long, env = "AUDITLAKE_CONCURRENCY", default_value_t = 16,
+    #[arg(long, env = "AUDITLAKE_LOADGEN_CONCURRENCY", default_value_t = 16,
           value_parser = clap::value_parser!(u64).range(1..=4096))]
     concurrency: u64,
     /// Target events/s (0 = as fast as acknowledgements come back).
-    #[arg(long, env = "AUDITLAKE_RATE", default_value_t = 0)]
+    #[arg(long, env = "AUDITLAKE_LOADGEN_RATE", default_value_t = 0)]
     rate: u64,
 }
 

@@ -267,6 +267,56 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// Every option can be set from the environment, and a variable means one thing on every
+    /// command that reads it.
+    #[test]
+    fn every_flag_has_one_environment_variable() {
+        let mut seen: std::collections::HashMap<String, (String, String)> = Default::default();
+        let cli = Cli::command();
+        for sub in cli.get_subcommands() {
+            for arg in sub.get_arguments() {
+                let id = arg.get_id().to_string();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                let Some(env) = arg.get_env() else {
+                    panic!("`{} --{id}` has no AUDITLAKE_* variable", sub.get_name());
+                };
+                let env = env.to_string_lossy().into_owned();
+                assert!(env.starts_with("AUDITLAKE_"), "{env}");
+                let here = (id.clone(), sub.get_name().to_string());
+                if let Some((other, on)) = seen.insert(env.clone(), here) {
+                    assert_eq!(
+                        other,
+                        id,
+                        "{env} is --{other} on `{on}` but --{id} on `{}`",
+                        sub.get_name()
+                    );
+                    // Shared only where the meaning is the same everywhere (the flag groups,
+                    // the lake, the cluster of the events written).
+                    const SHARED: &[&str] = &[
+                        "AUDITLAKE_LOG",
+                        "AUDITLAKE_LAKE",
+                        "AUDITLAKE_CLUSTER",
+                        "AUDITLAKE_PROFILES",
+                        "AUDITLAKE_WORKERS",
+                        "AUDITLAKE_SEGMENT_ROWS",
+                        "AUDITLAKE_FLUSH_SECONDS",
+                        "AUDITLAKE_ROW_GROUP_ROWS",
+                        "AUDITLAKE_KAFKA_OPTIONS",
+                        "AUDITLAKE_BROKERS",
+                    ];
+                    assert!(
+                        SHARED.contains(&env.as_str()),
+                        "{env} is read by `{on}` and `{}`: give each its own",
+                        sub.get_name()
+                    );
+                }
+            }
+        }
+        assert!(seen.len() > 60, "{} variables", seen.len());
+    }
+
     fn parse(args: &str) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("auditlake").chain(args.split_whitespace()))
     }
