@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+const EXAMPLES: &str = "Examples:\n  auditlake consume --brokers kafka:9092 --topic audit --group auditlake --lake /data/lake\n  auditlake consume --brokers b:9093 --topic audit --lake L -X security.protocol=ssl \\\n      -X ssl.ca.location=ca.pem --payload-field log";
+
 /// Consume audit events from Kafka (as a consumer-group member) into the lake.
 ///
 /// Each message may hold one Event, an EventList, a JSON array of events
@@ -23,6 +25,7 @@ use std::time::Instant;
 /// Run several with the same --group to share the partitions.
 /// Metrics, /healthz and /readyz are served on --metrics-listen.
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = EXAMPLES)]
 pub struct Args {
     /// Bootstrap brokers, host:port[,host:port...].
     #[arg(long, env = "AUDITLAKE_BROKERS")]

@@ -11,6 +11,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
+const EXAMPLES: &str =
+    "Examples:\n  auditlake demo\n  auditlake demo --lake /tmp/lake --events 100000";
+
 /// Generate demo traffic, ingest it and show what the lake answers.
 ///
 /// Writes a synthetic audit stream covering every identity scenario
@@ -19,6 +22,7 @@ use std::time::Instant;
 /// malformed claims) into a lake, then runs three named queries.
 /// Running it again reuses what is already committed.
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = EXAMPLES)]
 pub struct Args {
     /// Lake directory to create or reuse.
     #[arg(long, env = "AUDITLAKE_LAKE", default_value = "./auditlake-demo")]

@@ -5,6 +5,8 @@ use anyhow::{bail, Result};
 use auditlake::query::{self, explain};
 use std::path::PathBuf;
 
+const EXAMPLES: &str = "Examples:\n  auditlake explain --lake ./auditlake-demo 6584944e-3740-483d-a053-5c8d84a9dcd6\n  auditlake query --lake L --named spoofed-malformed-claims --format csv   # find IDs to explain";
+
 /// Explain why a request resolved as it did.
 ///
 /// Says in words who acted, through which proxy or impersonation, why a
@@ -12,11 +14,8 @@ use std::path::PathBuf;
 /// sent), which credentials were used, and lists every stage of the
 /// request. An Audit-ID can be set by the client, so when several
 /// requests carry one, each is explained and the reuse is pointed out.
-///
-/// Examples:
-///   auditlake explain --lake ./auditlake-demo 6f1c2d3e-…
-///   auditlake query --lake L --named spoofed-malformed-claims --format csv   # find IDs to explain
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = EXAMPLES)]
 pub struct Args {
     /// Lake directory.
     #[arg(long, env = "AUDITLAKE_LAKE")]

@@ -6,12 +6,15 @@ use clap::ValueEnum;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+const EXAMPLES: &str = "Examples:\n  auditlake gen --events 1000000 --seed 7 -o events.jsonl\n  auditlake gen --events 100000 | auditlake ingest --lake L -\n  auditlake gen --format eventlist --batch 400 -o batches.jsonl";
+
 /// Write deterministic synthetic audit events.
 ///
 /// The same seed always produces the same bytes. `jsonl` is the
 /// apiserver log-backend format (one Event per line); `eventlist` is
 /// one webhook batch (EventList) per line.
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = EXAMPLES)]
 pub struct Args {
     /// Number of events.
     #[arg(long, env = "AUDITLAKE_GEN_EVENTS", default_value_t = 10_000)]

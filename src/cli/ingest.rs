@@ -11,6 +11,8 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+const EXAMPLES: &str = "Examples:\n  auditlake ingest --lake L --cluster prod /var/log/kubernetes/audit/audit.log*\n  zcat old/*.gz | auditlake ingest --lake L --cluster prod -";
+
 /// Ingest apiserver log-backend files into the lake.
 ///
 /// Accepts one Event per line (JSON lines), EventList or JSON-array
@@ -21,6 +23,7 @@ use std::sync::Arc;
 /// last run committed, never duplicated. Lines that cannot be decoded go
 /// to LAKE/_rejected/ with the reason, file and line.
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = EXAMPLES)]
 pub struct Args {
     /// Lake directory (created if missing).
     #[arg(long, env = "AUDITLAKE_LAKE")]

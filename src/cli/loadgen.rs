@@ -4,9 +4,12 @@ use super::runtime;
 use anyhow::Result;
 use std::path::PathBuf;
 
+const EXAMPLES: &str = "Examples:\n  auditlake loadgen --url https://localhost:8443/audit --ca ca.crt --token TOKEN\n  auditlake loadgen --url https://localhost:8443/audit --ca ca.crt --cert c.crt --key c.key --rate 20000";
+
 /// Post EventList batches like kube-apiserver does, and report
 /// acknowledged events/s and acknowledgement latency.
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = EXAMPLES)]
 pub struct Args {
     /// Webhook URL, e.g. https://localhost:8443/audit.
     #[arg(long, env = "AUDITLAKE_LOADGEN_URL")]

@@ -5,6 +5,7 @@
 //! (`#[command(flatten)]`), so an option has one spelling, one environment variable and one range
 //! everywhere. Values out of range are refused with the range in the message, never clamped.
 
+pub mod completions;
 pub mod consume;
 pub mod demo;
 pub mod explain;
@@ -60,6 +61,8 @@ pub enum Command {
     Queries(queries::Args),
     Schema(schema::Args),
     Verify(verify::Args),
+    Completions(completions::Args),
+    Man(completions::ManArgs),
 }
 
 impl Command {
@@ -74,6 +77,8 @@ impl Command {
                 | Command::Queries(_)
                 | Command::Schema(_)
                 | Command::Verify(_)
+                | Command::Completions(_)
+                | Command::Man(_)
         )
     }
 
@@ -91,6 +96,8 @@ impl Command {
             Command::Queries(a) => queries::run(a),
             Command::Schema(a) => schema::run(a),
             Command::Verify(a) => verify::run(a),
+            Command::Completions(a) => completions::run(a),
+            Command::Man(a) => completions::run_man(a),
         }
     }
 }
@@ -315,6 +322,24 @@ mod tests {
             }
         }
         assert!(seen.len() > 60, "{} variables", seen.len());
+    }
+
+    /// `--help` of every command ends with examples of it, laid out as written.
+    #[test]
+    fn every_command_has_examples() {
+        let mut cli = Cli::command();
+        cli.build();
+        for sub in cli.get_subcommands_mut() {
+            let name = sub.get_name().to_string();
+            if name == "help" {
+                continue;
+            }
+            let help = sub.render_long_help().to_string();
+            assert!(
+                help.contains(&format!("Examples:\n  auditlake {name}")),
+                "`auditlake {name} --help` has no examples:\n{help}"
+            );
+        }
     }
 
     fn parse(args: &str) -> Result<Cli, clap::Error> {

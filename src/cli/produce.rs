@@ -4,12 +4,15 @@ use super::KafkaClientArgs;
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 
+const EXAMPLES: &str = "Examples:\n  auditlake produce --brokers localhost:9092 --topic audit events.jsonl\n  auditlake gen --events 10000 | auditlake produce --brokers localhost:9092 --topic audit";
+
 /// Produce JSON lines into a Kafka topic.
 ///
 /// Reads a log-backend file or `auditlake gen` output and writes one event per
 /// message keyed by its auditID (as the webhook's relay does), or several
 /// lines per message. For backfills, tests and benchmarks.
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = EXAMPLES)]
 pub struct Args {
     /// Bootstrap brokers, host:port[,host:port...].
     #[arg(long, env = "AUDITLAKE_BROKERS")]

@@ -3,6 +3,8 @@
 use anyhow::Result;
 use auditlake::query;
 
+const EXAMPLES: &str = "Examples:\n  auditlake queries\n  auditlake queries --sql\n  auditlake queries --reference-views > views.sql";
+
 /// List the named forensic queries.
 ///
 /// `--reference-views` prints `audit_events` and `requests` as plain SQL
@@ -12,6 +14,7 @@ use auditlake::query;
 /// VARCHAR})`, then the printed statements, and the named queries run
 /// there as well.
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = EXAMPLES)]
 pub struct Args {
     /// Also print each query's SQL.
     #[arg(long, env = "AUDITLAKE_SHOW_SQL")]

@@ -9,6 +9,8 @@ use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::time::Instant;
 
+const EXAMPLES: &str = "Examples:\n  auditlake query --lake L --since 24h --named actor-via-proxy --param actor=alice@example.com\n  auditlake query --lake L --since 2026-11-20T09:00:00Z --until 2026-11-20T10:00:00Z \\\n      \"SELECT actor_username, count(*) FROM requests GROUP BY 1 ORDER BY 2 DESC\"";
+
 /// Run SQL (or a named query) against the lake.
 ///
 /// Relations: `audit` (every stored row), `audit_events` (one row per
@@ -25,12 +27,8 @@ use std::time::Instant;
 /// `request_received_at` prune the same way. `-v` prints what was read
 /// and skipped. `lake.audit`, `lake.audit_events` and `lake.requests`
 /// are the relations without the window.
-///
-/// Examples:
-///   auditlake query --lake L --since 24h --named actor-via-proxy --param actor=alice@example.com
-///   auditlake query --lake L --since 2026-11-20T09:00:00Z --until 2026-11-20T10:00:00Z \
-///       "SELECT actor_username, count(*) FROM requests GROUP BY 1 ORDER BY 2 DESC"
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = EXAMPLES)]
 pub struct Args {
     /// Lake directory.
     #[arg(long, env = "AUDITLAKE_LAKE")]

@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+const EXAMPLES: &str = "Examples:\n  auditlake serve --lake /data/lake --tls-cert tls.crt --tls-key tls.key --client-ca ca.crt\n  auditlake serve --lake /data/lake --tls-cert tls.crt --tls-key tls.key --token-file tokens\n  auditlake serve --tls-cert tls.crt --tls-key tls.key --token-file tokens \\\n      --kafka-brokers kafka:9092 --kafka-topic audit";
+
 /// Receive kube-apiserver's audit webhook (HTTPS) into the lake.
 ///
 /// Point kube-apiserver's --audit-webhook-config-file kubeconfig at this
@@ -21,6 +23,7 @@ use std::time::Duration;
 /// /readyz (after the log is replayed) and /metrics (Prometheus).
 /// SIGTERM/SIGINT: stop accepting, finish requests, flush, exit 0.
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = EXAMPLES)]
 pub struct Args {
     /// Lake directory (not needed with --kafka-brokers).
     #[arg(

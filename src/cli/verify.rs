@@ -3,6 +3,8 @@
 use anyhow::{bail, Result};
 use std::path::PathBuf;
 
+const EXAMPLES: &str = "Examples:\n  auditlake verify --lake L\n  auditlake verify --lake L --deep";
+
 /// Check the lake's Parquet files and list the damaged ones.
 ///
 /// Checks each file's frame (size, magic numbers, footer length); with
@@ -10,6 +12,7 @@ use std::path::PathBuf;
 /// when a file is damaged. Queries check frames too and, by default,
 /// refuse to answer over a damaged file (see `query --damaged`).
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = EXAMPLES)]
 pub struct Args {
     /// Lake directory.
     #[arg(long, env = "AUDITLAKE_LAKE")]
