@@ -155,3 +155,27 @@ fn tables_are_capped_and_scripts_run() {
         eprintln!("skipped: the terminal case (no `script` command)");
     }
 }
+
+/// `--format line`: one `column = value` line per column, a blank line between rows, names
+/// aligned; never capped.
+#[test]
+fn line_format_for_wide_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    ingest(&lake, &[], &[&fixture("identities.jsonl")]);
+    let out = run(&[
+        "query",
+        "--lake",
+        lake.to_str().expect("utf-8"),
+        "--format",
+        "line",
+        "--max-rows",
+        "1",
+        "SELECT audit_id, verb FROM audit ORDER BY audit_id LIMIT 2",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text, "audit_id = id-anon\n    verb = create\n\naudit_id = id-as\n    verb = get\n",
+        "{text}"
+    );
+}

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use auditlake::tools::gen::{Format, Generator};
 use clap::ValueEnum;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 const EXAMPLES: &str = "Examples:\n  auditlake gen --events 1000000 --seed 7 -o events.jsonl\n  auditlake gen --events 100000 | auditlake ingest --lake L -\n  auditlake gen --format eventlist --batch 400 -o batches.jsonl";
@@ -46,13 +46,63 @@ pub fn run(a: Args) -> Result<()> {
         GenFormat::Jsonl => Format::JsonLines,
         GenFormat::Eventlist => Format::EventList,
     };
-    let mut out: Box<dyn Write> = match a.output.as_deref().filter(|p| *p != Path::new("-")) {
+    let out: Box<dyn Write> = match a.output.as_deref().filter(|p| *p != Path::new("-")) {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    Generator::new(a.seed).write(a.events, format, a.batch as usize, &mut out)?;
-    out.flush()?;
+    // Progress on a terminal only: lines written, against the lines expected.
+    let lines = match format {
+        Format::JsonLines => a.events,
+        Format::EventList => a.events.div_ceil(a.batch),
+    };
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(lines),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "gen [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} lines (eta {eta})",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut counted = Counting {
+        inner: out,
+        bar: &bar,
+        pending: 0,
+    };
+    Generator::new(a.seed).write(a.events, format, a.batch as usize, &mut counted)?;
+    counted.flush()?;
+    bar.finish_and_clear();
     Ok(())
+}
+
+/// Counts the lines going through, for the progress bar (updated every 4096 lines: a bar
+/// update per line would cost more than generating it).
+struct Counting<'a, W: Write> {
+    inner: W,
+    bar: &'a indicatif::ProgressBar,
+    pending: u64,
+}
+
+impl<W: Write> Write for Counting<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.pending += buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
+        if self.pending >= 4096 {
+            self.bar.inc(self.pending);
+            self.pending = 0;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.bar.inc(std::mem::take(&mut self.pending));
+        self.inner.flush()
+    }
 }

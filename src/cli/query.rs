@@ -82,9 +82,13 @@ pub struct Args {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum OutFormat {
+    /// A table (capped on a terminal: see --max-rows).
     Table,
     Csv,
+    /// JSON lines: one object per row.
     Json,
+    /// `column = value`, one line per column: for wide rows.
+    Line,
 }
 
 /// The time window and cluster a query sees.
@@ -141,6 +145,7 @@ pub fn run(a: Args) -> Result<()> {
         OutFormat::Table => OutputFormat::Table,
         OutFormat::Csv => OutputFormat::Csv,
         OutFormat::Json => OutputFormat::Json,
+        OutFormat::Line => OutputFormat::Line,
     };
     let opts = query::OpenOptions {
         memory_limit: usize::try_from(a.memory_limit).unwrap_or(usize::MAX),

@@ -375,7 +375,7 @@ impl LakeQuery {
                     })
                     .map_err(arrow::error::ArrowError::from)?;
             }
-            OutputFormat::Csv | OutputFormat::Json => {
+            OutputFormat::Csv | OutputFormat::Json | OutputFormat::Line => {
                 let mut stream =
                     datafusion::physical_plan::execute_stream(plan.clone(), self.ctx.task_ctx())?;
                 let mut sink = BatchSink::new(format, out);
@@ -501,6 +501,8 @@ pub enum OutputFormat {
     Table,
     Csv,
     Json,
+    /// One `column = value` line per column, a blank line between rows: for wide rows.
+    Line,
 }
 
 /// Render nested columns (lists, maps) as text so CSV can carry them.
@@ -544,6 +546,8 @@ pub fn render(batches: &[RecordBatch], format: OutputFormat) -> Result<String, Q
 enum BatchSink<W: std::io::Write> {
     Csv(Box<arrow::csv::Writer<W>>),
     Json(arrow::json::LineDelimitedWriter<W>),
+    /// The writer and how many rows it has written.
+    Line(W, u64),
 }
 
 impl<W: std::io::Write> BatchSink<W> {
@@ -551,6 +555,7 @@ impl<W: std::io::Write> BatchSink<W> {
     fn new(format: OutputFormat, out: W) -> BatchSink<W> {
         match format {
             OutputFormat::Json => BatchSink::Json(arrow::json::LineDelimitedWriter::new(out)),
+            OutputFormat::Line => BatchSink::Line(out, 0),
             _ => BatchSink::Csv(Box::new(
                 arrow::csv::WriterBuilder::new()
                     .with_header(true)
@@ -563,6 +568,31 @@ impl<W: std::io::Write> BatchSink<W> {
         match self {
             BatchSink::Csv(w) => w.write(&flatten_nested(batch)?)?,
             BatchSink::Json(w) => w.write(batch)?,
+            BatchSink::Line(w, rows) => {
+                let schema = batch.schema();
+                let width = schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().chars().count())
+                    .max()
+                    .unwrap_or(0);
+                let opts = arrow::util::display::FormatOptions::default().with_null("NULL");
+                let cols = batch
+                    .columns()
+                    .iter()
+                    .map(|c| arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &opts))
+                    .collect::<Result<Vec<_>, _>>()?;
+                for r in 0..batch.num_rows() {
+                    if *rows > 0 {
+                        writeln!(w).map_err(arrow::error::ArrowError::from)?;
+                    }
+                    *rows += 1;
+                    for (f, c) in schema.fields().iter().zip(&cols) {
+                        writeln!(w, "{:>width$} = {}", f.name(), c.value(r))
+                            .map_err(arrow::error::ArrowError::from)?;
+                    }
+                }
+            }
         }
         Ok(())
     }
