@@ -206,17 +206,49 @@ fn progress_bar(enabled: bool, len: Option<u64>, name: &str) -> indicatif::Progr
     if !enabled {
         return ProgressBar::hidden();
     }
-    let bar = match len {
-        Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()),
-        None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
-    };
-    let style = ProgressStyle::with_template(
-        "{msg} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, eta {eta})",
-    )
+    let bar = ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr());
+    // At most 80 columns whatever the path (the name is cut to fit), in the summary's units
+    // (MB, events, rejected).
+    let style = ProgressStyle::with_template(&format!(
+        "{{prefix}} {{bar:{BAR_COLUMNS}}} {{decimal_bytes:>9}}/{{decimal_total_bytes:<9}} {{msg}}"
+    ))
     .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
-    bar.set_message(name.to_string());
+    bar.set_prefix(short_name(name, NAME_COLUMNS));
+    bar.set_message(progress_counts(0, 0));
     bar
+}
+
+/// Columns of the bar's parts: name, bar, bytes (`999.99 MB/999.99 MB`), counts; with the three
+/// spaces between them, 77.
+const NAME_COLUMNS: usize = 16;
+const BAR_COLUMNS: usize = 12;
+const BYTES_COLUMNS: usize = 19;
+const COUNT_COLUMNS: usize = 27;
+const _: () = assert!(NAME_COLUMNS + BAR_COLUMNS + BYTES_COLUMNS + COUNT_COLUMNS + 3 <= 80);
+
+/// `name` in at most `max` characters: its end, which names the file, after `…`.
+fn short_name(name: &str, max: usize) -> String {
+    let n = name.chars().count();
+    if n <= max {
+        return format!("{name:<max$}");
+    }
+    let tail: String = name.chars().skip(n - (max - 1)).collect();
+    format!("…{tail}")
+}
+
+/// The progress bar's counts, in a fixed width.
+fn progress_counts(events: u64, rejected: u64) -> String {
+    let short = |n: u64| match n {
+        n if n >= 10_000_000 => format!("{}M", n / 1_000_000),
+        n if n >= 10_000 => format!("{}k", n / 1_000),
+        n => n.to_string(),
+    };
+    format!(
+        "{:>5} events {:>5} rejected",
+        short(events),
+        short(rejected)
+    )
 }
 
 fn write_loop(
@@ -231,12 +263,14 @@ fn write_loop(
     let mut order = Reorder::default();
     let mut c = Committer::new(lake, source, state.clone(), Resume::Last, Policy::WHEN_FULL);
     let mut next_pos = state.committed_through + 1;
+    let mut seen_rejects = 0u64;
     let result = (|| -> Result<(), IngestError> {
         for msg in rx.iter() {
             let p = msg?;
             order.push(p.seq, p);
             while let Some(p) = order.pop() {
                 summary.events += p.events;
+                seen_rejects += p.rejects.len() as u64;
                 let last = p.last_pos.max(next_pos.saturating_sub(1));
                 let seg = c.segment(next_pos, last);
                 for (part, batch) in &p.parts {
@@ -250,6 +284,7 @@ fn write_loop(
                     add(summary, c.commit()?);
                 }
                 bar.set_position(raw_count.load(Ordering::Relaxed));
+                bar.set_message(progress_counts(summary.events, seen_rejects));
             }
         }
         if order.held() > 0 {
@@ -362,4 +397,35 @@ fn process_chunk(
         rejects,
         events,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bar's parts have fixed widths, so the whole line stays within 80 columns.
+    #[test]
+    fn the_progress_line_fits_80_columns() {
+        for (name, want) in [
+            ("a.log", "a.log           "),
+            (
+                "/var/log/kubernetes/audit/kube-apiserver-audit-2026-11-20T08-00-00.log.gz",
+                "…-00-00.log.gz",
+            ),
+        ] {
+            let got = short_name(name, NAME_COLUMNS);
+            assert_eq!(got.chars().count(), NAME_COLUMNS, "{got:?}");
+            assert!(got.ends_with(want.trim_start_matches('…')), "{got:?}");
+        }
+        for (events, rejected, want) in [
+            (0, 0, "    0 events     0 rejected"),
+            (9_999, 12, " 9999 events    12 rejected"),
+            (123_456, 10_000, " 123k events   10k rejected"),
+            (98_765_432, 3, "  98M events     3 rejected"),
+        ] {
+            let got = progress_counts(events, rejected);
+            assert_eq!(got, want);
+            assert_eq!(got.chars().count(), COUNT_COLUMNS);
+        }
+    }
 }
