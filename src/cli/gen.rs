@@ -2,7 +2,6 @@
 
 use anyhow::{Context, Result};
 use auditlake::tools::gen::{Format, Generator};
-use clap::ValueEnum;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
@@ -23,8 +22,8 @@ pub struct Args {
     #[arg(long, env = "AUDITLAKE_GEN_SEED", default_value_t = 42)]
     seed: u64,
     /// Output format.
-    #[arg(long, env = "AUDITLAKE_GEN_FORMAT", value_enum, default_value_t = GenFormat::Jsonl)]
-    format: GenFormat,
+    #[arg(long, env = "AUDITLAKE_GEN_FORMAT", value_enum, default_value_t = Format::JsonLines)]
+    format: Format,
     /// Events per EventList (with --format eventlist).
     #[arg(long, env = "AUDITLAKE_GEN_BATCH", default_value_t = 400,
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
@@ -35,17 +34,7 @@ pub struct Args {
     output: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum GenFormat {
-    Jsonl,
-    Eventlist,
-}
-
 pub fn run(a: Args) -> Result<()> {
-    let format = match a.format {
-        GenFormat::Jsonl => Format::JsonLines,
-        GenFormat::Eventlist => Format::EventList,
-    };
     let out: Box<dyn Write> = match a.output.as_deref().filter(|p| *p != Path::new("-")) {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
@@ -53,7 +42,7 @@ pub fn run(a: Args) -> Result<()> {
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     // Progress on a terminal only: lines written, against the lines expected.
-    let lines = match format {
+    let lines = match a.format {
         Format::JsonLines => a.events,
         Format::EventList => a.events.div_ceil(a.batch),
     };
@@ -76,7 +65,7 @@ pub fn run(a: Args) -> Result<()> {
         bar: &bar,
         pending: 0,
     };
-    Generator::new(a.seed).write(a.events, format, a.batch as usize, &mut counted)?;
+    Generator::new(a.seed).write(a.events, a.format, a.batch as usize, &mut counted)?;
     counted.flush()?;
     bar.finish_and_clear();
     Ok(())

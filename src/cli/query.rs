@@ -3,7 +3,6 @@
 use super::{bytes_in, now_us, runtime};
 use anyhow::{Context, Result};
 use auditlake::query::{self, OutputFormat};
-use clap::ValueEnum;
 use std::io::Write;
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -34,8 +33,8 @@ pub struct Args {
     #[arg(long, env = "AUDITLAKE_LAKE")]
     lake: PathBuf,
     /// Output format.
-    #[arg(long, env = "AUDITLAKE_OUTPUT_FORMAT", value_enum, default_value_t = OutFormat::Table)]
-    format: OutFormat,
+    #[arg(long, env = "AUDITLAKE_OUTPUT_FORMAT", value_enum, default_value_t = OutputFormat::Table)]
+    format: OutputFormat,
     /// Run a named query (see `auditlake queries`) instead of SQL.
     #[arg(long, env = "AUDITLAKE_NAMED", conflicts_with_all = ["sql", "file"])]
     named: Option<String>,
@@ -78,17 +77,6 @@ pub struct Args {
     /// Characters a table cell shows (0: all). Default: 60 on a terminal, all otherwise.
     #[arg(long, env = "AUDITLAKE_MAX_WIDTH")]
     max_width: Option<usize>,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum OutFormat {
-    /// A table (capped on a terminal: see --max-rows).
-    Table,
-    Csv,
-    /// JSON lines: one object per row.
-    Json,
-    /// `column = value`, one line per column: for wide rows.
-    Line,
 }
 
 /// The time window and cluster a query sees.
@@ -141,12 +129,6 @@ pub fn run(a: Args) -> Result<()> {
         // is opened.
         q.render(&params, &window)?;
     }
-    let format = match a.format {
-        OutFormat::Table => OutputFormat::Table,
-        OutFormat::Csv => OutputFormat::Csv,
-        OutFormat::Json => OutputFormat::Json,
-        OutFormat::Line => OutputFormat::Line,
-    };
     let opts = query::OpenOptions {
         memory_limit: usize::try_from(a.memory_limit).unwrap_or(usize::MAX),
         damaged: a.damaged,
@@ -175,7 +157,7 @@ pub fn run(a: Args) -> Result<()> {
         Some(t) if named.is_none() => split_statements(t)?,
         _ => Vec::new(),
     };
-    let (lake, verbose) = (a.lake, a.verbose);
+    let (lake, verbose, format) = (a.lake, a.verbose, a.format);
     runtime()?.block_on(async {
         let started = Instant::now();
         let mut lq = query::LakeQuery::open(&lake, &opts).await?;

@@ -495,11 +495,13 @@ impl std::fmt::Display for LakeReport {
     }
 }
 
-/// Output formats of `auditlake query`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Output formats of `auditlake query` (also its `--format` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
+    /// A table (capped on a terminal: see --max-rows).
     Table,
     Csv,
+    /// JSON lines: one object per row.
     Json,
     /// One `column = value` line per column, a blank line between rows: for wide rows.
     Line,

@@ -24,11 +24,13 @@ pub const ARC_SA: &str = "system:serviceaccount:azure-arc:azure-arc-kube-aad-pro
 /// 2026-11-20T08:00:00Z
 const BASE_US: i64 = 1_795_161_600_000_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// One Event per line, as the log backend writes.
+    #[value(name = "jsonl")]
     JsonLines,
     /// One EventList per line, as the webhook backend posts.
+    #[value(name = "eventlist")]
     EventList,
 }
 
