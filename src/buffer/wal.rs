@@ -518,8 +518,8 @@ impl Reader {
                 (first, path, offset)
             }
             // Deleted since (wholly committed): go on with the next one.
-            Some((first, _, _)) => match segs.iter().find(|(f, _)| *f > first) {
-                Some((f, p)) => (*f, p.clone(), 0),
+            Some((first, _, _)) => match segment_after(&segs, first) {
+                Some(next) => next,
                 None => return Ok(false),
             },
             // The segment holding `next`: the last one starting at or
@@ -572,9 +572,8 @@ impl Reader {
                 None => {
                     let first = *first;
                     self.file = None;
-                    let segs = segments(&self.dir)?;
-                    match segs.iter().find(|(f, _)| *f > first) {
-                        Some((f, p)) => self.at = Some((*f, p.clone(), 0)),
+                    match segment_after(&segments(&self.dir)?, first) {
+                        Some(next) => self.at = Some(next),
                         None => return Ok(None),
                     }
                 }
@@ -584,6 +583,13 @@ impl Reader {
         self.file = None;
         Ok(None)
     }
+}
+
+/// The segment after the one starting at `first`, to be read from its start.
+fn segment_after(segs: &[(u64, PathBuf)], first: u64) -> Option<(u64, PathBuf, u64)> {
+    segs.iter()
+        .find(|(f, _)| *f > first)
+        .map(|(f, p)| (*f, p.clone(), 0))
 }
 
 struct Writer {
