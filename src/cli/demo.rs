@@ -53,7 +53,7 @@ pub fn run(a: Args) -> Result<()> {
         lake,
         "demo",
         profiles,
-        super::WorkerArgs { workers: None }.get(),
+        super::WorkerArgs::default().get(),
         WriteOptions::default(),
         true,
         &[input],

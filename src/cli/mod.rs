@@ -154,7 +154,7 @@ impl KafkaClientArgs {
 }
 
 /// `--workers`: decode/resolve threads.
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Args, Debug, Clone, Default)]
 pub struct WorkerArgs {
     /// Decode/resolve threads (default: the number of cores).
     #[arg(long, env = "AUDITLAKE_WORKERS", value_parser = clap::value_parser!(u64).range(1..=256))]

@@ -153,21 +153,31 @@ pub async fn stages(lq: &LakeQuery, audit_id: &str) -> Result<Vec<Stage>, QueryE
     Ok(out)
 }
 
+/// The columns of the request key of `requests` that a stored row carries.
+type RequestKey<'a> = (
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+);
+
+fn request_key(s: &Stage) -> RequestKey<'_> {
+    (
+        &s.cluster,
+        s.received.as_deref(),
+        s.authn_username.as_deref(),
+        s.verb.as_deref(),
+        s.request_uri.as_deref(),
+    )
+}
+
 /// One request: the stages that share its key (cluster, receive time, user, verb, URI), as
 /// `requests` groups them.
 fn requests(stages: &[Stage]) -> Vec<Vec<&Stage>> {
     let mut out: Vec<Vec<&Stage>> = Vec::new();
     for s in stages {
-        let key = |s: &Stage| {
-            (
-                s.cluster.clone(),
-                s.received.clone(),
-                s.authn_username.clone(),
-                s.verb.clone(),
-                s.request_uri.clone(),
-            )
-        };
-        match out.iter_mut().find(|r| key(r[0]) == key(s)) {
+        match out.iter_mut().find(|r| request_key(r[0]) == request_key(s)) {
             Some(r) => r.push(s),
             None => out.push(vec![s]),
         }
