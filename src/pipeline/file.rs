@@ -118,7 +118,7 @@ pub fn ingest_file(
     // Held until this file is done: a second writer of the same source
     // would delete this one's temporaries in `recover`.
     let _lock = lake.lock(&source, &display)?;
-    let mut state = lake.recover(
+    let state = lake.recover(
         &source,
         &format!("file {display} cluster {}", opts.cluster),
         crate::sinks::lake::Resume::Last,
@@ -179,7 +179,7 @@ pub fn ingest_file(
             lake,
             &out_rx,
             &source,
-            &mut state,
+            state,
             &mut summary,
             &bar,
             &raw_count,
@@ -255,48 +255,44 @@ fn write_loop(
     lake: &Lake,
     rx: &Receiver<Result<Processed, IngestError>>,
     source: &str,
-    state: &mut SourceState,
+    state: SourceState,
     summary: &mut FileSummary,
     bar: &indicatif::ProgressBar,
     raw_count: &Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<(), IngestError> {
     let mut order = Reorder::default();
-    let mut c = Committer::new(lake, source, state.clone(), Resume::Last, Policy::WHEN_FULL);
     let mut next_pos = state.committed_through + 1;
+    let mut c = Committer::new(lake, source, state, Resume::Last, Policy::WHEN_FULL);
     let mut seen_rejects = 0u64;
-    let result = (|| -> Result<(), IngestError> {
-        for msg in rx.iter() {
-            let p = msg?;
-            order.push(p.seq, p);
-            while let Some(p) = order.pop() {
-                summary.events += p.events;
-                seen_rejects += p.rejects.len() as u64;
-                let last = p.last_pos.max(next_pos.saturating_sub(1));
-                let seg = c.segment(next_pos, last);
-                for (part, batch) in &p.parts {
-                    seg.write(*part, batch)?;
-                }
-                for r in &p.rejects {
-                    seg.reject(r)?;
-                }
-                next_pos = last + 1;
-                if c.due() {
-                    add(summary, c.commit()?);
-                }
-                bar.set_position(raw_count.load(Ordering::Relaxed));
-                bar.set_message(progress_counts(summary.events, seen_rejects));
+    for msg in rx.iter() {
+        let p = msg?;
+        order.push(p.seq, p);
+        while let Some(p) = order.pop() {
+            summary.events += p.events;
+            seen_rejects += p.rejects.len() as u64;
+            let last = p.last_pos.max(next_pos.saturating_sub(1));
+            let seg = c.segment(next_pos, last);
+            for (part, batch) in &p.parts {
+                seg.write(*part, batch)?;
             }
+            for r in &p.rejects {
+                seg.reject(r)?;
+            }
+            next_pos = last + 1;
+            if c.due() {
+                add(summary, c.commit()?);
+            }
+            bar.set_position(raw_count.load(Ordering::Relaxed));
+            bar.set_message(progress_counts(summary.events, seen_rejects));
         }
-        if order.held() > 0 {
-            return Err(IngestError::Pipeline {
-                path: PathBuf::new(),
-            });
-        }
-        add(summary, c.commit()?);
-        Ok(())
-    })();
-    *state = c.into_state();
-    result
+    }
+    if order.held() > 0 {
+        return Err(IngestError::Pipeline {
+            path: PathBuf::new(),
+        });
+    }
+    add(summary, c.commit()?);
+    Ok(())
 }
 
 fn add(summary: &mut FileSummary, done: Option<Committed>) {
