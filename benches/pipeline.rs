@@ -116,6 +116,7 @@ fn stages(c: &mut Criterion) {
     let ctx = RowContext {
         cluster: "bench",
         ingested_at_us: 0,
+        envelope_cluster: false,
     };
     // Resolve and append in runs of `run` events, as `ingest` does (64),
     // or one event at a time (1). The builder is reused, so from the second

@@ -72,10 +72,13 @@ impl Claim {
 #[derive(Debug, Clone)]
 pub struct Profile {
     pub name: String,
+    pub description: Option<String>,
     pub proxy_usernames: Vec<String>,
     pub proxy_patterns: Vec<String>,
     pub claim: Claim,
     pub client_ip_key: Option<String>,
+    /// Extra keys worth reading beside the claim (documentation).
+    pub keep_extra: Vec<String>,
 }
 
 impl Profile {
@@ -101,6 +104,11 @@ pub struct Profiles {
 struct RawFile {
     #[serde(default)]
     profile: Vec<RawProfile>,
+    /// Trusted forwarding proxies, one line each: `name = ["identity", …]`
+    /// (a `*` makes an entry a pattern). They send no claim: the caller is
+    /// `impersonatedUser`.
+    #[serde(default)]
+    forwarders: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -159,9 +167,8 @@ impl Profiles {
             profile: profile.to_string(),
             problem,
         };
-        let mut profiles = Vec::with_capacity(raw.profile.len());
+        let mut profiles = Vec::with_capacity(raw.profile.len() + raw.forwarders.len());
         for p in raw.profile {
-            let _ = (&p.description, &p.keep_extra);
             let claim = match p.claim.as_str() {
                 "none" => Claim::None,
                 "userinfo_json" => Claim::UserInfoJson {
@@ -184,7 +191,31 @@ impl Profiles {
                     ))
                 }
             };
-            if profiles.iter().any(|q: &Profile| q.name == p.name) {
+            profiles.push(Profile {
+                name: p.name,
+                description: p.description,
+                proxy_usernames: p.proxy_usernames,
+                proxy_patterns: p.proxy_patterns,
+                claim,
+                client_ip_key: p.client_ip_key,
+                keep_extra: p.keep_extra,
+            });
+        }
+        for (name, identities) in raw.forwarders {
+            let (patterns, usernames): (Vec<String>, Vec<String>) =
+                identities.into_iter().partition(|i| i.contains('*'));
+            profiles.push(Profile {
+                name,
+                description: Some("Trusted forwarding proxy (the [forwarders] table): the caller is impersonatedUser.".into()),
+                proxy_usernames: usernames,
+                proxy_patterns: patterns,
+                claim: Claim::None,
+                client_ip_key: None,
+                keep_extra: Vec::new(),
+            });
+        }
+        for (i, p) in profiles.iter().enumerate() {
+            if profiles[..i].iter().any(|q| q.name == p.name) {
                 return Err(invalid(&p.name, "duplicate profile name".into()));
             }
             for pat in &p.proxy_patterns {
@@ -195,13 +226,12 @@ impl Profiles {
                     ));
                 }
             }
-            profiles.push(Profile {
-                name: p.name,
-                proxy_usernames: p.proxy_usernames,
-                proxy_patterns: p.proxy_patterns,
-                claim,
-                client_ip_key: p.client_ip_key,
-            });
+            if p.proxy_usernames.iter().any(String::is_empty) {
+                return Err(invalid(
+                    &p.name,
+                    "an empty username would trust failed authentication".into(),
+                ));
+            }
         }
         let mut claim_keys: Vec<String> = profiles
             .iter()
@@ -213,6 +243,14 @@ impl Profiles {
             profiles,
             claim_keys,
         })
+    }
+
+    /// The first profile whose claim keys are on `imp`: whose claim a
+    /// spoofed request imitates.
+    pub fn claimed_by(&self, imp: &crate::event::UserInfo) -> Option<&Profile> {
+        self.profiles
+            .iter()
+            .find(|p| p.claim.keys().iter().any(|k| imp.extra_values(k).is_some()))
     }
 
     /// The profile whose proxy identity is `username`, if any.
@@ -267,8 +305,21 @@ mod tests {
         let names: Vec<_> = p.profiles.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(
             names,
-            ["pinniped", "kube-oidc-proxy", "rancher", "azure-arc"]
+            [
+                "pinniped",
+                "kube-oidc-proxy",
+                "rancher",
+                "azure-arc",
+                "gitlab-agent",
+                "karmada",
+                "tailscale"
+            ]
         );
+        // Forwarders send no claim and trust their own identities only.
+        let karmada = &p.profiles[5];
+        assert_eq!(karmada.claim, Claim::None);
+        assert!(karmada.matches("system:serviceaccount:karmada-cluster:karmada-impersonator"));
+        assert!(!karmada.matches("system:serviceaccount:karmada-cluster:other"));
         assert!(p
             .claim_keys()
             .iter()
@@ -279,6 +330,26 @@ mod tests {
             .any(|k| k == "originaluser.jetstack.io-user"));
         // kube-oidc-proxy is inactive until configured.
         assert!(p.profiles[1].proxy_usernames.is_empty());
+    }
+
+    /// A forwarder is one line, and works as a profile with `claim = "none"`.
+    #[test]
+    fn a_forwarder_is_one_line() {
+        let p = Profiles::from_toml(
+            "[forwarders]\nteleport = [\"system:serviceaccount:teleport:teleport-kube-agent\", \"system:serviceaccount:teleport-*:agent\"]\n",
+            "t.toml",
+        )
+        .expect("valid");
+        let t = p
+            .proxy_for("system:serviceaccount:teleport-eu:agent")
+            .expect("pattern");
+        assert_eq!(t.name, "teleport");
+        assert!(p
+            .proxy_for("system:serviceaccount:teleport:teleport-kube-agent")
+            .is_some());
+        assert!(p
+            .proxy_for("system:serviceaccount:teleport:other")
+            .is_none());
     }
 
     #[test]
@@ -312,6 +383,12 @@ mod tests {
                 "trust every identity",
             ),
             ("[[profile]]\nname='x'\nclaim='none'\nbogus=1\n", "bogus"),
+            ("[forwarders]\nx = ['*']\n", "trust every identity"),
+            ("[forwarders]\nx = ['']\n", "empty username"),
+            (
+                "[[profile]]\nname='x'\nclaim='none'\n[forwarders]\nx = ['a']\n",
+                "duplicate profile name",
+            ),
         ];
         for (text, want) in cases {
             let err = Profiles::from_toml(text, "t.toml")

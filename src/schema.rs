@@ -11,7 +11,11 @@ use std::sync::{Arc, OnceLock};
 
 /// Bumped whenever a column is added, removed or changes type. Written into
 /// every Parquet file's key-value metadata.
-pub const SCHEMA_VERSION: &str = "1";
+///
+/// - 1: the first lake layout.
+/// - 2: `impersonation_constraint`, the `iam_*` columns and the `envelope*`
+///   columns, added at the end (files of version 1 read them as NULL).
+pub const SCHEMA_VERSION: &str = "2";
 
 /// Hive partition columns: derived from the directory names, not stored in
 /// the files (`dt=YYYY-MM-DD/hour=HH`, from `request_received_at` in UTC).
@@ -51,6 +55,27 @@ pub const IDENTITY_COLUMNS: &[&str] = &[
     "pod_uid",
     "node_name",
     "node_uid",
+    "impersonation_constraint",
+    "iam_arn",
+    "iam_canonical_arn",
+    "iam_session_name",
+    "iam_access_key_id",
+    "iam_principal_id",
+];
+
+/// The columns schema version 1 did not have: a lake written before them
+/// reads them as NULL.
+pub const ADDED_IN_V2: &[&str] = &[
+    "impersonation_constraint",
+    "iam_arn",
+    "iam_canonical_arn",
+    "iam_session_name",
+    "iam_access_key_id",
+    "iam_principal_id",
+    "envelope",
+    "envelope_log",
+    "envelope_stream",
+    "envelope_id",
 ];
 
 enum Ty {
@@ -124,6 +149,16 @@ const COLUMNS: &[(&str, Ty, bool, &str)] = &[
     ("event_extra_fields", Ty::Str, true, "Top-level event members with no column of their own (authenticationMetadata, v1beta1 timestamp, future fields) as a JSON object."),
     ("source", Ty::Str, false, "Where the event was read: file:PATH:LINE, webhook:..., kafka:TOPIC/PARTITION@OFFSET."),
     ("ingested_at", Ty::Ts, false, "When auditlake stored the row (UTC)."),
+    ("impersonation_constraint", Ty::Str, true, "authenticationMetadata.impersonationConstraint (Kubernetes 1.35+): the constrained impersonation mode that authorized impersonatedUser (impersonate:user-info, impersonate:serviceaccount, impersonate:associated-node, ...). NULL for legacy impersonation, which the apiserver may fall back to silently."),
+    ("iam_arn", Ty::Str, true, "EKS: user.extra arn (aws-iam-authenticator): the IAM identity behind the authenticated Kubernetes user."),
+    ("iam_canonical_arn", Ty::Str, true, "EKS: user.extra canonicalArn: the IAM role (session path removed) behind the authenticated user."),
+    ("iam_session_name", Ty::Str, true, "EKS: user.extra sessionName: the role session (EKSGetTokenAuth when `aws eks get-token --role-arn` chose it, which hides the person)."),
+    ("iam_access_key_id", Ty::Str, true, "EKS: user.extra accessKeyId: the AWS access key that signed the token."),
+    ("iam_principal_id", Ty::Str, true, "EKS: user.extra principalId: the IAM principal id (role id and session)."),
+    ("envelope", Ty::Str, true, "The managed-cluster envelope the event arrived in: eks (CloudWatch Logs), aks (Azure resource log) or gke (Cloud Audit Logs); NULL for the apiserver's own log and webhook formats."),
+    ("envelope_log", Ty::Str, true, "EKS log group, AKS resourceId, or GKE logName of the envelope."),
+    ("envelope_stream", Ty::Str, true, "EKS log stream (kube-apiserver-audit-...), AKS properties.pod (the apiserver instance), or GKE resource location."),
+    ("envelope_id", Ty::Str, true, "EKS logEvents[].id or GKE insertId: the log pipeline's id of the entry."),
 ];
 
 fn ts() -> DataType {

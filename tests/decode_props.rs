@@ -1,8 +1,10 @@
-//! Property tests: no input makes the decoder or resolver panic, no input
-//! disappears silently (every unit yields events or rejections), and the
+//! Property tests: no input makes the decoder, the envelope opener or the
+//! resolver panic, no input disappears silently (every unit yields events or
+//! rejections), and the
 //! decoder's fast scanner reads an event exactly as serde_json does.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
+use auditlake::decode::envelope::{decode_opened, open, InputFormat};
 use auditlake::decode::{decode_unit, scan};
 use auditlake::event::Event;
 use auditlake::profiles::Profiles;
@@ -85,6 +87,35 @@ proptest! {
             scanner_agrees(&format!("{{\"auditID\":\"a\",\"{key}\":{value}}}"));
             scanner_agrees(&format!("{{\"user\":{{\"{key}\":{value}}},\"responseStatus\":{{\"code\":{value}}}}}"));
             scanner_agrees(&format!("{{\"user\":{{\"extra\":{{\"k\":{value}}}}},\"annotations\":{{\"{key}\":{value}}}}}"));
+        }
+    }
+
+    #[test]
+    fn corrupted_envelopes_never_panic_or_drop_events(pos in 0usize..3000, byte in 32u8..127, which in 0usize..3) {
+        let event = serde_json::Value::String(SAMPLE.to_string());
+        let envelopes = [
+            format!(r#"{{"messageType":"DATA_MESSAGE","logGroup":"/aws/eks/c/cluster","logStream":"s","logEvents":[{{"id":"1","timestamp":1,"message":{event}}},{{"id":"2","timestamp":1,"message":{event}}}]}}"#),
+            format!(r#"{{"records":[{{"resourceId":"/x/managedClusters/c","category":"kube-audit","properties":{{"log":{event},"pod":"p"}}}},{{"category":"kube-audit","properties":{{"log":{SAMPLE}}}}}]}}"#),
+            r#"{"insertId":"i","logName":"l","operation":{"id":"o","first":true,"last":true},"protoPayload":{"@type":"type.googleapis.com/google.cloud.audit.AuditLog","serviceName":"k8s.io","methodName":"io.k8s.core.v1.pods.exec.create","resourceName":"core/v1/namespaces/a/pods/b/exec","authenticationInfo":{"principalEmail":"alice","authoritySelector":"bob"},"status":{"code":7}},"resource":{"labels":{"cluster_name":"c"}},"timestamp":"2025-01-01T00:00:00.000000Z"}"#.to_string(),
+        ];
+        let mut bytes = envelopes[which].as_bytes().to_vec();
+        let pos = pos % bytes.len();
+        bytes[pos] = byte;
+        let Ok(text) = String::from_utf8(bytes) else { return Ok(()) };
+        match open(&text, InputFormat::Auto) {
+            None => check(&text, &Profiles::builtin()),
+            Some(Err(_)) => {}
+            Some(Ok(mut opened)) => {
+                let items = opened.items.len();
+                let (mut events, mut rejections) = (0, 0);
+                decode_opened(&mut opened, &mut Default::default(), |d| {
+                    events += 1;
+                    let _ = resolve(&d.event, &Profiles::builtin());
+                }, |_| rejections += 1);
+                // Each item is one event or one rejection.
+                prop_assert_eq!(events + rejections, items);
+                prop_assert!(items > 0 || !opened.skipped.is_empty() || text.contains("[]"), "{}", text);
+            }
         }
     }
 

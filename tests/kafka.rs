@@ -579,3 +579,97 @@ fn dead_letter_topic_receives_poison_with_its_offset() {
     assert!(got.iter().all(|v| v["source"] == "kafka dl-source/0"));
     assert!(got.iter().any(|v| v["text"] == "{broken"));
 }
+
+/// Managed clusters' envelopes as Kafka messages, read through a SASL PLAIN listener with the
+/// options Azure Event Hubs' Kafka endpoint takes (user `$ConnectionString`, the connection
+/// string as password; Event Hubs adds TLS, which the local broker's listener does not): AKS
+/// diagnostic records (`{"records":[…]}`) and EKS subscription data as Kinesis hands it on
+/// (gzip bytes). Without --cluster, each event takes its envelope's cluster.
+#[test]
+fn managed_cluster_envelopes_through_an_event_hubs_style_sasl_listener() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let broker = Broker::start();
+    broker.create_topic("insights-logs-kube-audit", 1);
+    let lines = generated(dir.path(), 400, 13);
+    let producer = broker.producer();
+    let (aks, eks) = lines.split_at(250);
+    for group in aks.chunks(50) {
+        let records: Vec<serde_json::Value> = group
+            .iter()
+            .map(|l| serde_json::json!({
+                "time": "2026-11-20T08:00:00.0000000Z",
+                "resourceId": "/SUBSCRIPTIONS/0000/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/PROD-AKS",
+                "category": "kube-audit-admin",
+                "operationName": "Microsoft.ContainerService/managedClusters/diagnosticLogs/Read",
+                "properties": {"log": l, "stream": "stdout", "pod": "kube-apiserver-1"},
+            }))
+            .collect();
+        let body = serde_json::json!({ "records": records }).to_string();
+        send(
+            &producer,
+            "insights-logs-kube-audit",
+            0,
+            None,
+            body.as_bytes(),
+            None,
+        );
+    }
+    for group in eks.chunks(50) {
+        let events: Vec<serde_json::Value> = group
+            .iter()
+            .enumerate()
+            .map(|(i, l)| serde_json::json!({"id": i.to_string(), "timestamp": 0, "message": l}))
+            .collect();
+        let payload = serde_json::json!({
+            "messageType": "DATA_MESSAGE", "owner": "123456789012",
+            "logGroup": "/aws/eks/prod-eks/cluster", "logStream": "kube-apiserver-audit-1",
+            "subscriptionFilters": ["to-kinesis"], "logEvents": events,
+        });
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(payload.to_string().as_bytes()).unwrap();
+        send(
+            &producer,
+            "insights-logs-kube-audit",
+            0,
+            None,
+            &gz.finish().unwrap(),
+            None,
+        );
+    }
+    flush(&producer);
+
+    let (addr, lake_arg) = (broker.sasl_addr(), lake.display().to_string());
+    let log = dir.path().join("consume.log");
+    let status = Command::new(bin())
+        .args([
+            "consume", "--brokers", &addr, "--topic", "insights-logs-kube-audit", "--group",
+            "auditlake", "--lake", &lake_arg, "--exit-at-end", "--metrics-listen", "127.0.0.1:0",
+            "-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanism=PLAIN",
+            "-X", "sasl.username=$ConnectionString",
+            "-X", "sasl.password=Endpoint=sb://auditlake-test.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=secret",
+        ])
+        .env_remove("AUDITLAKE_CLUSTER")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .status()
+        .expect("run consume");
+    assert!(
+        status.success(),
+        "consume failed: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert_exactly_once(&lake, &keys(&lines));
+    let per_cluster = sql(
+        &lake,
+        "SELECT cluster, envelope, count(*) FROM audit GROUP BY 1, 2 ORDER BY 1",
+    );
+    assert_eq!(
+        per_cluster[1..],
+        [
+            vec!["prod-aks".to_string(), "aks".into(), "250".into()],
+            vec!["prod-eks".to_string(), "eks".into(), "150".into()],
+        ]
+    );
+}

@@ -106,8 +106,21 @@ fn the_commands_table_names_real_flags() {
     for line in text.lines().filter(|l| l.starts_with("| `auditlake ")) {
         let cell = line.split('`').nth(1).expect("a command in backticks");
         let w = words(&cell.replace("\\|", " "));
-        let sub = &w[1];
-        let help = run(&[sub.as_str(), "--help"]);
+        // `auditlake profiles check …`: the flags are the nested command's.
+        let nested = w
+            .get(2)
+            .filter(|x| x.chars().all(|c| c.is_ascii_lowercase()))
+            .filter(|x| {
+                std::process::Command::new(bin())
+                    .args([w[1].as_str(), x.as_str(), "--help"])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            });
+        let mut path: Vec<&str> = vec![w[1].as_str()];
+        path.extend(nested.map(String::as_str));
+        let sub = path.join(" ");
+        path.push("--help");
+        let help = run(&path);
         let help = String::from_utf8_lossy(&help.stdout).into_owned();
         for flag in w.iter().map(|x| x.trim_start_matches('[')) {
             if let Some(name) = flag.strip_prefix("--") {

@@ -1,7 +1,9 @@
 //! `auditlake consume`: a Kafka consumer-group member writing the lake; offsets are committed
 //! only after the lake commit that holds them. The pipeline is `auditlake::pipeline::kafka`.
 
-use super::{cancel_on_signal, runtime, CommitArgs, KafkaClientArgs, ProfileArgs, WorkerArgs};
+use super::{
+    cancel_on_signal, runtime, CommitArgs, InputArgs, KafkaClientArgs, ProfileArgs, WorkerArgs,
+};
 use anyhow::{Context, Result};
 use auditlake::sinks::lake::{Lake, WriteOptions};
 use auditlake::sources::kafka::ConsumerSettings;
@@ -45,9 +47,13 @@ pub struct Args {
     /// Lake directory (shared by every member of the group).
     #[arg(long, env = "AUDITLAKE_LAKE")]
     lake: PathBuf,
-    /// Cluster of messages that do not name one (see --cluster-header, --cluster-field).
-    #[arg(long, env = "AUDITLAKE_CLUSTER", default_value = "default")]
-    cluster: String,
+    /// Cluster of messages that do not name one (see --cluster-header,
+    /// --cluster-field). Without it, an envelope's cluster (EKS log group,
+    /// AKS resource ID, GKE resource label) is used, else `default`.
+    #[arg(long, env = "AUDITLAKE_CLUSTER")]
+    cluster: Option<String>,
+    #[command(flatten)]
+    input: InputArgs,
     /// Message header whose value names the cluster (the webhook's Kafka
     /// relay sets it).
     #[arg(
@@ -118,7 +124,9 @@ pub fn run(a: Args) -> Result<()> {
             chunk_wait: std::time::Duration::from_millis(100),
             exit_at_end: a.exit_at_end,
         },
-        cluster: a.cluster,
+        envelope_cluster: a.cluster.is_none(),
+        cluster: a.cluster.unwrap_or_else(|| "default".into()),
+        format: a.input.format,
         payload_field: a.payload_field,
         cluster_field: a.cluster_field,
         profiles: Arc::new(a.profiles.load()?),

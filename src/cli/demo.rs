@@ -51,7 +51,8 @@ pub fn run(a: Args) -> Result<()> {
     }
     let summaries = ingest::ingest_files(
         lake,
-        "demo",
+        Some("demo"),
+        Default::default(),
         profiles,
         super::WorkerArgs::default().get(),
         WriteOptions::default(),

@@ -5,13 +5,15 @@ use auditlake::tools::gen::{Format, Generator};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-const EXAMPLES: &str = "Examples:\n  auditlake gen --events 1000000 --seed 7 -o events.jsonl\n  auditlake gen --events 100000 | auditlake ingest --lake L -\n  auditlake gen --format eventlist --batch 400 -o batches.jsonl";
+const EXAMPLES: &str = "Examples:\n  auditlake gen --events 1000000 --seed 7 -o events.jsonl\n  auditlake gen --events 100000 | auditlake ingest --lake L -\n  auditlake gen --format eventlist --batch 400 -o batches.jsonl\n  auditlake gen --format eks | auditlake ingest --lake L -   # cluster demo-eks, from the log group";
 
 /// Write deterministic synthetic audit events.
 ///
 /// The same seed always produces the same bytes. `jsonl` is the
 /// apiserver log-backend format (one Event per line); `eventlist` is
-/// one webhook batch (EventList) per line.
+/// one webhook batch (EventList) per line; `eks`, `aks` and `gke` wrap
+/// the same events as each managed cluster's log pipeline delivers them
+/// (see docs/sources.md), for trying `ingest` and `consume` on them.
 #[derive(clap::Args, Debug)]
 #[command(after_long_help = EXAMPLES)]
 pub struct Args {
@@ -24,7 +26,7 @@ pub struct Args {
     /// Output format.
     #[arg(long, env = "AUDITLAKE_GEN_FORMAT", value_enum, default_value_t = Format::JsonLines)]
     format: Format,
-    /// Events per EventList (with --format eventlist).
+    /// Events per EventList or envelope (with --format eventlist, eks, aks).
     #[arg(long, env = "AUDITLAKE_GEN_BATCH", default_value_t = 400,
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     batch: u64,
@@ -42,9 +44,11 @@ pub fn run(a: Args) -> Result<()> {
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     // Progress on a terminal only: lines written, against the lines expected.
-    let lines = match a.format {
-        Format::JsonLines => a.events,
-        Format::EventList => a.events.div_ceil(a.batch),
+    // (For gke, an upper bound: only each request's last stage is a line.)
+    let lines = if a.format.batched() {
+        a.events.div_ceil(a.batch)
+    } else {
+        a.events
     };
     let bar = if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::with_draw_target(

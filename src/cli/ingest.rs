@@ -1,8 +1,9 @@
 //! `auditlake ingest`: log-backend files (or standard input) into the lake, resuming where
 //! earlier runs committed.
 
-use super::{now_us, ProfileArgs, WorkerArgs};
+use super::{now_us, InputArgs, ProfileArgs, WorkerArgs};
 use anyhow::{bail, Context, Result};
+use auditlake::decode::envelope::InputFormat;
 use auditlake::pipeline::file::{ingest_file, FileSummary, IngestError, IngestOptions};
 use auditlake::profiles::Profiles;
 use auditlake::sinks::lake::{Lake, WriteOptions};
@@ -11,7 +12,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-const EXAMPLES: &str = "Examples:\n  auditlake ingest --lake L --cluster prod /var/log/kubernetes/audit/audit.log*\n  zcat old/*.gz | auditlake ingest --lake L --cluster prod -";
+const EXAMPLES: &str = "Examples:\n  auditlake ingest --lake L --cluster prod /var/log/kubernetes/audit/audit.log*\n  zcat old/*.gz | auditlake ingest --lake L --cluster prod -\n  auditlake ingest --lake L firehose/2026/11/20/*          # EKS via Firehose: cluster from the log group\n  auditlake ingest --lake L insights-logs-kube-audit/**/PT1H.json   # AKS storage export";
 
 /// Ingest apiserver log-backend files into the lake.
 ///
@@ -28,9 +29,13 @@ pub struct Args {
     /// Lake directory (created if missing).
     #[arg(long, env = "AUDITLAKE_LAKE")]
     lake: PathBuf,
-    /// Value of the `cluster` column for these events.
-    #[arg(long, env = "AUDITLAKE_CLUSTER", default_value = "default")]
-    cluster: String,
+    /// Value of the `cluster` column for these events. Without it, events
+    /// from an envelope that names its cluster (an EKS log group, an AKS
+    /// resource ID, a GKE resource label) get that name, others `default`.
+    #[arg(long, env = "AUDITLAKE_CLUSTER")]
+    cluster: Option<String>,
+    #[command(flatten)]
+    input: InputArgs,
     #[command(flatten)]
     profiles: ProfileArgs,
     #[command(flatten)]
@@ -59,7 +64,8 @@ pub fn run(a: Args) -> Result<()> {
     };
     let summaries = ingest_files(
         &a.lake,
-        &a.cluster,
+        a.cluster.as_deref(),
+        a.input.format,
         a.profiles.load()?,
         a.workers.get(),
         write,
@@ -86,9 +92,12 @@ pub struct Ingested {
     pub unreadable: Vec<String>,
 }
 
+/// `cluster`: `None` takes an envelope's cluster, else `default`.
+#[allow(clippy::too_many_arguments)]
 pub fn ingest_files(
     lake: &Path,
-    cluster: &str,
+    cluster: Option<&str>,
+    format: InputFormat,
     profiles: Profiles,
     workers: usize,
     write: WriteOptions,
@@ -98,7 +107,9 @@ pub fn ingest_files(
     let lake =
         Lake::open(lake, write).with_context(|| format!("cannot open lake {}", lake.display()))?;
     let opts = IngestOptions {
-        cluster: cluster.to_string(),
+        cluster: cluster.unwrap_or("default").to_string(),
+        envelope_cluster: cluster.is_none(),
+        format,
         profiles: Arc::new(profiles),
         workers,
         progress: progress && std::io::stderr().is_terminal(),
@@ -141,11 +152,16 @@ pub fn print_summary(summaries: &[FileSummary]) {
     for s in summaries {
         let secs = s.elapsed.as_secs_f64().max(1e-9);
         eprintln!(
-            "{}: {} events, {} rows, {} rejected, {} files, {:.1} MB read{} in {:.2}s ({:.0} events/s)",
+            "{}: {} events, {} rows, {} rejected,{} {} files, {:.1} MB read{} in {:.2}s ({:.0} events/s)",
             s.path.display(),
             s.events,
             s.rows,
             s.rejected,
+            if s.skipped > 0 {
+                format!(" {} envelope messages without events skipped,", s.skipped)
+            } else {
+                String::new()
+            },
             s.files,
             s.raw_bytes as f64 / 1e6,
             if s.resumed_after > 0 {
@@ -161,6 +177,9 @@ pub fn print_summary(summaries: &[FileSummary]) {
                 "{}: line {line} has no newline yet (still being written?); it was left for the next run",
                 s.path.display()
             );
+        }
+        for (k, n) in &s.untrusted {
+            *total.untrusted.entry(k.clone()).or_default() += n;
         }
         total.events += s.events;
         total.rows += s.rows;
@@ -186,5 +205,9 @@ pub fn print_summary(summaries: &[FileSummary]) {
     );
     if total.rejected > 0 {
         eprintln!("rejected lines are kept with their reason under LAKE/_rejected/");
+    }
+    for ((user, profile), n) in &total.untrusted {
+        let advice = auditlake::pipeline::untrusted_advice(user, profile);
+        eprintln!("warning: {n} {advice}");
     }
 }

@@ -13,6 +13,7 @@ pub mod gen;
 pub mod ingest;
 pub mod loadgen;
 pub mod produce;
+pub mod profiles;
 pub mod queries;
 pub mod query;
 pub mod schema;
@@ -59,6 +60,7 @@ pub enum Command {
     Produce(produce::Args),
     Loadgen(loadgen::Args),
     Queries(queries::Args),
+    Profiles(profiles::Args),
     Schema(schema::Args),
     Verify(verify::Args),
     Completions(completions::Args),
@@ -75,6 +77,7 @@ impl Command {
                 | Command::Query(_)
                 | Command::Explain(_)
                 | Command::Queries(_)
+                | Command::Profiles(_)
                 | Command::Schema(_)
                 | Command::Verify(_)
                 | Command::Completions(_)
@@ -94,6 +97,7 @@ impl Command {
             Command::Produce(a) => produce::run(a),
             Command::Loadgen(a) => loadgen::run(a),
             Command::Queries(a) => queries::run(a),
+            Command::Profiles(a) => profiles::run(a),
             Command::Schema(a) => schema::run(a),
             Command::Verify(a) => verify::run(a),
             Command::Completions(a) => completions::run(a),
@@ -116,6 +120,23 @@ impl ProfileArgs {
             self.profiles.as_deref(),
         )?)
     }
+}
+
+/// `--format`: which managed-cluster envelopes the input may hold.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct InputArgs {
+    /// What the input holds. `auto` recognises each line's or message's
+    /// shape: Kubernetes audit events, EKS CloudWatch Logs payloads
+    /// (plain, base64 gzip, export lines), AKS resource-log records and
+    /// GKE Cloud Audit Logs entries. A cloud's name admits only its
+    /// envelopes beside plain events; `kubernetes` opens none.
+    #[arg(
+        long = "format",
+        env = "AUDITLAKE_INPUT_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    pub format: auditlake::decode::envelope::InputFormat,
 }
 
 /// When a long-running writer (serve, consume) commits a lake segment.
@@ -312,6 +333,7 @@ mod tests {
                         "AUDITLAKE_ROW_GROUP_ROWS",
                         "AUDITLAKE_KAFKA_OPTIONS",
                         "AUDITLAKE_BROKERS",
+                        "AUDITLAKE_INPUT_FORMAT",
                     ];
                     assert!(
                         SHARED.contains(&env.as_str()),

@@ -11,8 +11,9 @@ const EXAMPLES: &str = "Examples:\n  auditlake queries\n  auditlake queries --sq
 /// views over a relation named `audit`, for other engines: in DuckDB,
 /// `CREATE VIEW audit AS SELECT * FROM read_parquet('L/**/*.parquet',
 /// hive_partitioning = true, hive_types = {'dt': VARCHAR, 'hour':
-/// VARCHAR})`, then the printed statements, and the named queries run
-/// there as well.
+/// VARCHAR})` (with `union_by_name = true` on a lake that also holds
+/// files of schema version 1), then the printed statements, and the
+/// named queries run there as well.
 #[derive(clap::Args, Debug)]
 #[command(after_long_help = EXAMPLES)]
 pub struct Args {

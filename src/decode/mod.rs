@@ -3,7 +3,8 @@
 //!
 //! Accepted shapes: an `Event` (with or without `kind`/`apiVersion`,
 //! `audit.k8s.io/v1` or `v1beta1`), an `EventList`, a bare JSON array of
-//! events. The apiserver's `legacy` text format is recognised and rejected
+//! events, several events back to back with no delimiter. Managed
+//! clusters' envelopes around them are opened by [`envelope`]. The apiserver's `legacy` text format is recognised and rejected
 //! with an explanation, since it lacks the extras and UIDs resolution needs.
 //!
 //! Each event object is read by [`scan`], a scanner for the event's known
@@ -13,6 +14,7 @@
 //! Pure: no I/O. One bad item in a list rejects that item only. Nothing here
 //! may panic on any input (see the property test).
 
+pub mod envelope;
 pub mod scan;
 
 use crate::event::{Event, Spare};
@@ -47,6 +49,11 @@ pub enum DecodeError {
     InvalidEvent(String),
     #[error("unsupported apiVersion `{0}` (expected audit.k8s.io/v1 or v1beta1)")]
     UnsupportedVersion(String),
+    #[error("invalid {envelope} envelope: {problem}")]
+    BadEnvelope {
+        envelope: &'static str,
+        problem: String,
+    },
     #[error("invalid {field} `{value}`: expected RFC 3339 UTC like 2025-03-04T06:22:18.819232Z")]
     BadTimestamp { field: &'static str, value: String },
 }
@@ -71,6 +78,8 @@ pub struct Decoded<'a> {
     pub event: Event<'a>,
     pub received_us: Option<i64>,
     pub stage_us: Option<i64>,
+    /// Where an event read out of a managed cluster's envelope came from.
+    pub provenance: Option<Box<envelope::Provenance<'a>>>,
 }
 
 /// Decode one unit of text, calling `on_event` / `on_reject` for each item.
@@ -127,6 +136,10 @@ pub fn decode_unit_in<'a>(
                         Ok(_) => DecodeError::InvalidEvent(e.to_string()),
                         Err(_) => DecodeError::NotJson(e.to_string()),
                     };
+                    if let (DecodeError::NotJson(_), Some(values)) = (&error, concatenated(trimmed))
+                    {
+                        return decode_texts(&values, spare, &mut on_event, &mut on_reject);
+                    }
                     match (&error, salvage_items(trimmed)) {
                         (DecodeError::NotJson(_), Some(items)) => {
                             decode_texts(&items, spare, &mut on_event, &mut on_reject)
@@ -196,6 +209,19 @@ fn decode_items<'a>(
 ) {
     let texts: Vec<&str> = items.iter().map(|r| r.get()).collect();
     decode_texts(&texts, spare, on_event, on_reject)
+}
+
+/// The objects of a unit that holds several, one after another with no
+/// delimiter (Firehose to S3 with message extraction and no newline
+/// processor writes events this way); `None` unless there are two or more
+/// and all parse.
+fn concatenated(text: &str) -> Option<Vec<&str>> {
+    let values: Vec<&str> = serde_json::Deserializer::from_str(text)
+        .into_iter::<&RawValue>()
+        .map(|v| v.map(RawValue::get))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    (values.len() > 1).then_some(values)
 }
 
 /// The items of a list that does not parse as a whole, found by matching

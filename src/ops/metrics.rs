@@ -39,6 +39,8 @@ pub struct Metrics {
     pub kafka_rebalances: IntCounter,
     /// Webhook relay: events produced to Kafka with a confirmed delivery.
     pub kafka_produced: IntCounter,
+    /// Requests carrying a proxy's claim from an identity no profile trusts.
+    pub untrusted_claims: IntCounter,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -148,6 +150,10 @@ impl Metrics {
                 "auditlake_kafka_produced_events_total",
                 "Events the webhook produced to Kafka with a confirmed delivery",
             ),
+            untrusted_claims: c(
+                "auditlake_untrusted_claims_total",
+                "Requests carrying a proxy's claim from an identity no profile trusts (claim_status spoofed): an attack, or a profile naming the wrong proxy identity",
+            ),
             registry,
         };
         for col in [
@@ -172,6 +178,7 @@ impl Metrics {
             Box::new(m.kafka_lag.clone()),
             Box::new(m.kafka_rebalances.clone()),
             Box::new(m.kafka_produced.clone()),
+            Box::new(m.untrusted_claims.clone()),
         ] {
             must(m.registry.register(col));
         }

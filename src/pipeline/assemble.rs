@@ -6,14 +6,15 @@
 //! appending each event on its own gives (tested below), and every unit's events and
 //! rejections keep their order.
 
+use crate::decode::envelope::{self, InputFormat};
 use crate::decode::{decode_unit_in, Decoded};
 use crate::event::Spare;
 use crate::profiles::Profiles;
-use crate::resolve::{resolve, Resolved};
+use crate::resolve::{resolve, ClaimStatus, Resolved};
 use crate::sinks::lake::batch::{BatchBuilder, PartKey, Row, RowContext};
 use crate::sinks::lake::RejectRecord;
 use arrow::record_batch::RecordBatch;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 /// How many decoded events wait before they are resolved and appended
@@ -40,7 +41,26 @@ pub struct Assembler {
     /// before the next unit is decoded (the decoder holds `spare` while it
     /// calls back, and appending happens inside that callback).
     returned: Spare,
+    /// Envelope messages that held no audit event (CloudWatch
+    /// `CONTROL_MESSAGE`, other log categories), since the last
+    /// [`take_skipped`](Assembler::take_skipped).
+    skipped: u64,
+    /// Requests carrying a proxy's claim from an identity no profile trusts
+    /// (flagged `spoofed`), by that identity and the profile whose claim
+    /// keys they carry: either an attack or a profile naming the wrong
+    /// identity (a proxy installed under another namespace).
+    untrusted: Untrusted,
 }
+
+/// Spoofed-claim counts by (authenticated user, profile imitated).
+pub type Untrusted = BTreeMap<(String, String), u64>;
+
+/// Distinct identities [`Untrusted`] keeps apart; the rest are counted
+/// together, so a flood of names cannot grow it.
+const UNTRUSTED_KEYS: usize = 64;
+
+/// The identity the overflow of [`Untrusted`] is counted under.
+pub const OTHER_IDENTITIES: &str = "(other identities)";
 
 /// How the rows and rejections of one source are labelled.
 pub struct Labels<'a> {
@@ -52,6 +72,8 @@ pub struct Labels<'a> {
     pub row: RowContext<'a>,
     /// Whose identity claims are believed.
     pub profiles: &'a Profiles,
+    /// Which envelopes are opened (`--format`).
+    pub format: InputFormat,
 }
 
 impl Assembler {
@@ -82,6 +104,7 @@ impl Assembler {
         let mut staged: Vec<Staged<'a>> = Vec::with_capacity(RUN);
         let (builders, src) = (&mut self.builders, &mut self.src);
         let (spare, returned) = (&mut self.spare, &mut self.returned);
+        let untrusted = &mut self.untrusted;
         for (pos, text) in units {
             spare.absorb(returned);
             // Between runs no staged event refers to `src`.
@@ -91,6 +114,60 @@ impl Assembler {
             let a = src.len();
             let _ = write!(src, "{prefix}{pos}");
             let range = a..src.len();
+            match envelope::open(text, labels.format) {
+                None => {}
+                Some(Err(error)) => {
+                    rejects.push(RejectRecord::of(
+                        origin,
+                        pos,
+                        error.to_string(),
+                        text.as_bytes(),
+                    ));
+                    continue;
+                }
+                Some(Ok(mut opened)) => {
+                    // The envelope's events may borrow text it owns, which
+                    // lives only for this unit: they are appended before
+                    // the next unit, in a run of their own.
+                    flush_run(
+                        builders,
+                        &mut staged,
+                        src,
+                        row_ctx,
+                        profiles,
+                        returned,
+                        untrusted,
+                    );
+                    self.skipped += opened.skipped.len() as u64;
+                    let mut run: Vec<Staged> = Vec::with_capacity(RUN);
+                    envelope::decode_opened(
+                        &mut opened,
+                        spare,
+                        |decoded| {
+                            events += 1;
+                            run.push(Staged {
+                                decoded,
+                                src: range.clone(),
+                            });
+                            if run.len() >= RUN {
+                                flush_run(
+                                    builders, &mut run, src, row_ctx, profiles, returned, untrusted,
+                                );
+                            }
+                        },
+                        |rej| {
+                            rejects.push(
+                                RejectRecord::of(origin, pos, rej.reason, rej.text.as_bytes())
+                                    .item(Some(rej.item), None),
+                            );
+                        },
+                    );
+                    flush_run(
+                        builders, &mut run, src, row_ctx, profiles, returned, untrusted,
+                    );
+                    continue;
+                }
+            }
             decode_unit_in(
                 text,
                 spare,
@@ -101,7 +178,15 @@ impl Assembler {
                         src: range.clone(),
                     });
                     if staged.len() >= RUN {
-                        flush_run(builders, &mut staged, src, row_ctx, profiles, returned);
+                        flush_run(
+                            builders,
+                            &mut staged,
+                            src,
+                            row_ctx,
+                            profiles,
+                            returned,
+                            untrusted,
+                        );
                     }
                 },
                 |rej| {
@@ -116,8 +201,26 @@ impl Assembler {
                 },
             );
         }
-        flush_run(builders, &mut staged, src, row_ctx, profiles, returned);
+        flush_run(
+            builders,
+            &mut staged,
+            src,
+            row_ctx,
+            profiles,
+            returned,
+            untrusted,
+        );
         events
+    }
+
+    /// Requests with untrusted claims seen since the last call.
+    pub fn take_untrusted(&mut self) -> Untrusted {
+        std::mem::take(&mut self.untrusted)
+    }
+
+    /// Envelope messages without audit events seen since the last call.
+    pub fn take_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped)
     }
 
     /// Rows added since the last call, as batches sorted by partition.
@@ -146,11 +249,29 @@ fn flush_run(
     row_ctx: &RowContext,
     profiles: &Profiles,
     returned: &mut Spare,
+    untrusted: &mut Untrusted,
 ) {
     let resolved: Vec<Resolved> = staged
         .iter()
         .map(|s| resolve(&s.decoded.event, profiles))
         .collect();
+    for (s, r) in staged.iter().zip(&resolved) {
+        if r.claim_status != ClaimStatus::Spoofed {
+            continue;
+        }
+        let e = &s.decoded.event;
+        let user = e.user.username.as_deref().unwrap_or_default();
+        let profile = e
+            .impersonated_user
+            .as_ref()
+            .and_then(|i| profiles.claimed_by(i))
+            .map_or("", |p| p.name.as_str());
+        let mut key = (user.to_string(), profile.to_string());
+        if untrusted.len() >= UNTRUSTED_KEYS && !untrusted.contains_key(&key) {
+            key.0 = OTHER_IDENTITIES.to_string();
+        }
+        *untrusted.entry(key).or_default() += 1;
+    }
     let rows: Vec<Row> = staged
         .iter()
         .zip(&resolved)
@@ -226,6 +347,7 @@ mod tests {
         let ctx = RowContext {
             cluster: "c1",
             ingested_at_us: 7,
+            envelope_cluster: false,
         };
         let mut asm = Assembler::default();
         let mut rejects = Vec::new();
@@ -238,6 +360,7 @@ mod tests {
             origin: "o",
             row: ctx,
             profiles: &profiles,
+            format: InputFormat::Auto,
         };
         let events = asm.add_units(positioned, &labels, &mut rejects);
         let runs = asm.finish().expect("batches build");

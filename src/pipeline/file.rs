@@ -20,6 +20,7 @@ use super::assemble::{Assembler, Labels};
 use super::commit::{Committed, Committer, Policy};
 use super::recv_shared;
 use super::reorder::Reorder;
+use crate::decode::envelope::InputFormat;
 use crate::profiles::Profiles;
 use crate::sinks::lake::batch::{PartKey, RowContext};
 use crate::sinks::lake::{Lake, LakeError, RejectRecord, Resume, SourceState};
@@ -50,6 +51,10 @@ pub enum IngestError {
 #[derive(Clone)]
 pub struct IngestOptions {
     pub cluster: String,
+    /// Take the cluster an envelope names over `cluster` (no `--cluster`).
+    pub envelope_cluster: bool,
+    /// Which envelopes are opened.
+    pub format: InputFormat,
     pub profiles: Arc<Profiles>,
     /// Decode/resolve threads.
     pub workers: usize,
@@ -67,6 +72,11 @@ pub struct FileSummary {
     pub events: u64,
     pub rows: u64,
     pub rejected: u64,
+    /// Envelope messages that held no audit event (CloudWatch
+    /// `CONTROL_MESSAGE`, other log categories or services).
+    pub skipped: u64,
+    /// Requests with a proxy's claim from an identity no profile trusts.
+    pub untrusted: super::assemble::Untrusted,
     pub files: usize,
     pub raw_bytes: u64,
     pub parquet_bytes: u64,
@@ -85,6 +95,8 @@ struct Processed {
     parts: Vec<(PartKey, RecordBatch)>,
     rejects: Vec<RejectRecord>,
     events: u64,
+    skipped: u64,
+    untrusted: super::assemble::Untrusted,
 }
 
 /// Stable identity of an input: the cluster and its first line, so a
@@ -168,6 +180,8 @@ pub fn ingest_file(
             let ctx = WorkerCtx {
                 profiles: opts.profiles.clone(),
                 cluster: opts.cluster.clone(),
+                envelope_cluster: opts.envelope_cluster,
+                format: opts.format,
                 ingested_at_us: opts.ingested_at_us,
                 path: display.clone(),
             };
@@ -269,6 +283,10 @@ fn write_loop(
         order.push(p.seq, p);
         while let Some(p) = order.pop() {
             summary.events += p.events;
+            summary.skipped += p.skipped;
+            for (k, n) in p.untrusted {
+                *summary.untrusted.entry(k).or_default() += n;
+            }
             seen_rejects += p.rejects.len() as u64;
             let last = p.last_pos.max(next_pos.saturating_sub(1));
             let seg = c.segment(next_pos, last);
@@ -307,6 +325,8 @@ fn add(summary: &mut FileSummary, done: Option<Committed>) {
 struct WorkerCtx {
     profiles: Arc<Profiles>,
     cluster: String,
+    envelope_cluster: bool,
+    format: InputFormat,
     ingested_at_us: i64,
     path: String,
 }
@@ -338,6 +358,7 @@ fn process_chunk(
     let row_ctx = RowContext {
         cluster: &ctx.cluster,
         ingested_at_us: ctx.ingested_at_us,
+        envelope_cluster: ctx.envelope_cluster,
     };
     let mut rejects = Vec::new();
     let mut flawed = Vec::new();
@@ -374,6 +395,7 @@ fn process_chunk(
         origin: &ctx.path,
         row: row_ctx,
         profiles: &ctx.profiles,
+        format: ctx.format,
     };
     let events = asm.add_units(units, &labels, &mut rejects);
     if !flawed.is_empty() {
@@ -392,6 +414,8 @@ fn process_chunk(
         parts,
         rejects,
         events,
+        skipped: asm.take_skipped(),
+        untrusted: asm.take_untrusted(),
     })
 }
 

@@ -82,6 +82,11 @@ pub struct ConsumeOptions {
     pub payload_field: Option<String>,
     /// Field of the wrapper object that names the cluster.
     pub cluster_field: Option<String>,
+    /// Take the cluster an envelope names when neither `cluster_field` nor
+    /// a header names one and no `--cluster` was given.
+    pub envelope_cluster: bool,
+    /// Which envelopes are opened.
+    pub format: crate::decode::envelope::InputFormat,
     pub profiles: Arc<Profiles>,
     pub workers: usize,
     /// Commit a partition's segment at this many rows...
@@ -133,6 +138,8 @@ pub struct Processed {
     last: i64,
     messages: u64,
     events: u64,
+    /// Requests with a proxy's claim from an identity no profile trusts.
+    untrusted: u64,
     parts: Vec<(PartKey, RecordBatch)>,
     rejects: Vec<RejectRecord>,
 }
@@ -240,11 +247,15 @@ pub async fn run(
 
 fn worker(rx: Arc<Mutex<Receiver<Chunk>>>, txs: Vec<SyncSender<WriterMsg>>, opts: ConsumeOptions) {
     let mut asm = Assembler::default();
+    let mut warned = std::collections::HashSet::new();
     loop {
         let Some(chunk) = recv_shared(&rx) else {
             return;
         };
-        let out = process(&chunk, &opts, &mut asm);
+        let out = process(&chunk, &opts, &mut asm).map(|mut p| {
+            p.untrusted = super::warn_untrusted(&mut warned, asm.take_untrusted(), 256);
+            p
+        });
         let Some(tx) = txs.get(chunk.tp.shard) else {
             return;
         };
@@ -281,6 +292,22 @@ fn process(
             reject(&mut rejects, m.offset, reason, payload);
             continue;
         }
+        // Kinesis and Firehose hand CloudWatch subscription data on as gzip.
+        let inflated;
+        let payload = if payload.starts_with(&[0x1f, 0x8b]) {
+            match crate::decode::envelope::inflate(payload) {
+                Ok(bytes) => {
+                    inflated = bytes;
+                    &inflated[..]
+                }
+                Err(e) => {
+                    reject(&mut rejects, m.offset, e.to_string(), payload);
+                    continue;
+                }
+            }
+        } else {
+            payload
+        };
         let Ok(text) = std::str::from_utf8(payload) else {
             let reason =
                 "message is not valid UTF-8 (the original bytes are in `base64`)".to_string();
@@ -298,19 +325,17 @@ fn process(
                 continue;
             }
         };
-        let cluster = extracted
-            .cluster
-            .as_deref()
-            .or(m.cluster.as_deref())
-            .unwrap_or(&opts.cluster);
+        let named = extracted.cluster.as_deref().or(m.cluster.as_deref());
         let labels = Labels {
             prefix: &prefix,
             origin: &tp.origin,
             row: RowContext {
-                cluster,
+                cluster: named.unwrap_or(&opts.cluster),
                 ingested_at_us,
+                envelope_cluster: named.is_none() && opts.envelope_cluster,
             },
             profiles: &opts.profiles,
+            format: opts.format,
         };
         let lines = extracted.units.len();
         for (i, unit) in extracted.units.iter().enumerate() {
@@ -338,6 +363,7 @@ fn process(
         last,
         messages: chunk.messages.len() as u64,
         events,
+        untrusted: 0,
         parts,
         rejects,
     })
@@ -484,6 +510,7 @@ impl Writer<'_> {
                 return Ok(());
             };
             part.events.inc_by(p.events);
+            self.metrics.untrusted_claims.inc_by(p.untrusted);
             self.first_work.get_or_insert_with(Instant::now);
             self.summary.messages += p.messages;
             self.summary.events += p.events;
@@ -651,6 +678,8 @@ mod tests {
             cluster: "k".into(),
             payload_field: None,
             cluster_field: None,
+            envelope_cluster: false,
+            format: Default::default(),
             profiles: Arc::new(Profiles::builtin()),
             workers: 1,
             segment_rows: 1_000_000,

@@ -28,6 +28,49 @@ pub fn stem(source: &str, first: u64, last: u64) -> String {
     format!("{source}-{first:012}-{last:012}")
 }
 
+/// The advice for requests whose claim no profile trusts. A proxy runs as a
+/// service account; a person or node carrying a proxy's claim is most
+/// likely forging it.
+pub fn untrusted_advice(user: &str, profile: &str) -> String {
+    let stored = format!(
+        "requests from `{user}` carry the claim of proxy profile `{profile}`, but no profile trusts `{user}`: they are stored as claim_status = spoofed"
+    );
+    if user.starts_with("system:serviceaccount:") {
+        format!(
+            "{stored}. If `{user}` is your {profile} installed under another name, add it to that profile's proxy_usernames \
+             (`auditlake profiles suggest --lake L` lists such identities) and re-ingest; otherwise someone is forging the claim"
+        )
+    } else {
+        format!(
+            "{stored}. `{user}` is not a service account, as a proxy is: most likely someone forging the claim \
+             (`auditlake query --named spoofed-malformed-claims` lists the requests)"
+        )
+    }
+}
+
+/// Log each identity of `found` once per process (at most `limit` of them),
+/// with [`untrusted_advice`]; returns how many requests `found` holds.
+pub fn warn_untrusted(
+    warned: &mut std::collections::HashSet<(String, String)>,
+    found: assemble::Untrusted,
+    limit: usize,
+) -> u64 {
+    let mut n = 0;
+    for ((user, profile), count) in found {
+        n += count;
+        if warned.len() < limit && warned.insert((user.clone(), profile.clone())) {
+            tracing::warn!(
+                identity = %user,
+                profile = %profile,
+                requests = count,
+                "{}",
+                untrusted_advice(&user, &profile)
+            );
+        }
+    }
+    n
+}
+
 /// Take the next item from a receiver shared by a pool of workers; `None`
 /// once the sender is gone (or a worker panicked holding the lock).
 pub(crate) fn recv_shared<T>(rx: &Mutex<Receiver<T>>) -> Option<T> {

@@ -88,6 +88,7 @@ pub async fn run(
     let replay_until = *durable.borrow();
     let mut reader = Reader::new(wal.dir(), state.committed_through + 1);
     let mut asm = Assembler::default();
+    let mut warned = std::collections::HashSet::new();
     let policy = Policy {
         rows: opts.segment_rows,
         age: opts.max_age,
@@ -122,8 +123,11 @@ pub async fn run(
                     row: RowContext {
                         cluster: &rec.cluster,
                         ingested_at_us: chrono::Utc::now().timestamp_micros(),
+                        envelope_cluster: false,
                     },
                     profiles: &opts.profiles,
+                    // The apiserver posts its own EventLists, nothing else.
+                    format: crate::decode::envelope::InputFormat::Kubernetes,
                 };
                 // A body that is not UTF-8 is decoded with each bad byte
                 // replaced by NUL, which keeps every offset and is invalid
@@ -150,6 +154,11 @@ pub async fn run(
                     }
                 }
                 metrics.events_received.inc_by(events);
+                metrics.untrusted_claims.inc_by(super::warn_untrusted(
+                    &mut warned,
+                    asm.take_untrusted(),
+                    256,
+                ));
                 for (part, batch) in asm.finish().map_err(|source| FlushError::Arrow {
                     first: rec.seq,
                     last: rec.seq,

@@ -32,6 +32,25 @@ pub enum Format {
     /// One EventList per line, as the webhook backend posts.
     #[value(name = "eventlist")]
     EventList,
+    /// One CloudWatch Logs subscription payload (decoded) per line, as
+    /// EKS delivers to Kinesis, Firehose and Lambda.
+    #[value(name = "eks")]
+    Eks,
+    /// One Event Hub message (`{"records":[…]}`) per line, as AKS
+    /// diagnostic settings send.
+    #[value(name = "aks")]
+    Aks,
+    /// One Cloud Audit Logs entry per line for each request's last stage,
+    /// as GKE's Cloud Logging exports.
+    #[value(name = "gke")]
+    Gke,
+}
+
+impl Format {
+    /// Whether events are written `batch` to a line.
+    pub fn batched(self) -> bool {
+        matches!(self, Format::EventList | Format::Eks | Format::Aks)
+    }
 }
 
 pub struct Generator {
@@ -703,7 +722,7 @@ impl Generator {
         out
     }
 
-    /// Write `n` events in `format` (EventList batches of `batch`).
+    /// Write `n` events in `format` (EventLists and envelopes of `batch`).
     pub fn write(
         &mut self,
         n: u64,
@@ -712,6 +731,7 @@ impl Generator {
         w: &mut dyn Write,
     ) -> io::Result<()> {
         let mut pending: Vec<Value> = Vec::new();
+        let mut written = 0u64;
         while self.emitted < n {
             for e in self.next_events() {
                 if self.emitted >= n {
@@ -723,20 +743,45 @@ impl Generator {
                         serde_json::to_writer(&mut *w, &e)?;
                         w.write_all(b"\n")?;
                     }
-                    Format::EventList => {
-                        pending.push(strip_type_meta(e));
-                        if pending.len() >= batch.max(1) {
-                            write_list(w, &mut pending)?;
+                    Format::Gke => {
+                        if let Some(entry) = super::clouds::gke(&e, self.emitted) {
+                            serde_json::to_writer(&mut *w, &entry)?;
+                            w.write_all(b"\n")?;
                         }
                     }
+                    Format::EventList => pending.push(strip_type_meta(e)),
+                    Format::Eks | Format::Aks => pending.push(e),
+                }
+                if pending.len() >= batch.max(1) {
+                    write_batch(w, format, &mut pending, &mut written)?;
                 }
             }
         }
         if !pending.is_empty() {
-            write_list(w, &mut pending)?;
+            write_batch(w, format, &mut pending, &mut written)?;
         }
         Ok(())
     }
+}
+
+fn write_batch(
+    w: &mut dyn Write,
+    format: Format,
+    items: &mut Vec<Value>,
+    written: &mut u64,
+) -> io::Result<()> {
+    let line = match format {
+        Format::Eks => super::clouds::eks(items, *written),
+        Format::Aks => super::clouds::aks(items),
+        _ => {
+            json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "metadata": {}, "items": items})
+        }
+    };
+    *written += items.len() as u64;
+    serde_json::to_writer(&mut *w, &line)?;
+    w.write_all(b"\n")?;
+    items.clear();
+    Ok(())
 }
 
 /// List items carry no kind/apiVersion, as the apiserver encodes them.
@@ -746,14 +791,6 @@ fn strip_type_meta(mut e: Value) -> Value {
         o.remove("apiVersion");
     }
     e
-}
-
-fn write_list(w: &mut dyn Write, items: &mut Vec<Value>) -> io::Result<()> {
-    let list = json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "metadata": {}, "items": items});
-    serde_json::to_writer(&mut *w, &list)?;
-    w.write_all(b"\n")?;
-    items.clear();
-    Ok(())
 }
 
 /// `n` events as JSON lines in memory (tests and benches).

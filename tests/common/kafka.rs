@@ -19,13 +19,16 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kafka.sh")
 }
 
-/// Two consecutive free loopback ports (client, controller).
+/// Three consecutive free loopback ports (client, controller, SASL client).
 fn free_ports() -> u16 {
     for _ in 0..50 {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = l.local_addr().expect("addr").port();
         drop(l);
-        if port < 65000 && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+        if port < 65000
+            && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", port + 2)).is_ok()
+        {
             return port;
         }
     }
@@ -61,6 +64,11 @@ impl Broker {
 
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The listener that takes SASL PLAIN as Azure Event Hubs does.
+    pub fn sasl_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port + 2)
     }
 
     /// Stop the broker (SIGTERM, then SIGKILL); its data stays.

@@ -2,6 +2,7 @@
 //! into `RecordBatch`es of the record schema, one builder set per lake
 //! partition (`dt`, `hour`).
 
+use crate::decode::envelope::Provenance;
 use crate::decode::Decoded;
 use crate::event::{Event, ObjectRef, ResponseStatus, Str, UserInfo};
 use crate::resolve::{
@@ -65,6 +66,9 @@ impl PartKey {
 pub struct RowContext<'c> {
     pub cluster: &'c str,
     pub ingested_at_us: i64,
+    /// Take the cluster an envelope names (an EKS log group, an AKS
+    /// resource ID) over `cluster`: set when no cluster was given.
+    pub envelope_cluster: bool,
 }
 
 type StrListBuilder = ListBuilder<StringBuilder>;
@@ -235,6 +239,16 @@ pub struct BatchBuilder {
     event_extra_fields: StringBuilder,
     source: StringBuilder,
     ingested_at: TimestampMicrosecondBuilder,
+    impersonation_constraint: StringBuilder,
+    iam_arn: StringBuilder,
+    iam_canonical_arn: StringBuilder,
+    iam_session_name: StringBuilder,
+    iam_access_key_id: StringBuilder,
+    iam_principal_id: StringBuilder,
+    envelope: StringBuilder,
+    envelope_log: StringBuilder,
+    envelope_stream: StringBuilder,
+    envelope_id: StringBuilder,
     scratch: String,
 }
 
@@ -297,6 +311,29 @@ impl<'r> Row<'r> {
 
     fn object(&self) -> Option<&'r ObjectRef<'r>> {
         self.event().object_ref.as_ref()
+    }
+
+    fn provenance(&self) -> Option<&'r Provenance<'r>> {
+        self.decoded.provenance.as_deref()
+    }
+
+    /// `authenticationMetadata.impersonationConstraint` (Kubernetes 1.35+):
+    /// kept verbatim in `event_extra_fields` too.
+    fn constraint(&self) -> Option<String> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Metadata {
+            impersonation_constraint: Option<String>,
+        }
+        let (_, raw) = self
+            .event()
+            .other_fields
+            .iter()
+            .find(|(k, _)| k == "authenticationMetadata")?;
+        serde_json::from_str::<Metadata>(raw.get())
+            .ok()?
+            .impersonation_constraint
+            .filter(|c| !c.is_empty())
     }
 
     fn status(&self) -> Option<&'r ResponseStatus<'r>> {
@@ -475,6 +512,16 @@ impl BatchBuilder {
             event_extra_fields: string(next()),
             source: string(next()),
             ingested_at: ts(next()),
+            impersonation_constraint: string(next()),
+            iam_arn: string(next()),
+            iam_canonical_arn: string(next()),
+            iam_session_name: string(next()),
+            iam_access_key_id: string(next()),
+            iam_principal_id: string(next()),
+            envelope: string(next()),
+            envelope_log: string(next()),
+            envelope_stream: string(next()),
+            envelope_id: string(next()),
             scratch: String::new(),
         }
     }
@@ -504,7 +551,15 @@ impl BatchBuilder {
     /// one.
     pub fn append_rows(&mut self, rows: &[Row], ctx: &RowContext) {
         self.rows += rows.len();
-        self.cluster.append_value_n(ctx.cluster, rows.len());
+        if ctx.envelope_cluster {
+            each!(self.cluster, rows, |r| Some(
+                r.provenance()
+                    .and_then(|p| p.cluster.as_deref())
+                    .unwrap_or(ctx.cluster)
+            ));
+        } else {
+            self.cluster.append_value_n(ctx.cluster, rows.len());
+        }
         each!(self.audit_id, rows, |r| s(&r.event().audit_id));
         each!(self.stage, rows, |r| s(&r.event().stage));
         each!(self.level, rows, |r| s(&r.event().level));
@@ -674,6 +729,40 @@ impl BatchBuilder {
         each!(self.source, rows, |r| Some(r.source));
         self.ingested_at
             .append_value_n(ctx.ingested_at_us, rows.len());
+
+        let constraints: Vec<Option<String>> = rows.iter().map(Row::constraint).collect();
+        each!(self.impersonation_constraint, &constraints, |c| c
+            .as_deref());
+        // aws-iam-authenticator's extras describe the authenticated user's
+        // IAM credential. Keys are matched as written and lower-cased, since
+        // re-serialisers lower-case extra keys.
+        let iam = |r: &Row<'_>, key: &str| {
+            let user = &r.event().user;
+            user.extra_first(key)
+                .or_else(|| user.extra_first(&key.to_ascii_lowercase()))
+                .map(str::to_owned)
+        };
+        for (b, key) in [
+            (&mut self.iam_arn, "arn"),
+            (&mut self.iam_canonical_arn, "canonicalArn"),
+            (&mut self.iam_session_name, "sessionName"),
+            (&mut self.iam_access_key_id, "accessKeyId"),
+            (&mut self.iam_principal_id, "principalId"),
+        ] {
+            each!(b, rows, |r| iam(r, key));
+        }
+        each!(self.envelope, rows, |r| r
+            .provenance()
+            .map(|p| p.envelope.as_str()));
+        each!(self.envelope_log, rows, |r| r
+            .provenance()
+            .and_then(|p| p.log.as_deref()));
+        each!(self.envelope_stream, rows, |r| r
+            .provenance()
+            .and_then(|p| p.stream.as_deref()));
+        each!(self.envelope_id, rows, |r| r
+            .provenance()
+            .and_then(|p| p.id.as_deref()));
     }
 
     /// Finish the rows appended so far into a batch; the builder is reset.
@@ -740,6 +829,16 @@ impl BatchBuilder {
             Arc::new(self.event_extra_fields.finish()),
             Arc::new(self.source.finish()),
             Arc::new(self.ingested_at.finish()),
+            Arc::new(self.impersonation_constraint.finish()),
+            Arc::new(self.iam_arn.finish()),
+            Arc::new(self.iam_canonical_arn.finish()),
+            Arc::new(self.iam_session_name.finish()),
+            Arc::new(self.iam_access_key_id.finish()),
+            Arc::new(self.iam_principal_id.finish()),
+            Arc::new(self.envelope.finish()),
+            Arc::new(self.envelope_log.finish()),
+            Arc::new(self.envelope_stream.finish()),
+            Arc::new(self.envelope_id.finish()),
         ];
         let caps: Vec<Capacity> = columns.iter().map(|c| Capacity::of(c)).collect();
         let scratch = std::mem::take(&mut self.scratch);
@@ -774,6 +873,7 @@ mod tests {
         let ctx = RowContext {
             cluster: "c1",
             ingested_at_us: 5,
+            envelope_cluster: false,
         };
         for text in texts {
             crate::decode::decode_unit(

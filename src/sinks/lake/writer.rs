@@ -207,6 +207,7 @@ pub(crate) mod tests {
         let ctx = RowContext {
             cluster: "c1",
             ingested_at_us: 1,
+            envelope_cluster: false,
         };
         let mut b = BatchBuilder::new();
         for (i, line) in text.lines().enumerate() {
