@@ -9,8 +9,11 @@
 # and the input is read into the page cache before every run. One markdown
 # row per run, then the range per binary.
 #
-# Usage: bash benches/ingest.sh [-n EVENTS] [-r ROUNDS] [-w DIR] [BINARY...]
+# Usage: bash benches/ingest.sh [-n EVENTS] [-r ROUNDS] [-w DIR] [-f FORMATS] [BINARY...]
 #   -n  events to generate (default 1000000, seed 1)
+#   -f  input formats to compare, comma-separated `gen --format` values
+#       (default jsonl; e.g. jsonl,eks,aks,gke for the managed-cluster
+#       envelopes; gke keeps each request's last stage, so fewer rows)
 #   -r  rounds (default 3)
 #   -w  work directory for the input and the lakes (default: a new temporary
 #       one, removed at the end; the input file is reused if already there)
@@ -25,12 +28,14 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 EVENTS=1000000
 ROUNDS=3
 WORK=""
-while getopts "n:r:w:" opt; do
+FORMATS="jsonl"
+while getopts "n:r:w:f:" opt; do
   case "$opt" in
     n) EVENTS="$OPTARG" ;;
     r) ROUNDS="$OPTARG" ;;
     w) WORK="$OPTARG" ;;
-    *) echo "usage: bash benches/ingest.sh [-n EVENTS] [-r ROUNDS] [-w DIR] [BINARY...]" >&2; exit 2 ;;
+    f) FORMATS="$OPTARG" ;;
+    *) echo "usage: bash benches/ingest.sh [-n EVENTS] [-r ROUNDS] [-w DIR] [-f FORMATS] [BINARY...]" >&2; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
@@ -48,22 +53,30 @@ if [ -z "$WORK" ]; then
   trap 'rm -rf "$WORK"' EXIT
 fi
 mkdir -p "$WORK"
-INPUT="$WORK/events-$EVENTS.jsonl"
-if [ ! -s "$INPUT" ]; then
-  "${BINS[0]}" gen --events "$EVENTS" --seed 1 -o "$INPUT.tmp"
-  mv "$INPUT.tmp" "$INPUT"
-fi
+for f in ${FORMATS//,/ }; do
+  INPUT="$WORK/events-$EVENTS.$f"
+  [ "$f" = jsonl ] && INPUT="$WORK/events-$EVENTS.jsonl"
+  if [ ! -s "$INPUT" ]; then
+    "${BINS[0]}" gen --events "$EVENTS" --seed 1 --format "$f" -o "$INPUT.tmp"
+    mv "$INPUT.tmp" "$INPUT"
+  fi
+done
 
-python3 - "$EVENTS" "$ROUNDS" "$WORK" "$INPUT" "${BINS[@]}" <<'PY'
+python3 - "$EVENTS" "$ROUNDS" "$WORK" "$FORMATS" "${BINS[@]}" <<'PY'
 import os, shutil, subprocess, sys, time
 
-events, rounds, work, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+events, rounds, work, formats = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 bins = sys.argv[5:]
-size = os.path.getsize(path)
-print(f"input: {path}, {events:,} events, {size / 1e6:,.1f} MB")
-print("| binary | round | events/s | MB/s | wall | CPU (user + sys) | peak RSS | lake |")
-print("|---|---|---|---|---|---|---|---|")
-runs = {b: [] for b in bins}
+inputs = {f: os.path.join(work, f"events-{events}.{f}") for f in formats.split(",")}
+for f, path in inputs.items():
+    print(f"input {f}: {path}, {events:,} events, {os.path.getsize(path) / 1e6:,.1f} MB")
+print("| binary | format | round | events/s | MB/s | wall | CPU (user + sys) | peak RSS | lake |")
+print("|---|---|---|---|---|---|---|---|---|")
+# One runner per binary and format; events/s counts the generated events
+# (for gke, the rows written are fewer: only last stages are entries).
+runners = [(b, f) for b in bins for f in inputs]
+runs = {r: [] for r in runners}
+expected = {}
 lake = os.path.join(work, "lake")
 # stderr goes to a file: a pipe read only after the exit could fill up and
 # stall a run that logs a lot.
@@ -79,8 +92,10 @@ def warm(path):
 for r in range(1, rounds + 1):
     # Rotate the order every round: the first run of a round must not
     # always be the same binary.
-    k = (r - 1) % len(bins)
-    for b in bins[k:] + bins[:k]:
+    k = (r - 1) % len(runners)
+    for b, fmt in runners[k:] + runners[:k]:
+        path = inputs[fmt]
+        size = os.path.getsize(path)
         shutil.rmtree(lake, ignore_errors=True)
         warm(path)
         with open(log, "wb") as errf:
@@ -100,24 +115,25 @@ for r in range(1, rounds + 1):
         for line in err.splitlines():
             if line.startswith("total:"):
                 rows = int(line.split(" rows written")[0].split(",")[-1].strip())
-        if rows != events:
-            sys.exit(f"{b} wrote {rows} rows, expected {events}:\n{err}")
+        want = events if fmt != "gke" else expected.setdefault(fmt, rows)
+        if rows != want:
+            sys.exit(f"{b} wrote {rows} rows of {fmt}, expected {want}:\n{err}")
         lake_bytes = sum(os.path.getsize(os.path.join(d, f))
                          for d, _, fs in os.walk(lake) for f in fs if f.endswith(".parquet"))
         cpu = ru.ru_utime + ru.ru_stime
         rss = ru.ru_maxrss / 1024  # KiB -> MiB
         eps, mbps = events / wall, size / 1e6 / wall
-        runs[b].append((eps, mbps, wall, cpu, rss))
-        print(f"| {b} | {r} | {eps:,.0f} | {mbps:,.0f} | {wall:.2f} s | "
+        runs[(b, fmt)].append((eps, mbps, wall, cpu, rss))
+        print(f"| {b} | {fmt} | {r} | {eps:,.0f} | {mbps:,.0f} | {wall:.2f} s | "
               f"{cpu:.2f} s ({cpu / wall * 100:.0f}%) | {rss:,.0f} MiB | {lake_bytes / 1e6:.1f} MB |",
               flush=True)
 shutil.rmtree(lake, ignore_errors=True)
 print()
-print("| binary | events/s | MB/s | wall | CPU | peak RSS |")
-print("|---|---|---|---|---|---|")
-for b, rs in runs.items():
+print("| binary | format | events/s | MB/s | wall | CPU | peak RSS |")
+print("|---|---|---|---|---|---|---|")
+for (b, f), rs in runs.items():
     col = lambda i, fmt: f"{fmt(min(x[i] for x in rs))}–{fmt(max(x[i] for x in rs))}"
-    print(f"| {b} | {col(0, lambda v: f'{v:,.0f}')} | {col(1, lambda v: f'{v:,.0f}')} | "
+    print(f"| {b} | {f} | {col(0, lambda v: f'{v:,.0f}')} | {col(1, lambda v: f'{v:,.0f}')} | "
           f"{col(2, lambda v: f'{v:.2f} s')} | {col(3, lambda v: f'{v:.2f} s')} | "
           f"{col(4, lambda v: f'{v:,.0f} MiB')} |")
 PY

@@ -29,7 +29,18 @@ fn ingest_bench_reports_every_run() {
     let exe = bin();
     let exe = exe.to_str().expect("utf-8 path");
     let w = work.path().to_str().expect("utf-8 path");
-    let out = script(&["-n", "3000", "-r", "2", "-w", w, exe, exe]);
+    let out = script(&[
+        "-n",
+        "3000",
+        "-r",
+        "2",
+        "-w",
+        w,
+        "-f",
+        "jsonl,eks",
+        exe,
+        exe,
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -37,30 +48,35 @@ fn ingest_bench_reports_every_run() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("3,000 events"), "{stdout}");
-    // Per-run rows: | binary | round | events/s | MB/s | wall | CPU | RSS | lake |
+    // Per-run rows: | binary | format | round | events/s | MB/s | wall | CPU | RSS | lake |
     let runs: Vec<Vec<&str>> = stdout
         .lines()
         .filter(|l| l.starts_with(&format!("| {exe} |")))
         .map(|l| l.split('|').map(str::trim).collect())
-        .filter(|c: &Vec<&str>| c.len() == 10)
+        .filter(|c: &Vec<&str>| c.len() == 11)
         .collect();
-    let rounds: Vec<&str> = runs.iter().map(|c| c[2]).collect();
-    assert_eq!(rounds, ["1", "1", "2", "2"], "{stdout}");
+    let rounds: Vec<(&str, &str)> = runs.iter().map(|c| (c[2], c[3])).collect();
+    // Two binaries (the same path) × two formats, per round.
+    assert_eq!(rounds.len(), 8, "{stdout}");
+    for f in ["jsonl", "eks"] {
+        assert_eq!(rounds.iter().filter(|r| r.0 == f).count(), 4, "{stdout}");
+    }
     for c in &runs {
-        let events_per_s: f64 = c[3].replace(',', "").parse().expect("events/s");
+        let events_per_s: f64 = c[4].replace(',', "").parse().expect("events/s");
         assert!(events_per_s > 0.0, "{stdout}");
-        assert!(c[7].ends_with("MiB"), "{stdout}");
-        let lake_mb: f64 = c[8].trim_end_matches(" MB").parse().expect("lake MB");
+        assert!(c[8].ends_with("MiB"), "{stdout}");
+        let lake_mb: f64 = c[9].trim_end_matches(" MB").parse().expect("lake MB");
         assert!(lake_mb > 0.0, "{stdout}");
     }
-    // One range row per distinct binary path (the same path twice: one).
+    // One range row per distinct binary path and format (the same path twice: one each).
     let ranges = stdout
         .lines()
         .filter(|l| l.starts_with(&format!("| {exe} |")) && l.contains('–'))
         .count();
-    assert_eq!(ranges, 1, "{stdout}");
+    assert_eq!(ranges, 2, "{stdout}");
     // The input is kept in the given work directory, the lake is not.
     assert!(work.path().join("events-3000.jsonl").is_file());
+    assert!(work.path().join("events-3000.eks").is_file());
     assert!(!work.path().join("lake").exists());
     assert!(!work.path().join("ingest.stderr").exists());
 }
@@ -93,8 +109,8 @@ fn ingest_bench_rotates_the_order_every_round() {
     let order: Vec<(String, String)> = stdout
         .lines()
         .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>())
-        .filter(|c| c.len() == 10 && (c[1] == a || c[1] == b))
-        .map(|c| (c[1].to_string(), c[2].to_string()))
+        .filter(|c| c.len() == 11 && (c[1] == a || c[1] == b))
+        .map(|c| (c[1].to_string(), c[3].to_string()))
         .collect();
     let want: Vec<(String, String)> = [(a, "1"), (b, "1"), (b, "2"), (a, "2"), (a, "3"), (b, "3")]
         .iter()
@@ -128,7 +144,10 @@ fn ingest_bench_fails_when_a_run_loses_events_or_fails() {
     let out = script(&["-n", "5", "-r", "1", "-w", w, fake.to_str().expect("utf-8")]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("wrote 4 rows, expected 5"), "{stderr}");
+    assert!(
+        stderr.contains("wrote 4 rows of jsonl, expected 5"),
+        "{stderr}"
+    );
 
     let fake = fake_binary(work.path(), "error: disk full", 1);
     let out = script(&["-n", "5", "-r", "1", "-w", w, fake.to_str().expect("utf-8")]);

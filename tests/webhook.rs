@@ -169,6 +169,7 @@ async fn refuses_what_it_must_and_keeps_what_it_accepts() {
     for want in [
         "auditlake_http_requests_total{code=\"401\"} 2",
         "auditlake_http_requests_total{code=\"413\"} 1",
+        "auditlake_webhook_too_large_total 1",
         "auditlake_ack_latency_seconds_count",
     ] {
         assert!(metrics.contains(want), "{want} missing from\n{metrics}");

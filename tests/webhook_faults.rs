@@ -262,6 +262,8 @@ async fn gzip_bombs_get_413_and_do_not_stall_the_server() {
         &lake,
         &pki,
         &[
+            "--max-body",
+            "12582912",
             "--max-inflated-body",
             "8000000",
             "--max-inflight-bytes",

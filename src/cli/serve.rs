@@ -72,18 +72,23 @@ pub struct Args {
     #[arg(long = "path", env = "AUDITLAKE_PATHS", value_delimiter = ',', default_values_t = ["/audit".to_string(), "/".to_string()])]
     paths: Vec<String>,
     /// Largest accepted request body in bytes (413 above); at least 1024.
-    #[arg(long, env = "AUDITLAKE_MAX_BODY", default_value_t = 12 << 20,
+    /// kube-apiserver drops a batch it cannot deliver, so this must exceed
+    /// its largest batch: 400 events (--audit-webhook-batch-max-size) of
+    /// RequestResponse objects can pass 64 MiB unless it runs with
+    /// --audit-webhook-truncate-enabled (batches split at 10 MiB). Every
+    /// 413 is logged as an error and counted.
+    #[arg(long, env = "AUDITLAKE_MAX_BODY", default_value_t = 64 << 20,
           value_parser = clap::value_parser!(u64).range(1024..))]
     max_body: u64,
     /// Largest body after gzip decoding (413 above). Inflated bytes are
     /// charged to --max-inflight-bytes as they are produced.
-    #[arg(long, env = "AUDITLAKE_MAX_INFLATED_BODY", default_value_t = 48 << 20,
+    #[arg(long, env = "AUDITLAKE_MAX_INFLATED_BODY", default_value_t = 64 << 20,
           value_parser = clap::value_parser!(u64).range(1024..))]
     max_inflated_body: u64,
     /// Request body bytes (as read and as inflated) held in memory at
     /// once, all clients together; one client (cluster) may hold a
     /// quarter of it. More waits briefly, then gets 503.
-    #[arg(long, env = "AUDITLAKE_MAX_INFLIGHT_BYTES", default_value_t = 256 << 20,
+    #[arg(long, env = "AUDITLAKE_MAX_INFLIGHT_BYTES", default_value_t = 512 << 20,
           value_parser = clap::value_parser!(u64).range(1 << 20..))]
     max_inflight_bytes: u64,
     /// Minimum average rate of a request body, in bytes per second,

@@ -41,6 +41,10 @@ pub struct Metrics {
     pub kafka_produced: IntCounter,
     /// Requests carrying a proxy's claim from an identity no profile trusts.
     pub untrusted_claims: IntCounter,
+    /// Webhook bodies refused with 413 (the apiserver drops such batches).
+    pub too_large: IntCounter,
+    /// Bytes those bodies declared or had sent when refused.
+    pub too_large_bytes: IntCounter,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -154,6 +158,14 @@ impl Metrics {
                 "auditlake_untrusted_claims_total",
                 "Requests carrying a proxy's claim from an identity no profile trusts (claim_status spoofed): an attack, or a profile naming the wrong proxy identity",
             ),
+            too_large: c(
+                "auditlake_webhook_too_large_total",
+                "Webhook bodies refused with 413: kube-apiserver drops every event of such a batch after its retries",
+            ),
+            too_large_bytes: c(
+                "auditlake_webhook_too_large_bytes_total",
+                "Bytes of the webhook bodies refused with 413 (as declared or read when refused)",
+            ),
             registry,
         };
         for col in [
@@ -179,6 +191,8 @@ impl Metrics {
             Box::new(m.kafka_rebalances.clone()),
             Box::new(m.kafka_produced.clone()),
             Box::new(m.untrusted_claims.clone()),
+            Box::new(m.too_large.clone()),
+            Box::new(m.too_large_bytes.clone()),
         ] {
             must(m.registry.register(col));
         }

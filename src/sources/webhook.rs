@@ -120,6 +120,8 @@ pub fn load_tokens(path: &Path) -> Result<Vec<(Vec<u8>, String)>, WebhookError> 
 pub struct ConnIdentity {
     /// CN first, then DNS/URI/IP SANs of a verified client certificate.
     pub cert_names: Option<Vec<String>>,
+    /// The client's address, for logs.
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl Auth {
@@ -362,9 +364,9 @@ pub struct BodyLimits {
 impl Default for BodyLimits {
     fn default() -> Self {
         BodyLimits {
-            max_body: 12 << 20,
-            max_inflated: 48 << 20,
-            max_inflight_bytes: 256 << 20,
+            max_body: 64 << 20,
+            max_inflated: 64 << 20,
+            max_inflight_bytes: 512 << 20,
             min_rate: 16 << 10,
             grace: Duration::from_secs(5),
         }
@@ -594,9 +596,19 @@ pub async fn serve(
                         .peer_certificates()
                         .and_then(|c| c.first())
                         .map(|c| cert_names(c.as_ref()));
-                    serve_conn(tls, ConnIdentity { cert_names: names }, router, cancel).await;
+                    let id = ConnIdentity {
+                        cert_names: names,
+                        peer: Some(peer),
+                    };
+                    serve_conn(tls, id, router, cancel).await;
                 }
-                None => serve_conn(tcp, ConnIdentity::default(), router, cancel).await,
+                None => {
+                    let id = ConnIdentity {
+                        peer: Some(peer),
+                        ..Default::default()
+                    };
+                    serve_conn(tcp, id, router, cancel).await
+                }
             }
         });
     }
@@ -671,6 +683,30 @@ fn answer(app: &App, code: StatusCode, msg: &str) -> Response {
 /// Past this many bytes an oversized body is not drained: the connection
 /// is closed instead.
 const DRAIN_CAP: u64 = 64 << 20;
+
+/// Log and count a refused oversized body loudly: kube-apiserver retries a
+/// batch a few times and then drops every event in it.
+fn report_too_large(
+    app: &App,
+    cluster: &str,
+    conn: &ConnIdentity,
+    size: u64,
+    limit: usize,
+    what: &str,
+) {
+    app.metrics.too_large.inc();
+    app.metrics.too_large_bytes.inc_by(size);
+    tracing::error!(
+        cluster,
+        client = %conn.peer.map_or_else(|| "unknown".to_string(), |p| p.to_string()),
+        size,
+        limit,
+        "refused a {what} of at least {size} bytes with 413 (limit {limit}); kube-apiserver retries, \
+         then DROPS EVERY EVENT of the batch. Raise --max-body/--max-inflated-body, or start \
+         kube-apiserver with --audit-webhook-truncate-enabled (batches split at \
+         --audit-webhook-truncate-max-batch-size, 10 MiB by default)"
+    );
+}
 
 /// Answer 413 for an oversized body. The rest of the body is read and
 /// discarded (bounded), so the client sees the answer instead of a broken
@@ -801,7 +837,9 @@ async fn ingest(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limits.max_body as u64) {
-        return too_large(&app, body, declared.unwrap_or(0)).await;
+        let size = declared.unwrap_or(0);
+        report_too_large(&app, &cluster, &conn, size, limits.max_body, "body");
+        return too_large(&app, body, size).await;
     }
     // Reserve memory for the body before reading it (the declared size, or
     // the limit when the client streams without a length).
@@ -817,7 +855,10 @@ async fn ingest(
     let mut body = body;
     let bytes = match read_body(&mut body, limits.max_body, size as usize, limits).await {
         BodyRead::Done(b) => b,
-        BodyRead::TooLarge { seen } => return too_large(&app, body, seen).await,
+        BodyRead::TooLarge { seen } => {
+            report_too_large(&app, &cluster, &conn, seen, limits.max_body, "body");
+            return too_large(&app, body, seen).await;
+        }
         BodyRead::Broken => return answer(&app, StatusCode::BAD_REQUEST, "body could not be read"),
         BodyRead::TooSlow { seen } => {
             app.metrics.body_timeouts.inc();
@@ -854,6 +895,14 @@ async fn ingest(
             }
             Ok((Err(Inflate::TooLarge), _)) => {
                 app.note_inflight();
+                report_too_large(
+                    &app,
+                    &cluster,
+                    &conn,
+                    cap as u64 + 1,
+                    cap,
+                    "gzip body inflating",
+                );
                 return answer(
                     &app,
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -922,6 +971,7 @@ mod tests {
         };
         let cert = |n: &str| ConnIdentity {
             cert_names: Some(vec![n.to_string()]),
+            peer: None,
         };
         let bearer = HeaderValue::from_static("Bearer 0123456789abcdef-token");
         let wrong = HeaderValue::from_static("Bearer nope-nope-nope-nope");
