@@ -301,16 +301,44 @@ fn values(t: &str) -> Result<Vec<&RawValue>, serde_json::Error> {
 }
 
 fn open_json(t: &str, kind: Kind) -> Result<Opened<'_>, DecodeError> {
-    let values = values(t).map_err(|e| bad(kind, format!("not JSON: {e}")))?;
-    let mut out = Opened::default();
-    for v in values {
+    fn open_one<'a>(kind: Kind, text: &'a str, out: &mut Opened<'a>) -> Result<(), DecodeError> {
         match kind {
-            Kind::Eks => open_cloudwatch(v.get(), &mut out)?,
-            Kind::Aks => open_azure(v.get(), &mut out)?,
-            Kind::Gke => open_gke(v.get(), &mut out)?,
+            Kind::Eks => open_cloudwatch(text, out),
+            Kind::Aks => open_azure(text, out),
+            Kind::Gke => open_gke(text, out),
         }
     }
+    // Nearly always one envelope: read it directly, and split the text into
+    // values (a pass of its own) only when that fails.
+    let mut out = Opened::default();
+    let first = open_one(kind, t, &mut out);
+    if first.is_ok() {
+        return Ok(out);
+    }
+    let values = values(t).map_err(|e| bad(kind, format!("not JSON: {e}")))?;
+    if values.len() < 2 {
+        return first.map(|()| out);
+    }
+    let mut out = Opened::default();
+    for v in values {
+        open_one(kind, v.get(), &mut out)?;
+    }
     Ok(out)
+}
+
+/// A CloudWatch payload whose events all have the expected shape: read in
+/// one pass (the per-item form below reads each event twice).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CloudWatchTyped<'a> {
+    #[serde(borrow)]
+    message_type: Option<Str<'a>>,
+    #[serde(borrow)]
+    log_group: Option<Str<'a>>,
+    #[serde(borrow)]
+    log_stream: Option<Str<'a>>,
+    #[serde(borrow)]
+    log_events: Option<Vec<CloudWatchEvent<'a>>>,
 }
 
 #[derive(Deserialize)]
@@ -344,8 +372,37 @@ fn eks_cluster(group: &str) -> Option<&str> {
 
 fn open_cloudwatch<'a>(text: &'a str, out: &mut Opened<'a>) -> Result<(), DecodeError> {
     let kind = Kind::Eks;
-    let env: CloudWatch<'a> = serde_json::from_str(text).map_err(|e| bad(kind, e.to_string()))?;
-    match env.message_type.as_deref() {
+    // The common case in one pass; an envelope with a bad event is read
+    // again item by item, so that only that event is rejected.
+    let (message_type, log_group, log_stream, events) =
+        match serde_json::from_str::<CloudWatchTyped<'a>>(text) {
+            Ok(env) if env.log_events.iter().flatten().all(|e| e.message.is_some()) => (
+                env.message_type,
+                env.log_group,
+                env.log_stream,
+                env.log_events
+                    .map(|evs| evs.into_iter().map(Ok).collect::<Vec<_>>()),
+            ),
+            _ => {
+                let env: CloudWatch<'a> =
+                    serde_json::from_str(text).map_err(|e| bad(kind, e.to_string()))?;
+                let events = env.log_events.map(|raws| {
+                    raws.into_iter()
+                        .map(
+                            |raw| match serde_json::from_str::<CloudWatchEvent>(raw.get()) {
+                                Ok(CloudWatchEvent { message: None, .. }) => {
+                                    Err((raw, "has no message".to_string()))
+                                }
+                                Ok(e) => Ok(e),
+                                Err(e) => Err((raw, e.to_string())),
+                            },
+                        )
+                        .collect::<Vec<_>>()
+                });
+                (env.message_type, env.log_group, env.log_stream, events)
+            }
+        };
+    match message_type.as_deref() {
         Some("CONTROL_MESSAGE") => {
             out.skipped.push("CloudWatch Logs CONTROL_MESSAGE");
             return Ok(());
@@ -358,32 +415,31 @@ fn open_cloudwatch<'a>(text: &'a str, out: &mut Opened<'a>) -> Result<(), Decode
             ))
         }
     }
-    let events = env.log_events.ok_or_else(|| bad(kind, "no logEvents"))?;
-    let cluster = env
-        .log_group
+    let events = events.ok_or_else(|| bad(kind, "no logEvents"))?;
+    let cluster = log_group
         .as_deref()
         .and_then(eks_cluster)
         .map(|c| c.to_string());
-    for (i, raw) in events.into_iter().enumerate() {
+    out.items.reserve(events.len());
+    for (i, event) in events.into_iter().enumerate() {
         let place = format!("logEvents[{i}]");
-        let (id, body) = match serde_json::from_str::<CloudWatchEvent>(raw.get()) {
+        let (id, body) = match event {
             Ok(CloudWatchEvent {
                 id,
                 message: Some(m),
             }) => (id, Body::Text(m)),
-            Ok(CloudWatchEvent { id, message: None }) => (
-                id,
-                Body::Bad(Cow::Borrowed(raw.get()), "has no message".into()),
-            ),
-            Err(e) => (None, Body::Bad(Cow::Borrowed(raw.get()), e.to_string())),
+            Ok(CloudWatchEvent { id, message: None }) => {
+                (id, Body::Bad(Cow::Borrowed(""), "has no message".into()))
+            }
+            Err((raw, why)) => (None, Body::Bad(Cow::Borrowed(raw.get()), why)),
         };
         out.items.push(Item {
             place,
             body,
             provenance: Provenance {
                 envelope: kind,
-                log: env.log_group.clone(),
-                stream: env.log_stream.clone(),
+                log: log_group.clone(),
+                stream: log_stream.clone(),
                 id,
                 cluster: cluster.clone().map(Cow::Owned),
             },
