@@ -222,3 +222,95 @@ fn a_proxy_under_another_name_is_not_silent() {
         "carol@example.com"
     );
 }
+
+/// A profile fix applies to past data: `lake reresolve` recomputes the resolution columns in
+/// place, leaves every other column as it was, and rewrites nothing when nothing changes (with
+/// the profiles the lake was written with, too: the rebuilt events resolve as the originals).
+#[test]
+fn lake_reresolve_applies_a_profile_fix_to_stored_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let moved = "system:serviceaccount:auth-system:pinniped-concierge-impersonation-proxy";
+    let input = dir.path().join("moved.jsonl");
+    let gen = dir.path().join("gen.jsonl");
+    gen_file(&gen, 3000, 5);
+    let text = std::fs::read_to_string(fixture("identities.jsonl")).unwrap()
+        + &std::fs::read_to_string(&gen).unwrap();
+    std::fs::write(
+        &input,
+        text.replace(
+            "system:serviceaccount:pinniped-concierge:pinniped-concierge-impersonation-proxy",
+            moved,
+        ),
+    )
+    .unwrap();
+    let lake = dir.path().join("lake");
+    ingest(&lake, &["--cluster", "c"], &[&input]);
+    let l = lake.display().to_string();
+    let rest = "SELECT audit_id, stage, source, cluster, verb, request_uri, authn_username, \
+                impersonated_username, array_to_string(impersonated_groups, ','), \
+                request_received_at, stage_at, ingested_at, response_code, decision \
+                FROM audit ORDER BY source, audit_id, stage, stage_at";
+    let resolution = "SELECT source, audit_id, stage, resolution, claim_status, actor_username, \
+                      coalesce(proxy_profile, ''), coalesce(credential_id, '') FROM audit \
+                      ORDER BY source, audit_id, stage, stage_at";
+    let (rest_before, res_before) = (sql(&lake, rest), sql(&lake, resolution));
+    let files = |lake: &Path| -> Vec<(std::path::PathBuf, std::time::SystemTime)> {
+        parquet_files(lake)
+            .into_iter()
+            .map(|p| {
+                let t = std::fs::metadata(&p).unwrap().modified().unwrap();
+                (p, t)
+            })
+            .collect()
+    };
+    let before = files(&lake);
+
+    // The profiles it was written with: nothing changes, nothing is rewritten.
+    let out = run(&["lake", "reresolve", &l]);
+    assert!(
+        stderr(&out).contains("0 rows resolve differently, in 0 files"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(files(&lake), before);
+
+    let fixed = dir.path().join("fixed.toml");
+    std::fs::write(
+        &fixed,
+        auditlake::profiles::DEFAULT_PROFILES_TOML.replace(
+            "proxy_usernames = [\"system:serviceaccount:pinniped-concierge:pinniped-concierge-impersonation-proxy\"]",
+            &format!("proxy_usernames = [\"{moved}\"]"),
+        ),
+    )
+    .unwrap();
+    let f = fixed.display().to_string();
+    let dry = run(&["lake", "reresolve", &l, "--profiles", &f, "--dry-run"]);
+    assert!(stderr(&dry).contains("dry run"), "{}", stderr(&dry));
+    assert_eq!(files(&lake), before, "a dry run writes nothing");
+    let out = run(&["lake", "reresolve", &l, "--profiles", &f]);
+    let err = stderr(&out);
+    assert!(err.contains("rewritten"), "{err}");
+    assert_eq!(sql(&lake, rest), rest_before, "other columns are kept");
+    let res_after = sql(&lake, resolution);
+    assert_ne!(res_after, res_before);
+    // What a fresh ingest with the fixed profiles gives, row for row.
+    let fresh = dir.path().join("fresh");
+    ingest(&fresh, &["--cluster", "c", "--profiles", &f], &[&input]);
+    assert_eq!(res_after, sql(&fresh, resolution));
+    assert_eq!(
+        scalar(&lake, "SELECT actor_username FROM audit WHERE audit_id = 'id-nested' AND stage = 'ResponseComplete'"),
+        "carol@example.com"
+    );
+    // Again: nothing left to change.
+    let out = run(&["lake", "reresolve", &l, "--profiles", &f]);
+    assert!(
+        stderr(&out).contains("0 rows resolve differently"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!lake.join("_tmp").read_dir().unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with("reresolve")));
+}

@@ -11,6 +11,7 @@ pub mod demo;
 pub mod explain;
 pub mod gen;
 pub mod ingest;
+pub mod lake;
 pub mod loadgen;
 pub mod produce;
 pub mod profiles;
@@ -61,6 +62,7 @@ pub enum Command {
     Loadgen(loadgen::Args),
     Queries(queries::Args),
     Profiles(profiles::Args),
+    Lake(lake::Args),
     Schema(schema::Args),
     Verify(verify::Args),
     Completions(completions::Args),
@@ -98,6 +100,7 @@ impl Command {
             Command::Loadgen(a) => loadgen::run(a),
             Command::Queries(a) => queries::run(a),
             Command::Profiles(a) => profiles::run(a),
+            Command::Lake(a) => lake::run(a),
             Command::Schema(a) => schema::run(a),
             Command::Verify(a) => verify::run(a),
             Command::Completions(a) => completions::run(a),

@@ -31,6 +31,7 @@
 
 pub mod batch;
 pub mod check;
+pub mod reresolve;
 pub mod writer;
 
 use crate::schema::{record_schema, SCHEMA_VERSION};
@@ -61,6 +62,8 @@ pub enum LakeError {
         path: PathBuf,
         source: parquet::errors::ParquetError,
     },
+    #[error("{path} cannot be read as a lake file: {problem}\nhint: `auditlake verify --lake L` lists damaged files")]
+    Unreadable { path: PathBuf, problem: String },
     #[error("lake state {path} is unreadable: {problem}\nhint: if the lake was written by a newer auditlake, upgrade; otherwise move the file aside and re-ingest that source")]
     State { path: PathBuf, problem: String },
     #[error("{what}: another process ({holder}) is writing the same source into this lake (lock {path})\nhint: wait for it to finish or stop it; two writers of one source would undo each other's commits")]
