@@ -251,39 +251,12 @@ fn first_key(b: &[u8]) -> Option<&[u8]> {
     (rest[end] == b'"').then(|| &rest[..end])
 }
 
-/// Calls `f` with each key of the top-level object(s) in `b` (several
-/// objects may follow one another). Strings are skipped by their escapes,
-/// so a key inside a value never counts.
+/// Calls `f` with each key of the top-level object(s) in `b`.
 fn top_level_keys(b: &[u8], mut f: impl FnMut(&[u8])) {
-    let (mut depth, mut i) = (0usize, 0usize);
-    while i < b.len() {
-        match b[i] {
-            b'"' => {
-                let s = i + 1;
-                let mut j = s;
-                while j < b.len() && b[j] != b'"' {
-                    j += if b[j] == b'\\' { 2 } else { 1 };
-                }
-                if depth == 1 {
-                    let mut k = j + 1;
-                    while k < b.len() && b[k].is_ascii_whitespace() {
-                        k += 1;
-                    }
-                    if b.get(k) == Some(&b':') {
-                        if let Some(key) = b.get(s..j) {
-                            f(key);
-                        }
-                    }
-                }
-                i = j + 1;
-                continue;
-            }
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-        i += 1;
-    }
+    super::top_level_members(b, |key, _| {
+        f(key);
+        true
+    });
 }
 
 fn bad(kind: Kind, problem: impl Into<String>) -> DecodeError {
@@ -326,32 +299,22 @@ fn open_json(t: &str, kind: Kind) -> Result<Opened<'_>, DecodeError> {
     Ok(out)
 }
 
-/// A CloudWatch payload whose events all have the expected shape: read in
-/// one pass (the per-item form below reads each event twice).
+/// A CloudWatch Logs payload; `E` is how its events are read: typed in one
+/// pass (nearly always), or as raw items when one of them is bad, so that
+/// only that one is rejected.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CloudWatchTyped<'a> {
+#[serde(
+    rename_all = "camelCase",
+    bound(deserialize = "E: Deserialize<'de>, 'de: 'a")
+)]
+struct CloudWatch<'a, E> {
     #[serde(borrow)]
     message_type: Option<Str<'a>>,
     #[serde(borrow)]
     log_group: Option<Str<'a>>,
     #[serde(borrow)]
     log_stream: Option<Str<'a>>,
-    #[serde(borrow)]
-    log_events: Option<Vec<CloudWatchEvent<'a>>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CloudWatch<'a> {
-    #[serde(borrow)]
-    message_type: Option<Str<'a>>,
-    #[serde(borrow)]
-    log_group: Option<Str<'a>>,
-    #[serde(borrow)]
-    log_stream: Option<Str<'a>>,
-    #[serde(borrow)]
-    log_events: Option<Vec<&'a RawValue>>,
+    log_events: Option<Vec<E>>,
 }
 
 #[derive(Deserialize)]
@@ -375,7 +338,7 @@ fn open_cloudwatch<'a>(text: &'a str, out: &mut Opened<'a>) -> Result<(), Decode
     // The common case in one pass; an envelope with a bad event is read
     // again item by item, so that only that event is rejected.
     let (message_type, log_group, log_stream, events) =
-        match serde_json::from_str::<CloudWatchTyped<'a>>(text) {
+        match serde_json::from_str::<CloudWatch<'a, CloudWatchEvent<'a>>>(text) {
             Ok(env) if env.log_events.iter().flatten().all(|e| e.message.is_some()) => (
                 env.message_type,
                 env.log_group,
@@ -384,7 +347,7 @@ fn open_cloudwatch<'a>(text: &'a str, out: &mut Opened<'a>) -> Result<(), Decode
                     .map(|evs| evs.into_iter().map(Ok).collect::<Vec<_>>()),
             ),
             _ => {
-                let env: CloudWatch<'a> =
+                let env: CloudWatch<'a, &'a RawValue> =
                     serde_json::from_str(text).map_err(|e| bad(kind, e.to_string()))?;
                 let events = env.log_events.map(|raws| {
                     raws.into_iter()

@@ -305,17 +305,32 @@ fn benign_tail(rest: &str, in_object: bool) -> bool {
 /// Offset of the `[` opening the `items` member of the top-level object
 /// in `b` (which starts with `{`).
 fn items_array(b: &[u8]) -> Option<usize> {
+    let mut found = None;
+    top_level_members(b, |key, value| {
+        if key == b"items" && b.get(value) == Some(&b'[') {
+            found = Some(value);
+            return false;
+        }
+        true
+    });
+    found
+}
+
+/// Calls `f` with each key of the top-level object(s) in `b` (several may
+/// follow one another) and the offset of its value, until `f` says stop.
+/// Strings are skipped by their escapes, so a key inside a value never
+/// counts. Shared by the `items` salvage and envelope detection.
+pub(crate) fn top_level_members(b: &[u8], mut f: impl FnMut(&[u8], usize) -> bool) {
     let (mut depth, mut i) = (0usize, 0usize);
     while i < b.len() {
         match b[i] {
             b'"' => {
-                // A string: a key at depth 1 is compared with `items`.
                 let s = i + 1;
                 let mut j = s;
                 while j < b.len() && b[j] != b'"' {
                     j += if b[j] == b'\\' { 2 } else { 1 };
                 }
-                if depth == 1 && b.get(s..j) == Some(b"items") {
+                if depth == 1 {
                     let mut k = j + 1;
                     while k < b.len() && b[k].is_ascii_whitespace() {
                         k += 1;
@@ -325,8 +340,10 @@ fn items_array(b: &[u8]) -> Option<usize> {
                         while k < b.len() && b[k].is_ascii_whitespace() {
                             k += 1;
                         }
-                        if b.get(k) == Some(&b'[') {
-                            return Some(k);
+                        if let Some(key) = b.get(s..j) {
+                            if !f(key, k) {
+                                return;
+                            }
                         }
                     }
                 }
@@ -339,7 +356,6 @@ fn items_array(b: &[u8]) -> Option<usize> {
         }
         i += 1;
     }
-    None
 }
 
 /// Replace every byte of `bytes` that is not part of valid UTF-8 with NUL.

@@ -18,7 +18,7 @@ use crate::decode::Decoded;
 use crate::event::{Event, ExtraValues, Str, UserInfo};
 use crate::profiles::Profiles;
 use crate::resolve::resolve;
-use crate::schema::record_schema;
+use crate::schema::{record_schema, IDENTITY_COLUMNS};
 use arrow::array::{Array, ArrayRef, AsArray, ListArray, MapArray, RecordBatch, StringArray};
 use arrow::datatypes::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -27,31 +27,17 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
-/// The columns the resolver writes, recomputed here.
-pub const RESOLUTION_COLUMNS: &[&str] = &[
-    "original_username",
-    "original_uid",
-    "original_groups",
-    "original_extra",
-    "original_claim_raw",
-    "actor_username",
-    "actor_uid",
-    "actor_groups",
-    "actor_kind",
-    "actor_sa_namespace",
-    "actor_sa_name",
-    "acted_as_username",
-    "acted_as_groups",
-    "proxy_profile",
-    "proxy_username",
-    "resolution",
-    "claim_status",
-    "credential_id",
-    "pod_name",
-    "pod_uid",
-    "node_name",
-    "node_uid",
-];
+/// The columns the resolver writes, recomputed here: the identity columns
+/// other than the stored identities themselves (`authn_*`, `impersonated_*`),
+/// the constraint and the IAM extras, which come from the event as it is.
+pub fn resolution_columns() -> impl Iterator<Item = &'static str> {
+    IDENTITY_COLUMNS.iter().copied().filter(|c| {
+        !c.starts_with("authn_")
+            && !c.starts_with("impersonated_")
+            && !c.starts_with("iam_")
+            && *c != "impersonation_constraint"
+    })
+}
 
 /// What a run did.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -303,7 +289,7 @@ fn recompute(
     let schema = b.schema();
     let mut changed = vec![false; b.num_rows()];
     let mut columns: Vec<ArrayRef> = b.columns().to_vec();
-    for name in RESOLUTION_COLUMNS {
+    for name in resolution_columns() {
         let (Ok(at), Some(new)) = (schema.index_of(name), fresh.column_by_name(name)) else {
             continue;
         };
@@ -381,4 +367,36 @@ fn rewrite(
             .map_err(io(dir))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the resolver writes, and nothing the event carries itself.
+    #[test]
+    fn the_resolution_columns() {
+        let got: Vec<&str> = resolution_columns().collect();
+        assert_eq!(got.len(), 22, "{got:?}");
+        for c in [
+            "actor_username",
+            "original_claim_raw",
+            "resolution",
+            "claim_status",
+            "credential_id",
+            "node_uid",
+            "proxy_profile",
+        ] {
+            assert!(got.contains(&c), "{c}");
+        }
+        for c in [
+            "authn_username",
+            "authn_credential_id",
+            "impersonated_extra",
+            "iam_arn",
+            "impersonation_constraint",
+        ] {
+            assert!(!got.contains(&c), "{c}");
+        }
+    }
 }
