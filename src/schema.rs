@@ -63,21 +63,6 @@ pub const IDENTITY_COLUMNS: &[&str] = &[
     "iam_principal_id",
 ];
 
-/// The columns schema version 1 did not have: a lake written before them
-/// reads them as NULL.
-pub const ADDED_IN_V2: &[&str] = &[
-    "impersonation_constraint",
-    "iam_arn",
-    "iam_canonical_arn",
-    "iam_session_name",
-    "iam_access_key_id",
-    "iam_principal_id",
-    "envelope",
-    "envelope_log",
-    "envelope_stream",
-    "envelope_id",
-];
-
 enum Ty {
     Str,
     StrList,

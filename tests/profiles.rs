@@ -15,6 +15,20 @@ fn actors(lake: &Path) -> Vec<Vec<String>> {
     )
 }
 
+/// The built-in profiles with Pinniped's proxy identity replaced by `identity`.
+fn pinniped_as(dir: &Path, identity: &str) -> std::path::PathBuf {
+    let fixed = dir.join("fixed.toml");
+    std::fs::write(
+        &fixed,
+        auditlake::profiles::DEFAULT_PROFILES_TOML.replace(
+            "proxy_usernames = [\"system:serviceaccount:pinniped-concierge:pinniped-concierge-impersonation-proxy\"]",
+            &format!("proxy_usernames = [\"{identity}\"]"),
+        ),
+    )
+    .unwrap();
+    fixed
+}
+
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -200,15 +214,7 @@ fn a_proxy_under_another_name_is_not_silent() {
 
     // With the identity added, suggest has nothing left to say about it, and a fresh ingest
     // resolves the human.
-    let fixed = dir.path().join("fixed.toml");
-    std::fs::write(
-        &fixed,
-        auditlake::profiles::DEFAULT_PROFILES_TOML.replace(
-            "proxy_usernames = [\"system:serviceaccount:pinniped-concierge:pinniped-concierge-impersonation-proxy\"]",
-            &format!("proxy_usernames = [\"{moved}\"]"),
-        ),
-    )
-    .unwrap();
+    let fixed = pinniped_as(dir.path(), moved);
     let f = fixed.display().to_string();
     let suggested =
         String::from_utf8(run(&["profiles", "suggest", "--lake", &l, "--profiles", &f]).stdout)
@@ -274,15 +280,7 @@ fn lake_reresolve_applies_a_profile_fix_to_stored_rows() {
     );
     assert_eq!(files(&lake), before);
 
-    let fixed = dir.path().join("fixed.toml");
-    std::fs::write(
-        &fixed,
-        auditlake::profiles::DEFAULT_PROFILES_TOML.replace(
-            "proxy_usernames = [\"system:serviceaccount:pinniped-concierge:pinniped-concierge-impersonation-proxy\"]",
-            &format!("proxy_usernames = [\"{moved}\"]"),
-        ),
-    )
-    .unwrap();
+    let fixed = pinniped_as(dir.path(), moved);
     let f = fixed.display().to_string();
     let dry = run(&["lake", "reresolve", &l, "--profiles", &f, "--dry-run"]);
     assert!(stderr(&dry).contains("dry run"), "{}", stderr(&dry));
