@@ -245,12 +245,12 @@ impl Profiles {
         })
     }
 
-    /// The first profile whose claim keys are on `imp`: whose claim a
-    /// spoofed request imitates.
-    pub fn claimed_by(&self, imp: &crate::event::UserInfo) -> Option<&Profile> {
+    /// The first profile with a claim key for which `present` holds: whose
+    /// claim a spoofed request imitates.
+    pub fn claimed_by(&self, present: impl Fn(&str) -> bool) -> Option<&Profile> {
         self.profiles
             .iter()
-            .find(|p| p.claim.keys().iter().any(|k| imp.extra_values(k).is_some()))
+            .find(|p| p.claim.keys().iter().any(|k| present(k)))
     }
 
     /// The profile whose proxy identity is `username`, if any.

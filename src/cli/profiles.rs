@@ -183,14 +183,7 @@ fn suggest(
             let claimed = keys
                 .is_valid(i)
                 .then(|| keys.value(i))
-                .and_then(|ks| {
-                    profiles.profiles.iter().find(|p| {
-                        p.claim
-                            .keys()
-                            .iter()
-                            .any(|k| ks.split(' ').any(|x| x == *k))
-                    })
-                })
+                .and_then(|ks| profiles.claimed_by(|k| ks.split(' ').any(|x| x == k)))
                 .map(|p| p.name.as_str());
             println!(
                 "{name}\n  {} events acting as {} identities, {with_claims} carrying a proxy's claim",

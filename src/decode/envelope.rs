@@ -107,10 +107,36 @@ pub enum Body<'a> {
     Bad(Str<'a>, String),
 }
 
+/// Where an item sits in its envelope, for rejections (written out only
+/// when one is: a string per event was an allocation on the hot path).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Place {
+    LogEvent(usize),
+    Record(usize),
+    /// A storage blob's line: one record.
+    OneRecord,
+    /// A CloudWatch export line's event.
+    Message,
+    /// A GKE entry.
+    Entry,
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Place::LogEvent(i) => write!(f, "logEvents[{i}]"),
+            Place::Record(i) => write!(f, "records[{i}]"),
+            Place::OneRecord => f.write_str("record"),
+            Place::Message => f.write_str("message"),
+            Place::Entry => f.write_str("entry"),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Item<'a> {
-    /// `logEvents[3]`, `records[0]`: where the item is, for rejections.
-    pub place: String,
+    /// Where the item is, for rejections.
+    pub place: Place,
     pub body: Body<'a>,
     pub provenance: Provenance<'a>,
 }
@@ -379,13 +405,16 @@ fn open_cloudwatch<'a>(text: &'a str, out: &mut Opened<'a>) -> Result<(), Decode
         }
     }
     let events = events.ok_or_else(|| bad(kind, "no logEvents"))?;
-    let cluster = log_group
-        .as_deref()
-        .and_then(eks_cluster)
-        .map(|c| c.to_string());
+    // Borrowed from the group's text whenever the group is (it has no
+    // escapes): every event of the payload names the same cluster.
+    let cluster: Option<Str<'a>> = match &log_group {
+        Some(Cow::Borrowed(g)) => eks_cluster(g).map(Cow::Borrowed),
+        Some(Cow::Owned(g)) => eks_cluster(g).map(|c| Cow::Owned(c.to_string())),
+        None => None,
+    };
     out.items.reserve(events.len());
     for (i, event) in events.into_iter().enumerate() {
-        let place = format!("logEvents[{i}]");
+        let place = Place::LogEvent(i);
         let (id, body) = match event {
             Ok(CloudWatchEvent {
                 id,
@@ -404,7 +433,7 @@ fn open_cloudwatch<'a>(text: &'a str, out: &mut Opened<'a>) -> Result<(), Decode
                 log: log_group.clone(),
                 stream: log_stream.clone(),
                 id,
-                cluster: cluster.clone().map(Cow::Owned),
+                cluster: cluster.clone(),
             },
         });
     }
@@ -479,7 +508,7 @@ fn open_export(t: &str) -> Opened<'_> {
     let event = t.split_once(' ').map(|(_, e)| e.trim()).unwrap_or_default();
     Opened {
         items: vec![Item {
-            place: "message".into(),
+            place: Place::Message,
             body: Body::Text(Cow::Borrowed(event)),
             provenance: Provenance {
                 envelope: Kind::Eks,
@@ -534,22 +563,24 @@ fn azure_cluster(resource_id: &str) -> Option<String> {
 
 fn open_azure<'a>(text: &'a str, out: &mut Opened<'a>) -> Result<(), DecodeError> {
     let kind = Kind::Aks;
-    let has_records = {
+    // An Event Hub message has one member, `records` (seen at once); a
+    // blob line is a record itself (any other shape is scanned).
+    let has_records = first_key(text.as_bytes()) == Some(b"records") || {
         let mut r = false;
         top_level_keys(text.as_bytes(), |k| r |= k == b"records");
         r
     };
-    let records: Vec<(String, &'a RawValue)> = if has_records {
+    let records: Vec<(Place, &'a RawValue)> = if has_records {
         let env: AzureEnvelope = serde_json::from_str(text)
             .map_err(|e| bad(kind, format!("{e} (expected {{\"records\":[…]}})")))?;
         env.records
             .into_iter()
             .enumerate()
-            .map(|(i, r)| (format!("records[{i}]"), r))
+            .map(|(i, r)| (Place::Record(i), r))
             .collect()
     } else {
         let raw: &RawValue = serde_json::from_str(text).map_err(|e| bad(kind, e.to_string()))?;
-        vec![("record".to_string(), raw)]
+        vec![(Place::OneRecord, raw)]
     };
     for (place, raw) in records {
         let record = match serde_json::from_str::<AzureRecord>(raw.get()) {
@@ -898,7 +929,7 @@ fn open_gke<'a>(text: &'a str, out: &mut Opened<'a>) -> Result<(), DecodeError> 
         Err(e) => Body::Bad(Cow::Borrowed(text), e.to_string()),
     };
     out.items.push(Item {
-        place: "entry".into(),
+        place: Place::Entry,
         body,
         provenance,
     });
@@ -920,12 +951,12 @@ pub fn decode_opened<'o>(
             provenance,
         } = item;
         let kind = provenance.envelope.title();
-        let provenance = Some(Box::new(provenance.clone()));
+        let provenance = || Some(Box::new(provenance.clone()));
         match body {
             Body::Event(d) => {
                 let mut d = std::mem::take(&mut **d);
                 d.item = i;
-                d.provenance = provenance;
+                d.provenance = provenance();
                 on_event(d);
             }
             Body::Bad(text, why) => {
@@ -945,14 +976,11 @@ pub fn decode_opened<'o>(
                 };
                 let result = match parse_event(text, spare, &mut d.event) {
                     Ok(()) => check(&mut d),
-                    Err(e) => Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
-                        Ok(_) => DecodeError::InvalidEvent(e.to_string()),
-                        Err(_) => DecodeError::NotJson(e.to_string()),
-                    }),
+                    Err(e) => Err(super::parse_failure(text, e)),
                 };
                 match result {
                     Ok(()) => {
-                        d.provenance = provenance;
+                        d.provenance = provenance();
                         on_event(d)
                     }
                     Err(error) => on_reject(ItemRejection {

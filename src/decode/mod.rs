@@ -131,11 +131,7 @@ pub fn decode_unit_in<'a>(
                     }
                 }
                 Err(e) => {
-                    // Distinguish "not JSON at all" from "JSON, wrong shape".
-                    let error = match serde_json::from_str::<serde::de::IgnoredAny>(trimmed) {
-                        Ok(_) => DecodeError::InvalidEvent(e.to_string()),
-                        Err(_) => DecodeError::NotJson(e.to_string()),
-                    };
+                    let error = parse_failure(trimmed, e);
                     if let (DecodeError::NotJson(_), Some(values)) = (&error, concatenated(trimmed))
                     {
                         return decode_texts(&values, spare, &mut on_event, &mut on_reject);
@@ -158,6 +154,15 @@ pub fn decode_unit_in<'a>(
                 Err(e) => DecodeError::NotJson(e.to_string()),
             },
         )),
+    }
+}
+
+/// Why an object that did not parse as an event failed: "not JSON at all"
+/// or "JSON, wrong shape".
+fn parse_failure(text: &str, e: serde_json::Error) -> DecodeError {
+    match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+        Ok(_) => DecodeError::InvalidEvent(e.to_string()),
+        Err(_) => DecodeError::NotJson(e.to_string()),
     }
 }
 

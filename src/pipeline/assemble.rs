@@ -98,15 +98,19 @@ impl Assembler {
         labels: &Labels,
         rejects: &mut Vec<RejectRecord>,
     ) -> u64 {
-        let (prefix, origin, row_ctx, profiles) =
-            (labels.prefix, labels.origin, &labels.row, labels.profiles);
+        let (prefix, origin) = (labels.prefix, labels.origin);
         let mut events = 0u64;
         let mut staged: Vec<Staged<'a>> = Vec::with_capacity(RUN);
-        let (builders, src) = (&mut self.builders, &mut self.src);
-        let (spare, returned) = (&mut self.spare, &mut self.returned);
-        let untrusted = &mut self.untrusted;
+        let (src, spare) = (&mut self.src, &mut self.spare);
+        let mut runs = Runs {
+            builders: &mut self.builders,
+            row_ctx: &labels.row,
+            profiles: labels.profiles,
+            returned: &mut self.returned,
+            untrusted: &mut self.untrusted,
+        };
         for (pos, text) in units {
-            spare.absorb(returned);
+            spare.absorb(runs.returned);
             // Between runs no staged event refers to `src`.
             if staged.is_empty() {
                 src.clear();
@@ -129,15 +133,7 @@ impl Assembler {
                     // The envelope's events may borrow text it owns, which
                     // lives only for this unit: they are appended before
                     // the next unit, in a run of their own.
-                    flush_run(
-                        builders,
-                        &mut staged,
-                        src,
-                        row_ctx,
-                        profiles,
-                        returned,
-                        untrusted,
-                    );
+                    runs.flush(&mut staged, src);
                     self.skipped += opened.skipped.len() as u64;
                     let mut run: Vec<Staged> = Vec::with_capacity(RUN);
                     envelope::decode_opened(
@@ -145,15 +141,15 @@ impl Assembler {
                         spare,
                         |decoded| {
                             events += 1;
-                            run.push(Staged {
-                                decoded,
-                                src: range.clone(),
-                            });
-                            if run.len() >= RUN {
-                                flush_run(
-                                    builders, &mut run, src, row_ctx, profiles, returned, untrusted,
-                                );
-                            }
+                            let src_range = range.clone();
+                            runs.stage(
+                                &mut run,
+                                Staged {
+                                    decoded,
+                                    src: src_range,
+                                },
+                                src,
+                            );
                         },
                         |rej| {
                             rejects.push(
@@ -162,9 +158,7 @@ impl Assembler {
                             );
                         },
                     );
-                    flush_run(
-                        builders, &mut run, src, row_ctx, profiles, returned, untrusted,
-                    );
+                    runs.flush(&mut run, src);
                     continue;
                 }
             }
@@ -173,21 +167,15 @@ impl Assembler {
                 spare,
                 |decoded| {
                     events += 1;
-                    staged.push(Staged {
-                        decoded,
-                        src: range.clone(),
-                    });
-                    if staged.len() >= RUN {
-                        flush_run(
-                            builders,
-                            &mut staged,
-                            src,
-                            row_ctx,
-                            profiles,
-                            returned,
-                            untrusted,
-                        );
-                    }
+                    let src_range = range.clone();
+                    runs.stage(
+                        &mut staged,
+                        Staged {
+                            decoded,
+                            src: src_range,
+                        },
+                        src,
+                    );
                 },
                 |rej| {
                     // The rejected text lies inside the unit: its offset
@@ -201,15 +189,7 @@ impl Assembler {
                 },
             );
         }
-        flush_run(
-            builders,
-            &mut staged,
-            src,
-            row_ctx,
-            profiles,
-            returned,
-            untrusted,
-        );
+        runs.flush(&mut staged, src);
         events
     }
 
@@ -240,65 +220,85 @@ impl Assembler {
     }
 }
 
-/// Resolve the staged events and append them, then empty `staged` (its
-/// events' list buffers go to `returned`).
-fn flush_run(
-    builders: &mut HashMap<PartKey, BatchBuilder>,
-    staged: &mut Vec<Staged>,
-    src: &str,
-    row_ctx: &RowContext,
-    profiles: &Profiles,
-    returned: &mut Spare,
-    untrusted: &mut Untrusted,
-) {
-    let resolved: Vec<Resolved> = staged
-        .iter()
-        .map(|s| resolve(&s.decoded.event, profiles))
-        .collect();
-    for (s, r) in staged.iter().zip(&resolved) {
-        if r.claim_status != ClaimStatus::Spoofed {
-            continue;
+/// Where runs of staged events go: the builders, and what a run leaves
+/// behind (list buffers to reuse, untrusted-claim counts).
+struct Runs<'x> {
+    builders: &'x mut HashMap<PartKey, BatchBuilder>,
+    row_ctx: &'x RowContext<'x>,
+    profiles: &'x Profiles,
+    returned: &'x mut Spare,
+    untrusted: &'x mut Untrusted,
+}
+
+impl Runs<'_> {
+    /// Stage one event; a full run is appended at once.
+    fn stage<'s>(&mut self, staged: &mut Vec<Staged<'s>>, s: Staged<'s>, src: &str) {
+        staged.push(s);
+        if staged.len() >= RUN {
+            self.flush(staged, src);
         }
-        let e = &s.decoded.event;
-        let user = e.user.username.as_deref().unwrap_or_default();
-        let profile = e
-            .impersonated_user
-            .as_ref()
-            .and_then(|i| profiles.claimed_by(i))
-            .map_or("", |p| p.name.as_str());
-        let mut key = (user.to_string(), profile.to_string());
-        if untrusted.len() >= UNTRUSTED_KEYS && !untrusted.contains_key(&key) {
-            key.0 = OTHER_IDENTITIES.to_string();
+    }
+
+    /// Resolve the staged events and append them, then empty `staged` (its
+    /// events' list buffers go to `returned`).
+    fn flush(&mut self, staged: &mut Vec<Staged>, src: &str) {
+        let Runs {
+            builders,
+            row_ctx,
+            profiles,
+            returned,
+            untrusted,
+        } = self;
+        let (profiles, row_ctx): (&Profiles, &RowContext) = (profiles, row_ctx);
+        let resolved: Vec<Resolved> = staged
+            .iter()
+            .map(|s| resolve(&s.decoded.event, profiles))
+            .collect();
+        for (s, r) in staged.iter().zip(&resolved) {
+            if r.claim_status != ClaimStatus::Spoofed {
+                continue;
+            }
+            let e = &s.decoded.event;
+            let user = e.user.username.as_deref().unwrap_or_default();
+            let profile = e
+                .impersonated_user
+                .as_ref()
+                .and_then(|i| profiles.claimed_by(|k| i.extra_values(k).is_some()))
+                .map_or("", |p| p.name.as_str());
+            let mut key = (user.to_string(), profile.to_string());
+            if untrusted.len() >= UNTRUSTED_KEYS && !untrusted.contains_key(&key) {
+                key.0 = OTHER_IDENTITIES.to_string();
+            }
+            *untrusted.entry(key).or_default() += 1;
         }
-        *untrusted.entry(key).or_default() += 1;
-    }
-    let rows: Vec<Row> = staged
-        .iter()
-        .zip(&resolved)
-        .map(|(s, r)| Row {
-            decoded: &s.decoded,
-            resolved: r,
-            source: src.get(s.src.clone()).unwrap_or_default(),
-        })
-        .collect();
-    let part = |r: &Row| PartKey::from_micros(r.decoded.received_us.or(r.decoded.stage_us));
-    // Consecutive rows of one partition (usually the whole run) go to its
-    // builder together, which keeps each partition's rows in order.
-    let mut rest = &rows[..];
-    while let Some(first) = rest.first() {
-        let p = part(first);
-        let n = rest.iter().take_while(|r| part(r) == p).count();
-        builders
-            .entry(p)
-            .or_default()
-            .append_rows(&rest[..n], row_ctx);
-        rest = &rest[n..];
-    }
-    // Both borrow `staged`.
-    drop(rows);
-    drop(resolved);
-    for s in staged.drain(..) {
-        returned.keep(s.decoded.event);
+        let rows: Vec<Row> = staged
+            .iter()
+            .zip(&resolved)
+            .map(|(s, r)| Row {
+                decoded: &s.decoded,
+                resolved: r,
+                source: src.get(s.src.clone()).unwrap_or_default(),
+            })
+            .collect();
+        let part = |r: &Row| PartKey::from_micros(r.decoded.received_us.or(r.decoded.stage_us));
+        // Consecutive rows of one partition (usually the whole run) go to its
+        // builder together, which keeps each partition's rows in order.
+        let mut rest = &rows[..];
+        while let Some(first) = rest.first() {
+            let p = part(first);
+            let n = rest.iter().take_while(|r| part(r) == p).count();
+            builders
+                .entry(p)
+                .or_default()
+                .append_rows(&rest[..n], row_ctx);
+            rest = &rest[n..];
+        }
+        // Both borrow `staged`.
+        drop(rows);
+        drop(resolved);
+        for s in staged.drain(..) {
+            returned.keep(s.decoded.event);
+        }
     }
 }
 
