@@ -7,7 +7,10 @@
 //! columns of its output replace the stored ones and every other column is kept as read.
 //! Invariant: a file is rewritten only when a value changes, as a whole, atomically (written to
 //! `_tmp/`, fsynced, renamed over the original, directory fsynced): a reader sees the old file
-//! or the new one, never a mix, and a crash leaves the old one. Re-resolving with the profiles
+//! or the new one, never a mix, and a crash leaves the old one. Memory holds
+//! one batch of 8,192 rows being read and one row group being written,
+//! whatever the file's size: a file is read once to count changes and, only
+//! if there are any, again to write. Re-resolving with the profiles
 //! the lake was written with rewrites nothing (tested), which is what shows the rebuilt events
 //! resolve exactly as the originals did.
 
@@ -92,40 +95,49 @@ pub fn reresolve(
         if !hours.admits(&path) {
             continue;
         }
-        let (batches, source) = read(&path)?;
+        // A first pass counts what changes; only a file with a change is
+        // read again and written. One batch is in memory at a time, however
+        // large the file (a segment can hold a million rows).
+        let (mut rows, mut changed) = (0u64, 0u64);
+        let source = each_batch(&path, |b| {
+            rows += b.num_rows() as u64;
+            changed += recompute(&b, profiles).map_err(unreadable(&path))?.1;
+            Ok(())
+        })?;
         out.files_read += 1;
-        let mut changed = 0u64;
-        let mut rebuilt = Vec::with_capacity(batches.len());
-        for b in &batches {
-            out.rows_read += b.num_rows() as u64;
-            let (new, n) = recompute(b, profiles).map_err(|e| LakeError::Unreadable {
-                path: path.clone(),
-                problem: e.to_string(),
-            })?;
-            changed += n;
-            rebuilt.push(new);
-        }
+        out.rows_read += rows;
         if changed == 0 {
             continue;
         }
         out.rows_changed += changed;
         out.files_rewritten += 1;
         if !dry_run {
-            rewrite(root, &path, &source, &rebuilt)?;
+            rewrite(root, &path, &source, profiles)?;
         }
     }
     Ok(out)
 }
 
-/// Every row of a file, in the record schema (a file of an older schema version gets NULL for
-/// the columns it lacks), and its `auditlake.source`.
-fn read(path: &Path) -> Result<(Vec<RecordBatch>, String), LakeError> {
+fn unreadable(path: &Path) -> impl Fn(arrow::error::ArrowError) -> LakeError + '_ {
+    move |e| LakeError::Unreadable {
+        path: path.to_path_buf(),
+        problem: e.to_string(),
+    }
+}
+
+/// Call `f` with each batch of a file, in the record schema (a file of an
+/// older schema version gets NULL for the columns it lacks); returns the
+/// file's `auditlake.source`.
+fn each_batch(
+    path: &Path,
+    mut f: impl FnMut(RecordBatch) -> Result<(), LakeError>,
+) -> Result<String, LakeError> {
     let perr = |source| LakeError::Parquet {
         path: path.to_path_buf(),
         source,
     };
-    let f = File::open(path).map_err(io(path))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(perr)?;
+    let file = File::open(path).map_err(io(path))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr)?;
     let source = builder
         .metadata()
         .file_metadata()
@@ -135,12 +147,8 @@ fn read(path: &Path) -> Result<(Vec<RecordBatch>, String), LakeError> {
         .unwrap_or_default();
     let reader = builder.with_batch_size(8192).build().map_err(perr)?;
     let schema = record_schema();
-    let mut out = Vec::new();
     for b in reader {
-        let b = b.map_err(|e| LakeError::Parquet {
-            path: path.to_path_buf(),
-            source: e.into(),
-        })?;
+        let b = b.map_err(unreadable(path))?;
         // A column the file lacks (written before it existed) is NULL; one of
         // another type is cast, never dropped.
         let columns = schema
@@ -152,18 +160,10 @@ fn read(path: &Path) -> Result<(Vec<RecordBatch>, String), LakeError> {
                 None => Ok(arrow::array::new_null_array(f.data_type(), b.num_rows())),
             })
             .collect::<Result<Vec<ArrayRef>, _>>()
-            .map_err(|e| LakeError::Unreadable {
-                path: path.to_path_buf(),
-                problem: e.to_string(),
-            })?;
-        let batch =
-            RecordBatch::try_new(schema.clone(), columns).map_err(|e| LakeError::Parquet {
-                path: path.to_path_buf(),
-                source: e.into(),
-            })?;
-        out.push(batch);
+            .map_err(unreadable(path))?;
+        f(RecordBatch::try_new(schema.clone(), columns).map_err(unreadable(path))?)?;
     }
-    Ok((out, source))
+    Ok(source)
 }
 
 fn strings<'a>(
@@ -323,13 +323,8 @@ fn recompute(
     Ok((RecordBatch::try_new(schema, columns)?, n))
 }
 
-/// Replace `path` by a file of `batches`, atomically.
-fn rewrite(
-    root: &Path,
-    path: &Path,
-    source: &str,
-    batches: &[RecordBatch],
-) -> Result<(), LakeError> {
+/// Replace `path` by its rows re-resolved with `profiles`, atomically.
+fn rewrite(root: &Path, path: &Path, source: &str, profiles: &Profiles) -> Result<(), LakeError> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -351,9 +346,10 @@ fn rewrite(
         None,
     )
     .map_err(perr)?;
-    for b in batches {
-        w.write(b).map_err(perr)?;
-    }
+    each_batch(path, |b| {
+        let (new, _) = recompute(&b, profiles).map_err(unreadable(path))?;
+        w.write(&new).map_err(perr)
+    })?;
     let out = w.into_inner().map_err(perr)?;
     let f = out.into_inner().map_err(|e| LakeError::Io {
         path: tmp.clone(),
