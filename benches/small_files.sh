@@ -25,6 +25,8 @@
 #   -w  work directory holding the lakes (default ~/.cache/auditlake-bench, shared with
 #       benches/query.sh); a lake is built once and reused
 #   -q  named queries (default actor-via-proxy,secrets-by-humans,who-acted-as-whom)
+#   -c  also compact a copy of the serve lake (`lake convert`, `compact`, `lake vacuum`; the
+#       compaction's wall time, MB/s and peak RSS are printed) and query it as a third lake
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -34,14 +36,16 @@ ROWS=1264
 ROUNDS=3
 QUERIES="actor-via-proxy,secrets-by-humans,who-acted-as-whom"
 WORK="$HOME/.cache/auditlake-bench"
-while getopts "n:s:r:w:q:" opt; do
+COMPACT=""
+while getopts "n:s:r:w:q:c" opt; do
   case "$opt" in
     n) EVENTS="$OPTARG" ;;
     s) ROWS="$OPTARG" ;;
     r) ROUNDS="$OPTARG" ;;
     w) WORK="$OPTARG" ;;
     q) QUERIES="$OPTARG" ;;
-    *) echo "usage: bash benches/small_files.sh [-n EVENTS] [-s ROWS] [-r ROUNDS] [-w DIR] [-q QUERY,...] [BINARY]" >&2; exit 2 ;;
+    c) COMPACT=1 ;;
+    *) echo "usage: bash benches/small_files.sh [-n EVENTS] [-s ROWS] [-r ROUNDS] [-w DIR] [-q QUERY,...] [-c] [BINARY]" >&2; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
@@ -116,14 +120,42 @@ PY
   touch "$SMALL/.complete"
 fi
 
-python3 - "$BIN" "$BIG" "$SMALL" "$ROUNDS" "$QUERIES" <<'PY'
+LAKES=("ingest=$BIG" "serve=$SMALL")
+if [ -n "$COMPACT" ]; then
+  COMPACTED="$SMALL-compacted"
+  if [ ! -f "$COMPACTED/.complete" ]; then
+    rm -rf "$COMPACTED"
+    cp -a "$SMALL" "$COMPACTED"
+    rm -f "$COMPACTED/.complete"
+    [ -d "$COMPACTED/_delta_log" ] || "$BIN" lake convert "$COMPACTED"
+    python3 - "$BIN" "$COMPACTED" <<'PY'
+import os, subprocess, sys, time
+binary, lake = sys.argv[1], sys.argv[2]
+size = sum(os.path.getsize(os.path.join(d, f)) for d, _, n in os.walk(lake) for f in n if f.endswith(".parquet"))
+start = time.monotonic()
+p = subprocess.Popen([binary, "compact", lake])
+_, status, ru = os.wait4(p.pid, 0)
+wall = time.monotonic() - start
+if os.waitstatus_to_exitcode(status) != 0:
+    sys.exit("compact failed")
+print(f"compact: {size / 1e6:.0f} MB in {wall:.1f} s = {size / 1e6 / wall:.1f} MB/s, "
+      f"CPU {ru.ru_utime + ru.ru_stime:.1f} s, peak RSS {ru.ru_maxrss / 1024:.0f} MiB")
+PY
+    "$BIN" lake vacuum "$COMPACTED" --min-age 0s
+    touch "$COMPACTED/.complete"
+  fi
+  LAKES+=("compacted=$COMPACTED")
+fi
+
+python3 - "$BIN" "$ROUNDS" "$QUERIES" "${LAKES[@]}" <<'PY'
 import os, re, subprocess, sys, time
-binary, big, small, rounds, queries = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+binary, rounds, queries = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+lakes = [tuple(a.split("=", 1)) for a in sys.argv[4:]]
 def files(lake):
     fs = [os.path.join(d, f) for d, _, n in os.walk(lake) for f in n if f.endswith(".parquet")]
     parts = {os.path.dirname(f) for f in fs}
     return len(fs), len(parts), sum(os.path.getsize(f) for f in fs) / 1e6
-for name, lake in (("ingest", big), ("serve", small)):
+for name, lake in lakes:
     n, p, mb = files(lake)
     print(f"{name}: {lake}: {n} Parquet files in {p} hour partitions ({n / p:.0f} per partition), {mb:.0f} MB")
 probes = [("plan", ["SELECT count(*) FROM audit WHERE dt = '1999-01-01'"]),
@@ -153,8 +185,9 @@ print("| probe | round | lake | wall s | peak RSS MiB | lines |")
 print("|---|---|---|---|---|---|")
 for r in range(1, rounds + 1):
     for i, (probe, args) in enumerate(probes):
-        order = [("ingest", big), ("serve", small)]
-        if (r + i) % 2: order.reverse()
+        # Rotate which lake goes first, round by round and probe by probe.
+        k = (r + i) % len(lakes)
+        order = lakes[k:] + lakes[:k]
         for name, lake in order:
             wall, rss, lines = run(lake, args)
             res.setdefault((probe, name), []).append((wall, rss, lines))
@@ -163,16 +196,21 @@ def rng(xs, fmt):
     lo, hi = min(xs), max(xs)
     return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else fmt.format(lo) + "–" + fmt.format(hi)
 print()
-print("| probe | ingest lake s | serve lake s | serve / ingest | ingest RSS MiB | serve RSS MiB | same answer |")
-print("|---|---|---|---|---|---|---|")
+others = [name for name, _ in lakes[1:]]
+print("| probe | ingest lake s | " + " | ".join(f"{o} lake s | {o} / ingest" for o in others)
+      + " | RSS MiB (" + ", ".join(n for n, _ in lakes) + ") | same answer |")
+print("|---|---|" + "---|---|" * len(others) + "---|---|")
 bad = False
 for probe, _ in probes:
-    a, b = res[(probe, "ingest")], res[(probe, "serve")]
-    ratios = [y[0] / x[0] for x, y in zip(a, b)]
-    same = all(x[2] == y[2] for x, y in zip(a, b))
+    base = res[(probe, "ingest")]
+    cells = [rng([x[0] for x in base], '{:.2f}')]
+    same = True
+    for o in others:
+        b = res[(probe, o)]
+        cells += [rng([x[0] for x in b], '{:.2f}'), rng([y[0] / x[0] for x, y in zip(base, b)], '{:.1f}×')]
+        same &= all(x[2] == y[2] for x, y in zip(base, b))
+    rss = ", ".join(rng([x[1] for x in res[(probe, n)]], '{:.0f}') for n, _ in lakes)
     bad |= not same
-    print(f"| {probe} | {rng([x[0] for x in a], '{:.2f}')} | {rng([x[0] for x in b], '{:.2f}')} | "
-          f"{rng(ratios, '{:.1f}×')} | {rng([x[1] for x in a], '{:.0f}')} | {rng([x[1] for x in b], '{:.0f}')} | "
-          f"{'yes' if same else 'NO'} |")
+    print(f"| {probe} | " + " | ".join(cells) + f" | {rss} | {'yes' if same else 'NO'} |")
 sys.exit(1 if bad else 0)
 PY

@@ -224,7 +224,8 @@ fn query_bench_compares_engines_on_the_same_answers() {
 }
 
 /// The small-file benchmark on a small lake: it must build both lakes (one through a real
-/// `serve`), hold every event in each, and report the same answers on both.
+/// `serve`), compact a copy of the serve lake, hold every event in each, and report the same
+/// answers on all three.
 #[test]
 fn small_files_bench_compares_the_two_lakes() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -242,6 +243,7 @@ fn small_files_bench_compares_the_two_lakes() {
             "1",
             "-q",
             "who-acted-as-whom",
+            "-c",
         ])
         .arg("-w")
         .arg(work.path())
@@ -270,6 +272,12 @@ fn small_files_bench_compares_the_two_lakes() {
     };
     assert_eq!(files("ingest"), 1, "{stdout}");
     assert!(files("serve") >= 2, "{stdout}");
+    assert_eq!(
+        files("compacted"),
+        1,
+        "one hour, one file after compaction: {stdout}"
+    );
+    assert!(stdout.contains("compact: "), "{stdout}");
     for probe in ["plan", "count", "who-acted-as-whom"] {
         let row = stdout
             .lines()

@@ -158,8 +158,8 @@ fn impossible_dates_are_rejected() {
 }
 
 /// §6: with `_state` deleted, or a different `--segment-rows` after it was
-/// lost, re-ingesting stores nothing twice: the files' names say which
-/// lines they hold.
+/// lost, re-ingesting stores nothing twice: the lake's Delta log records
+/// each source's position in the commit that added its files.
 #[test]
 fn lost_state_does_not_store_anything_twice() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -172,7 +172,7 @@ fn lost_state_does_not_store_anything_twice() {
         std::fs::remove_dir_all(lake.join("_state")).expect("rm state");
         let out = ingest(&lake, &["--segment-rows", rows], &[&log]);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("resuming after 6000"), "{stderr}");
+        assert!(stderr.contains("resumed after line 6000"), "{stderr}");
         assert_eq!(count(&lake), 6000, "--segment-rows {rows}");
     }
     // Appended lines after a lost state are still read.

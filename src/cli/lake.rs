@@ -1,5 +1,5 @@
-//! `auditlake lake …`: maintenance of a lake in place. For now `reresolve`, which applies a
-//! proxy-profile fix to rows already stored.
+//! `auditlake lake …`: maintenance of a lake in place: `convert` (the older layout into a
+//! Delta table) and `reresolve` (a proxy-profile fix applied to rows already stored).
 
 use super::{now_us, ProfileArgs};
 use anyhow::{bail, Context, Result};
@@ -7,7 +7,7 @@ use auditlake::sinks::lake::reresolve::{reresolve, Hours};
 use auditlake::sinks::lake::{Lake, WriteOptions};
 use std::path::PathBuf;
 
-const EXAMPLES: &str = "Examples:\n  auditlake lake reresolve L --profiles fixed.toml --dry-run\n  auditlake lake reresolve L --profiles fixed.toml --since 2026-11-01\n  auditlake profiles suggest --lake L   # first: the identity a profile misses";
+const EXAMPLES: &str = "Examples:\n  auditlake lake convert L   # once, for a lake written before the Delta log\n  auditlake lake reresolve L --profiles fixed.toml --dry-run\n  auditlake lake reresolve L --profiles fixed.toml --since 2026-11-01\n  auditlake profiles suggest --lake L   # first: the identity a profile misses";
 
 /// Maintain a lake in place.
 #[derive(clap::Args, Debug)]
@@ -19,6 +19,40 @@ pub struct Args {
 
 #[derive(clap::Subcommand, Debug)]
 enum Action {
+    /// Turn a lake of the older layout into a Delta table, in place.
+    ///
+    /// Lakes written before the Delta log keep each source's position in
+    /// `_state/`. This names every live Parquet file in a new
+    /// `_delta_log/` and records each source's position in the same
+    /// first commit, so every source resumes where it stood and nothing is
+    /// re-ingested. Files are not moved or rewritten. Stop the lake's
+    /// writers first; queries may keep running. Running it again on a
+    /// converted lake does nothing.
+    Convert {
+        /// Lake directory.
+        #[arg(value_name = "LAKE", env = "AUDITLAKE_LAKE")]
+        lake: PathBuf,
+    },
+    /// Delete the files that are no longer part of the lake.
+    ///
+    /// Files compaction replaced, partitions retention removed, and the
+    /// leftovers of interrupted commits stay on disk (auditlake never reads
+    /// them; plain Parquet readers of `**/*.parquet` do) until this
+    /// deletes them, once each has been out of the table for --min-age.
+    /// A file the Delta log names is never deleted.
+    Vacuum {
+        /// Lake directory.
+        #[arg(value_name = "LAKE", env = "AUDITLAKE_LAKE")]
+        lake: PathBuf,
+        /// Delete a file only once it has been out of the table this long
+        /// (`1h`, `30m`, `7d`); a query that started before it left keeps
+        /// reading it meanwhile.
+        #[arg(long, env = "AUDITLAKE_VACUUM_MIN_AGE", default_value = "1h")]
+        min_age: String,
+        /// Count what would be deleted; delete nothing.
+        #[arg(long, env = "AUDITLAKE_VACUUM_DRY_RUN")]
+        dry_run: bool,
+    },
     /// Recompute who acted in stored rows with other proxy profiles.
     ///
     /// After fixing a profile (a proxy installed under another name,
@@ -29,6 +63,25 @@ enum Action {
     /// identities, and rewrites each file in which a value changes,
     /// atomically. Other columns are kept as they are. Writers may keep
     /// running: they add files, this rewrites only files it listed.
+    /// Set a source's position in the lake's log (default: back to the start).
+    ///
+    /// A source resumes after the position the Delta log records for it.
+    /// After a Kafka topic is deleted and created again, its offsets start
+    /// at 0 and the old positions would skip the new messages: reset each
+    /// partition's source (`k.<topic>.<partition>`). Stop the source's
+    /// writer first. Files are not touched.
+    Reset {
+        /// Lake directory.
+        #[arg(value_name = "LAKE", env = "AUDITLAKE_LAKE")]
+        lake: PathBuf,
+        /// The source id, as in the lake's file names: `k.<topic>.<partition>`,
+        /// `f<hash>` (a file), `w<instance>` (a webhook's log).
+        #[arg(long, env = "AUDITLAKE_RESET_SOURCE")]
+        source: String,
+        /// The position to record (0: read from the start).
+        #[arg(long, env = "AUDITLAKE_RESET_TO", default_value_t = 0)]
+        to: u64,
+    },
     Reresolve {
         /// Lake directory.
         #[arg(value_name = "LAKE", env = "AUDITLAKE_LAKE")]
@@ -48,8 +101,91 @@ enum Action {
     },
 }
 
+/// A `1h`-style age as a duration (parsed as a time back from `now`).
+pub fn age(flag: &'static str, value: &str, now: i64) -> Result<std::time::Duration> {
+    let then = auditlake::query::window::parse_time(flag, value, now)?;
+    Ok(std::time::Duration::from_micros(
+        now.saturating_sub(then).max(0) as u64,
+    ))
+}
+
 pub fn run(a: Args) -> Result<()> {
     match a.action {
+        Action::Vacuum {
+            lake,
+            min_age,
+            dry_run,
+        } => {
+            if !lake.is_dir() {
+                bail!("{} is not a lake directory", lake.display());
+            }
+            let age = age("--min-age", &min_age, now_us())?;
+            let l = Lake::open(&lake, WriteOptions::default())
+                .with_context(|| format!("cannot open lake {}", lake.display()))?;
+            let v = auditlake::sinks::lake::vacuum::vacuum(&l, age, dry_run)?;
+            eprintln!(
+                "{}: {} files {}deleted ({} MiB); {} out of the table for less than {min_age} kept",
+                lake.display(),
+                v.deleted,
+                if dry_run { "would be " } else { "" },
+                v.bytes >> 20,
+                v.kept_young,
+            );
+            Ok(())
+        }
+        Action::Convert { lake } => {
+            if !lake.is_dir() {
+                bail!("{} is not a lake directory", lake.display());
+            }
+            let c = auditlake::sinks::lake::convert::convert(&lake)
+                .with_context(|| format!("cannot convert lake {}", lake.display()))?;
+            if !c.converted {
+                eprintln!("{}: already a Delta table; nothing to do", lake.display());
+                return Ok(());
+            }
+            eprintln!(
+                "{}: converted: {} files ({} rows, {} bytes) named by the new Delta log; {} sources keep their positions{}",
+                lake.display(),
+                c.files,
+                c.rows,
+                c.bytes,
+                c.positions.len(),
+                if c.abandoned > 0 {
+                    format!(
+                        "; {} files of interrupted commits removed (their positions are read again)",
+                        c.abandoned
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            Ok(())
+        }
+        Action::Reset { lake, source, to } => {
+            if !lake.is_dir() {
+                bail!("{} is not a lake directory", lake.display());
+            }
+            let l = Lake::open(&lake, WriteOptions::default())
+                .with_context(|| format!("cannot open lake {}", lake.display()))?;
+            let _lock = l.lock(&source, "lake reset")?;
+            let was = l.log().position(&source)?;
+            let Some(was) = was else {
+                bail!(
+                    "the lake has no source `{source}`; its file names (`<source>-<first>-<last>`) and `_delta_log/` entries name the ones it has"
+                );
+            };
+            l.log().commit(auditlake::sinks::lake::delta::Change {
+                positions: vec![(source.clone(), to)],
+                ..Default::default()
+            })?;
+            // The state's copy follows the log.
+            l.recover(&source, "lake reset", auditlake::sinks::lake::Resume::Last)?;
+            eprintln!(
+                "{}: source {source}: position {was} -> {to}",
+                lake.display()
+            );
+            Ok(())
+        }
         Action::Reresolve {
             lake,
             profiles,
@@ -71,7 +207,7 @@ pub fn run(a: Args) -> Result<()> {
                 since_us: w.since,
                 until_us: w.until,
             };
-            let r = reresolve(&lake, &profiles, hours, dry_run)?;
+            let r = reresolve(&l, &profiles, hours, dry_run)?;
             eprintln!(
                 "{}: {} files read ({} rows); {} rows resolve differently, in {} files{}",
                 lake.display(),

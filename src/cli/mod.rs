@@ -5,6 +5,7 @@
 //! (`#[command(flatten)]`), so an option has one spelling, one environment variable and one range
 //! everywhere. Values out of range are refused with the range in the message, never clamped.
 
+pub mod compact;
 pub mod completions;
 pub mod consume;
 pub mod demo;
@@ -17,6 +18,7 @@ pub mod produce;
 pub mod profiles;
 pub mod queries;
 pub mod query;
+pub mod retention;
 pub mod schema;
 pub mod serve;
 pub mod verify;
@@ -63,6 +65,8 @@ pub enum Command {
     Queries(queries::Args),
     Profiles(profiles::Args),
     Lake(lake::Args),
+    Compact(compact::Args),
+    Retention(retention::Args),
     Schema(schema::Args),
     Verify(verify::Args),
     Completions(completions::Args),
@@ -101,6 +105,8 @@ impl Command {
             Command::Queries(a) => queries::run(a),
             Command::Profiles(a) => profiles::run(a),
             Command::Lake(a) => lake::run(a),
+            Command::Compact(a) => compact::run(a),
+            Command::Retention(a) => retention::run(a),
             Command::Schema(a) => schema::run(a),
             Command::Verify(a) => verify::run(a),
             Command::Completions(a) => completions::run(a),

@@ -30,8 +30,9 @@ pub fn run(a: Args) -> Result<()> {
             lake.display()
         );
     }
-    let files = auditlake::sinks::lake::parquet_files(&lake).len();
-    let damage = auditlake::sinks::lake::check::damaged(&lake, deep);
+    let live = auditlake::sinks::lake::live_files(&lake)?;
+    let files = live.len();
+    let damage = auditlake::sinks::lake::check::damaged(&live, deep);
     for d in &damage {
         println!("{}\t{}", d.path.display(), d.problem);
     }

@@ -28,19 +28,42 @@ pub enum Damaged {
     Skip,
 }
 
-/// A local file system that does not list some files.
+/// The Parquet files under a lake root that may be listed (its Delta log's live files).
+pub type Only = (StorePath, HashSet<StorePath>);
+
+/// A local file system that does not list some files: damaged ones the user chose to skip,
+/// and, under a lake with a Delta log, every Parquet file the log does not name.
 #[derive(Debug)]
 pub struct Hiding {
     inner: Arc<dyn ObjectStore>,
     hidden: Arc<HashSet<StorePath>>,
+    only: Option<Arc<Only>>,
 }
 
 impl Hiding {
-    pub fn new(inner: Arc<dyn ObjectStore>, hidden: HashSet<StorePath>) -> Hiding {
+    pub fn new(
+        inner: Arc<dyn ObjectStore>,
+        hidden: HashSet<StorePath>,
+        only: Option<Only>,
+    ) -> Hiding {
         Hiding {
             inner,
             hidden: Arc::new(hidden),
+            only: only.map(Arc::new),
         }
+    }
+}
+
+fn listed(hidden: &HashSet<StorePath>, only: Option<&Only>, location: &StorePath) -> bool {
+    if hidden.contains(location) {
+        return false;
+    }
+    match only {
+        Some((root, live)) => {
+            let under = location.prefix_matches(root);
+            !(under && location.as_ref().ends_with(".parquet")) || live.contains(location)
+        }
+        None => true,
     }
 }
 
@@ -48,9 +71,14 @@ impl std::fmt::Display for Hiding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} hiding {} damaged files",
+            "{} hiding {} damaged files{}",
             self.inner,
-            self.hidden.len()
+            self.hidden.len(),
+            if self.only.is_some() {
+                ", listing only the Delta log's live files"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -87,10 +115,14 @@ impl ObjectStore for Hiding {
 
     fn list(&self, prefix: Option<&StorePath>) -> BoxStream<'static, Result<ObjectMeta>> {
         let hidden = self.hidden.clone();
+        let only = self.only.clone();
         self.inner
             .list(prefix)
             .filter(move |m| {
-                let keep = !matches!(m, Ok(m) if hidden.contains(&m.location));
+                let keep = match m {
+                    Ok(m) => listed(&hidden, only.as_deref(), &m.location),
+                    Err(_) => true,
+                };
                 futures::future::ready(keep)
             })
             .boxed()
@@ -98,7 +130,8 @@ impl ObjectStore for Hiding {
 
     async fn list_with_delimiter(&self, prefix: Option<&StorePath>) -> Result<ListResult> {
         let mut r = self.inner.list_with_delimiter(prefix).await?;
-        r.objects.retain(|m| !self.hidden.contains(&m.location));
+        r.objects
+            .retain(|m| listed(&self.hidden, self.only.as_deref(), &m.location));
         Ok(r)
     }
 

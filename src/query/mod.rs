@@ -91,6 +91,8 @@ pub enum QueryError {
     Damaged(Vec<crate::sinks::lake::check::Damage>),
     #[error("explain: {0}")]
     Explain(String),
+    #[error(transparent)]
+    Lake(crate::sinks::lake::LakeError),
     #[error("unknown table `{0}`; the lake's relations are {rels} (each also as lake.NAME, without --since/--until/--cluster); SHOW TABLES lists everything", rels = RELATIONS.join(", "))]
     UnknownTable(String),
     #[error("no column `{0}`; `auditlake schema` lists the record's columns with a description of each, and `DESCRIBE requests` shows a relation's")]
@@ -194,29 +196,44 @@ impl LakeQuery {
             .with_memory_pool(Arc::new(FairSpillPool::new(opts.memory_limit)))
             .build_arc()?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        let damage = crate::sinks::lake::check::damaged(&abs, false);
+        let live = crate::sinks::lake::live_files(&abs).map_err(QueryError::Lake)?;
+        let damage = crate::sinks::lake::check::damaged(&live, false);
+        let store_path = |p: &std::path::Path| {
+            datafusion::object_store::path::Path::from_filesystem_path(p)
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+        };
+        // With a Delta log, the files on disk that it does not name (an interrupted commit's,
+        // a compacted one's before vacuum, one being committed right now) are never listed.
+        let only = if crate::sinks::lake::delta::exists(&abs) {
+            let mut set = std::collections::HashSet::new();
+            for p in &live {
+                set.insert(store_path(p)?);
+            }
+            Some((store_path(&abs)?, set))
+        } else {
+            None
+        };
+        let mut hidden = std::collections::HashSet::new();
         if !damage.is_empty() {
             if opts.damaged == damaged::Damaged::Fail {
                 return Err(QueryError::Damaged(damage));
             }
-            let mut hidden = std::collections::HashSet::new();
             for d in &damage {
                 eprintln!(
                     "warning: skipping damaged {}: {} (its rows are missing from this answer)",
                     d.path.display(),
                     d.problem
                 );
-                hidden.insert(
-                    datafusion::object_store::path::Path::from_filesystem_path(&d.path)
-                        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?,
-                );
+                hidden.insert(store_path(&d.path)?);
             }
+        }
+        if only.is_some() || !hidden.is_empty() {
             let local = ctx.runtime_env().object_store(
                 datafusion::execution::object_store::ObjectStoreUrl::local_filesystem(),
             )?;
             ctx.runtime_env().register_object_store(
                 datafusion::execution::object_store::ObjectStoreUrl::local_filesystem().as_ref(),
-                Arc::new(damaged::Hiding::new(local, hidden)),
+                Arc::new(damaged::Hiding::new(local, hidden, only)),
             );
         }
         let mut url = abs.display().to_string();

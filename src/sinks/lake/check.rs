@@ -90,11 +90,17 @@ pub fn deep_problem(path: &Path) -> Option<String> {
     None
 }
 
-/// Every damaged Parquet file of the lake at `root`.
-pub fn damaged(root: &Path, deep: bool) -> Vec<Damage> {
+/// Every damaged file among `files` (a lake's live files; one the log names but that is
+/// missing is damaged too).
+pub fn damaged(files: &[PathBuf], deep: bool) -> Vec<Damage> {
     let check = if deep { deep_problem } else { quick_problem };
-    super::parquet_files(root)
-        .into_iter()
-        .filter_map(|path| check(&path).map(|problem| Damage { path, problem }))
+    files
+        .iter()
+        .filter_map(|path| {
+            check(path).map(|problem| Damage {
+                path: path.clone(),
+                problem,
+            })
+        })
         .collect()
 }

@@ -1,11 +1,14 @@
-//! The lake: Hive-partitioned Parquet files plus the bookkeeping that makes
-//! writes atomic and replays idempotent.
+//! The lake: Hive-partitioned Parquet files, a Delta Lake log that says which of them are
+//! live and how far each source is, and the bookkeeping that makes writes atomic and replays
+//! idempotent.
 //!
 //! Layout under the lake root:
 //! - `dt=YYYY-MM-DD/hour=HH/<stem>.parquet` — the data;
+//! - `_delta_log/` — the Delta table ([`delta`]): every commit adds the files of a segment and
+//!   records its source's position (an application transaction) in one log entry;
 //! - `_rejected/<stem>.jsonl` — dead letters (original text, reason, where);
-//! - `_state/<source>.json` — per source: how far it is committed, and the
-//!   segment being committed, if any;
+//! - `_state/<source>.json` — per source: the segment being committed, if any (the files an
+//!   interrupted commit may have put in place), and the last position, as a copy of the log's;
 //! - `_tmp/` — files being written (never read by queries).
 //!
 //! Rows arrive in *segments*: a contiguous position range of one source
@@ -16,22 +19,29 @@
 //! 1. every file is written to `_tmp/`, flushed and fsynced;
 //! 2. the state records the segment as *pending* (its final paths);
 //! 3. each file is renamed into place and its directory fsynced;
-//! 4. the state records the segment's last position as committed.
+//! 4. one Delta commit adds the files and moves the source's position (the commit point);
+//! 5. the state clears *pending*.
 //!
-//! Recovery deletes the files of a pending segment and the source's
-//! temporaries, so the segment is simply produced again: rows are never
-//! duplicated (the old files are gone) and never lost (positions past the
-//! committed one are re-read).
+//! Recovery asks the log: if it holds the pending segment's position, the commit happened and
+//! the files stay; otherwise they are deleted, so the segment is simply produced again: rows
+//! are never duplicated and never lost (positions past the committed one are re-read). Files
+//! on disk that the log does not name are never read by queries ([`live_files`]).
 //!
-//! The file names are the second record of what is committed: a source
-//! whose state is missing or behind its files (deleted, restored from an
-//! old backup) resumes after the last position its files cover, instead of
-//! storing those positions twice. A source is written by one process at a
-//! time: [`Lake::lock`] holds an OS lock on `_state/<source>.lock`.
+//! A source is written by one process at a time: [`Lake::lock`] holds an OS lock on
+//! `_state/<source>.lock`. Different sources may be written by different processes at once:
+//! their commits are separate log versions, each written put-if-absent.
+//!
+//! A lake written before the log ([`is_legacy`]) is refused by writers until
+//! `auditlake lake convert` ([`convert`]) names its files in a first commit; queries read it
+//! as before meanwhile.
 
 pub mod batch;
 pub mod check;
+pub mod compact;
+pub mod convert;
+pub mod delta;
 pub mod reresolve;
+pub mod vacuum;
 pub mod writer;
 
 use crate::schema::{record_schema, SCHEMA_VERSION};
@@ -66,6 +76,10 @@ pub enum LakeError {
     Unreadable { path: PathBuf, problem: String },
     #[error("lake state {path} is unreadable: {problem}\nhint: if the lake was written by a newer auditlake, upgrade; otherwise move the file aside and re-ingest that source")]
     State { path: PathBuf, problem: String },
+    #[error("Delta log {path}: {problem}\nhint: `auditlake verify --lake L` checks the lake; a log written by a newer auditlake or another Delta writer may use table features this one does not support")]
+    Delta { path: PathBuf, problem: String },
+    #[error("{path} is a lake of the older layout (positions in _state/, no _delta_log/)\nhint: convert it in place once with `auditlake lake convert {path}`; nothing is re-ingested and queries keep working meanwhile")]
+    NotConverted { path: PathBuf },
     #[error("{what}: another process ({holder}) is writing the same source into this lake (lock {path})\nhint: wait for it to finish or stop it; two writers of one source would undo each other's commits")]
     Busy {
         what: String,
@@ -376,18 +390,14 @@ pub struct CommitInfo {
     pub bytes: u64,
 }
 
-/// Committed files per source: (last position, path), sorted.
-type FilesBySource = std::collections::HashMap<String, Vec<(u64, PathBuf)>>;
-
 /// A lake root.
 #[derive(Debug, Clone)]
 pub struct Lake {
     root: PathBuf,
     opts: WriteOptions,
     encoders: Option<Arc<rayon::ThreadPool>>,
-    /// Committed file names per source, by last position, read once (see
-    /// [`Lake::covered_through`]).
-    files_by_source: Arc<std::sync::OnceLock<FilesBySource>>,
+    /// The commit log: what is live, and how far each source is.
+    log: delta::Log,
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -396,6 +406,10 @@ impl Lake {
     /// Open (creating if needed) a lake at `root`.
     pub fn open(root: impl Into<PathBuf>, opts: WriteOptions) -> Result<Lake, LakeError> {
         let root = root.into();
+        if is_legacy(&root) {
+            return Err(LakeError::NotConverted { path: root });
+        }
+        let log = Self::open_log(&root)?;
         for d in ["_state", "_tmp", "_rejected"] {
             let p = root.join(d);
             fs::create_dir_all(&p).map_err(io(&p))?;
@@ -405,8 +419,21 @@ impl Lake {
             root,
             opts,
             encoders,
-            files_by_source: Default::default(),
+            log,
         })
+    }
+
+    fn open_log(root: &Path) -> Result<delta::Log, LakeError> {
+        fs::create_dir_all(root).map_err(io(root))?;
+        delta::Log::open(root, true)?.ok_or_else(|| LakeError::Delta {
+            path: root.join(delta::LOG_DIR),
+            problem: "the table could not be created".into(),
+        })
+    }
+
+    /// The lake's commit log.
+    pub fn log(&self) -> &delta::Log {
+        &self.log
     }
 
     /// Take the write lock of `source`, or say who holds it. `what` names
@@ -423,39 +450,6 @@ impl Lake {
         }
     }
 
-    /// The last position of `source` that committed files cover, by their
-    /// names (`<source>-<first>-<last>.parquet|jsonl`). The names are read
-    /// once per process; a file recovery has since deleted (an interrupted
-    /// commit's) no longer counts.
-    pub fn covered_through(&self, source: &str) -> Option<u64> {
-        let all = self.files_by_source.get_or_init(|| {
-            let mut all = FilesBySource::default();
-            let rejected = fs::read_dir(self.root.join("_rejected"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path());
-            for path in parquet_files(&self.root).into_iter().chain(rejected) {
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().to_string())
-                    .unwrap_or_default();
-                if let Some((src, _first, last)) = parse_stem(&name) {
-                    all.entry(src.to_string()).or_default().push((last, path));
-                }
-            }
-            for v in all.values_mut() {
-                v.sort();
-            }
-            all
-        });
-        all.get(source)?
-            .iter()
-            .rev()
-            .find(|(_, p)| p.exists())
-            .map(|(last, _)| *last)
-    }
-
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -464,13 +458,14 @@ impl Lake {
         self.root.join("_state").join(format!("{source}.json"))
     }
 
-    /// Read a source's state, finishing the recovery of an interrupted
-    /// commit first, and moving it past positions its files already cover.
+    /// Read a source's state, finishing the recovery of an interrupted commit first; its
+    /// position is the log's. (`_resume`, what the positions count, is the caller's: the log
+    /// records them as committed, so recovery no longer converts them.)
     pub fn recover(
         &self,
         source: &str,
         origin: &str,
-        resume: Resume,
+        _resume: Resume,
     ) -> Result<SourceState, LakeError> {
         let path = self.state_path(source);
         let mut state = match fs::read(&path) {
@@ -498,49 +493,41 @@ impl Lake {
                 fs::remove_file(&p).map_err(io(&p))?;
             }
         }
+        // The log is the record of what is committed; the state file only says which files an
+        // interrupted commit may have put in place.
+        let logged = self.log.position(source)?.unwrap_or(0);
         if let Some(pending) = state.pending.take() {
-            tracing::warn!(
-                source,
-                last = pending.last,
-                files = pending.files.len(),
-                "removing files of a segment whose commit was interrupted; it will be written again"
-            );
-            for rel in &pending.files {
-                let p = self.root.join(rel);
-                match fs::remove_file(&p) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io(&p)(e)),
-                }
-                // The directory may never have been created (the commit
-                // failed making it); then there is nothing to sync.
-                if let Some(dir) = p.parent().filter(|d| d.is_dir()) {
-                    sync_dir(dir)?;
-                }
-            }
-            self.save_state(&state)?;
-        }
-        if let Some(last) = self.covered_through(source) {
-            let covered = match resume {
-                Resume::Last => last,
-                Resume::Next => last + 1,
-            };
-            if covered > state.committed_through {
+            if logged >= pending.last {
+                // The commit reached the log before the crash: its files are live.
+                tracing::info!(
+                    source,
+                    last = pending.last,
+                    "the interrupted commit had reached the lake's log; its files stay"
+                );
+            } else {
                 tracing::warn!(
                     source,
-                    origin,
-                    state = state.committed_through,
-                    covered,
-                    "the lake's files cover positions its state does not (state deleted or restored from an older copy); resuming after them instead of storing them twice"
+                    last = pending.last,
+                    files = pending.files.len(),
+                    "removing files of a segment whose commit was interrupted; it will be written again"
                 );
-                eprintln!(
-                    "warning: {origin}: lake state of source {source} says {} but its files cover through {covered}; resuming after {covered} (positions up to it are not stored twice)",
-                    state.committed_through
-                );
-                state.committed_through = covered;
-                self.save_state(&state)?;
+                for rel in &pending.files {
+                    let p = self.root.join(rel);
+                    match fs::remove_file(&p) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(io(&p)(e)),
+                    }
+                    // The directory may never have been created (the commit
+                    // failed making it); then there is nothing to sync.
+                    if let Some(dir) = p.parent().filter(|d| d.is_dir()) {
+                        sync_dir(dir)?;
+                    }
+                }
             }
         }
+        state.committed_through = logged;
+        self.save_state(&state)?;
         Ok(state)
     }
 
@@ -705,16 +692,24 @@ impl Segment {
         };
         // 1. Finish and fsync every temporary.
         let mut moves: Vec<(PathBuf, String)> = Vec::new();
+        let mut adds = Vec::new();
         for (part, file) in self.open {
-            let OpenFile { tmp, writer, .. } = file;
+            let OpenFile { tmp, writer, rows } = file;
             let buf = writer.into_inner().map_err(|source| LakeError::Parquet {
                 path: tmp.clone(),
                 source,
             })?;
             let f = buf.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
             f.sync_all().map_err(io(&tmp))?;
-            info.bytes += f.metadata().map(|m| m.len()).unwrap_or(0);
-            moves.push((tmp, format!("{}/{stem}.parquet", part.dir())));
+            let size = f.metadata().map_err(io(&tmp))?.len();
+            info.bytes += size;
+            let rel = format!("{}/{stem}.parquet", part.dir());
+            adds.push(delta::NewFile {
+                rel: rel.clone(),
+                size,
+                rows,
+            });
+            moves.push((tmp, rel));
         }
         if let Some((tmp, w)) = self.rejects {
             let f = w.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
@@ -739,7 +734,13 @@ impl Segment {
                 sync_dir(dir)?;
             }
         }
-        // 4. Record the commit.
+        // 4. The commit: the files and the source's position, in one log entry.
+        lake.log.commit(delta::Change {
+            adds,
+            positions: vec![(state.source.clone(), last)],
+            ..Default::default()
+        })?;
+        // 5. The intent is done.
         state.pending = None;
         state.committed_through = last;
         lake.save_state(state)?;
@@ -777,11 +778,34 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LakeError> {
     Ok(())
 }
 
+/// A lake of the layout before the Delta log: data or source states, and no log.
+pub fn is_legacy(root: &Path) -> bool {
+    if delta::exists(root) {
+        return false;
+    }
+    let states = fs::read_dir(root.join("_state"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().ends_with(".json"));
+    states || !parquet_files(root).is_empty()
+}
+
 fn sync_dir(dir: &Path) -> Result<(), LakeError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
-/// Every committed Parquet file of the lake (for tests and tools).
+/// The Parquet files a query of the lake at `root` reads: the log's live files when the lake
+/// has a Delta log (the orphans of an interrupted commit, and files a compaction replaced
+/// that are not yet vacuumed, are not among them), else every Parquet file under it.
+pub fn live_files(root: &Path) -> Result<Vec<PathBuf>, LakeError> {
+    match delta::Log::open(root, false)? {
+        Some(log) => Ok(log.live()?.into_iter().map(|f| root.join(f.rel)).collect()),
+        None => Ok(parquet_files(root)),
+    }
+}
+
+/// Every Parquet file under the lake's partitions, live or not (for tests and tools).
 pub fn parquet_files(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];

@@ -5,9 +5,11 @@
 //! extra), and they are stored verbatim, so each row's event is rebuilt from those eight
 //! columns and resolved again through the same [`BatchBuilder`] ingest uses; the resolution
 //! columns of its output replace the stored ones and every other column is kept as read.
-//! Invariant: a file is rewritten only when a value changes, as a whole, atomically (written to
-//! `_tmp/`, fsynced, renamed over the original, directory fsynced): a reader sees the old file
-//! or the new one, never a mix, and a crash leaves the old one. Memory holds
+//! Invariant: a file is rewritten only when a value changes, as a whole, atomically: the new
+//! rows go to a new file (written to `_tmp/`, fsynced, renamed into the partition), and one
+//! Delta commit replaces the old file by it, so a reader sees the old file or the new one,
+//! never a mix, and a crash leaves the old one live (the new one, unnamed by the log, is never
+//! read and `lake vacuum` deletes it). Memory holds
 //! one batch of 8,192 rows being read and one row group being written,
 //! whatever the file's size: a file is read once to count changes and, only
 //! if there are any, again to write. Re-resolving with the profiles
@@ -15,8 +17,9 @@
 //! resolve exactly as the originals did.
 
 use super::batch::{BatchBuilder, RowContext};
+use super::delta::{Change, NewFile};
 use super::writer::ParquetFile;
-use super::{io, parquet_files, writer_properties, LakeError, WriteOptions};
+use super::{io, writer_properties, Lake, LakeError, WriteOptions};
 use crate::decode::Decoded;
 use crate::event::{Event, ExtraValues, Str, UserInfo};
 use crate::profiles::Profiles;
@@ -61,7 +64,7 @@ pub struct Hours {
 impl Hours {
     /// Whether the hour partition of `path` (`dt=…/hour=…`) may hold rows of
     /// the window. Files outside hour partitions are visited without a window only.
-    fn admits(&self, path: &Path) -> bool {
+    pub fn admits(&self, path: &Path) -> bool {
         if self.since_us.is_none() && self.until_us.is_none() {
             return true;
         }
@@ -85,13 +88,16 @@ impl Hours {
 /// Re-resolve every committed file of the lake at `root` in `hours` with `profiles`;
 /// `dry_run` counts what would change without writing.
 pub fn reresolve(
-    root: &Path,
+    lake: &Lake,
     profiles: &Profiles,
     hours: Hours,
     dry_run: bool,
 ) -> Result<Reresolved, LakeError> {
+    let root = lake.root();
     let mut out = Reresolved::default();
-    for path in parquet_files(root) {
+    let version = lake.log().version()?;
+    for file in lake.log().live()? {
+        let path = root.join(&file.rel);
         if !hours.admits(&path) {
             continue;
         }
@@ -112,7 +118,14 @@ pub fn reresolve(
         out.rows_changed += changed;
         out.files_rewritten += 1;
         if !dry_run {
-            rewrite(root, &path, &source, profiles)?;
+            let rel = rewritten_name(&file.rel, version);
+            let size = rewrite(root, &path, &root.join(&rel), &source, profiles)?;
+            lake.log().commit(Change {
+                adds: vec![NewFile { rel, size, rows }],
+                removes: vec![file],
+                positions: Vec::new(),
+                data_change: true,
+            })?;
         }
     }
     Ok(out)
@@ -323,8 +336,26 @@ fn recompute(
     Ok((RecordBatch::try_new(schema, columns)?, n))
 }
 
-/// Replace `path` by its rows re-resolved with `profiles`, atomically.
-fn rewrite(root: &Path, path: &Path, source: &str, profiles: &Profiles) -> Result<(), LakeError> {
+/// The name of the rewrite of the file at `rel` made at table version `version`: `-rN`
+/// replaces an earlier rewrite's suffix, and the version keeps the name new (a file the log
+/// once removed is never added again under its old name).
+fn rewritten_name(rel: &str, version: u64) -> String {
+    let stem = rel.strip_suffix(".parquet").unwrap_or(rel);
+    let stem = match stem.rsplit_once("-r") {
+        Some((before, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => before,
+        _ => stem,
+    };
+    format!("{stem}-r{version}.parquet")
+}
+
+/// Write the rows of `path` re-resolved with `profiles` to `dest`, durably; returns its size.
+fn rewrite(
+    root: &Path,
+    path: &Path,
+    dest: &Path,
+    source: &str,
+    profiles: &Profiles,
+) -> Result<u64, LakeError> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -356,13 +387,14 @@ fn rewrite(root: &Path, path: &Path, source: &str, profiles: &Profiles) -> Resul
         source: e.into_error(),
     })?;
     f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))?;
-    if let Some(dir) = path.parent() {
+    let size = f.metadata().map_err(io(&tmp))?.len();
+    std::fs::rename(&tmp, dest).map_err(io(dest))?;
+    if let Some(dir) = dest.parent() {
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(io(dir))?;
     }
-    Ok(())
+    Ok(size)
 }
 
 #[cfg(test)]
@@ -370,6 +402,25 @@ mod tests {
     use super::*;
 
     /// What the resolver writes, and nothing the event carries itself.
+    #[test]
+    fn rewrites_get_new_names() {
+        for (rel, version, want) in [
+            (
+                "dt=x/hour=01/f1-000000000001-000000000009.parquet",
+                4,
+                "dt=x/hour=01/f1-000000000001-000000000009-r4.parquet",
+            ),
+            ("dt=x/hour=01/a-r4.parquet", 9, "dt=x/hour=01/a-r9.parquet"),
+            (
+                "dt=x/hour=01/compacted-v3-000.parquet",
+                5,
+                "dt=x/hour=01/compacted-v3-000-r5.parquet",
+            ),
+        ] {
+            assert_eq!(rewritten_name(rel, version), want);
+        }
+    }
+
     #[test]
     fn the_resolution_columns() {
         let got: Vec<&str> = resolution_columns().collect();

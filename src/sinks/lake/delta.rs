@@ -1,0 +1,470 @@
+//! The lake's commit log: a Delta Lake table (`_delta_log/`, through delta-rs) over the
+//! Hive-partitioned files our own writer produces (lake/writer.rs keeps its tuned properties;
+//! a commit only names the files).
+//!
+//! Invariants:
+//! - a data file is part of the lake exactly when an `add` in the log names it and no later
+//!   `remove` does; files on disk that the log does not name (a crashed commit's, or ones a
+//!   compaction replaced and vacuum has not yet deleted) are invisible to auditlake's queries;
+//! - a source's position moves only inside a commit that also adds the files holding it: an
+//!   application transaction (`txn`, app id = source id, version = its `committed_through`)
+//!   is one action of that same commit, so the files and the position are atomic together;
+//! - several processes may commit at once: delta-rs writes version N+1 with a conditional
+//!   put (put-if-absent) and retries an append that lost the race against the new version.
+//!
+//! The pipeline is synchronous at its commit points (a commit waits for its fsyncs), so the
+//! log's async calls run on one small runtime of their own and the caller waits on a channel:
+//! that works from plain threads and from inside another runtime's worker alike.
+
+use super::LakeError;
+use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake_core::kernel::{Action, Add, Remove, StructType, Transaction};
+use deltalake_core::operations::create::CreateBuilder;
+use deltalake_core::protocol::{DeltaOperation, SaveMode};
+use deltalake_core::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use futures::TryStreamExt;
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+/// The directory of the log under the lake root.
+pub const LOG_DIR: &str = "_delta_log";
+
+/// The partition columns, in path order.
+pub const PARTITIONS: [&str; 2] = ["dt", "hour"];
+
+/// A file a commit adds.
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    /// Path relative to the lake root (`dt=…/hour=…/name.parquet`): the partition values
+    /// are read from it.
+    pub rel: String,
+    pub size: u64,
+    pub rows: u64,
+}
+
+/// A file the log says is live.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LiveFile {
+    pub rel: String,
+    pub dt: String,
+    pub hour: String,
+    pub size: u64,
+    /// `numRecords` of its statistics, when the writer recorded them.
+    pub rows: Option<u64>,
+}
+
+/// What one commit does to the table.
+#[derive(Debug, Default)]
+pub struct Change {
+    pub adds: Vec<NewFile>,
+    pub removes: Vec<LiveFile>,
+    /// The sources whose positions this commit moves, and to what.
+    pub positions: Vec<(String, u64)>,
+    /// The rows change (retention's removes, rewritten values, dropped duplicates); `false`
+    /// for a change that only moves rows between files (compaction), which streaming readers
+    /// of the log skip.
+    pub data_change: bool,
+}
+
+/// The lake's Delta table, shared by every writer of the process.
+#[derive(Clone)]
+pub struct Log {
+    root: PathBuf,
+    table: Arc<tokio::sync::Mutex<DeltaTable>>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log").field("root", &self.root).finish()
+    }
+}
+
+fn runtime() -> Result<&'static tokio::runtime::Runtime, LakeError> {
+    static RT: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("auditlake-delta")
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map_err(|e| LakeError::Delta {
+        path: PathBuf::new(),
+        problem: format!("cannot start the Delta log's runtime: {e}"),
+    })
+}
+
+/// Run `f` on the log's runtime and wait for it.
+fn block<F>(f: F) -> Result<F::Output, LakeError>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    runtime()?.spawn(async move {
+        let _ = tx.send(f.await);
+    });
+    rx.recv().map_err(|_| LakeError::Delta {
+        path: PathBuf::new(),
+        problem: "the Delta log's task ended without an answer".into(),
+    })
+}
+
+fn table_url(root: &Path) -> Result<url::Url, LakeError> {
+    let abs = std::path::absolute(root).map_err(|e| LakeError::Io {
+        path: root.to_path_buf(),
+        source: e,
+    })?;
+    url::Url::from_directory_path(&abs).map_err(|()| LakeError::Delta {
+        path: abs.clone(),
+        problem: "not an absolute directory path".into(),
+    })
+}
+
+/// The table's columns: the stored record, then the partition columns.
+fn table_schema() -> Result<StructType, DeltaTableError> {
+    let mut fields: Vec<arrow::datatypes::Field> = crate::schema::record_schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    for p in PARTITIONS {
+        fields.push(arrow::datatypes::Field::new(
+            p,
+            arrow::datatypes::DataType::Utf8,
+            true,
+        ));
+    }
+    let schema = arrow::datatypes::Schema::new(fields);
+    Ok((&schema).try_into_kernel()?)
+}
+
+/// Whether `root` holds a Delta table (its first log entry: a crash while creating the table
+/// can leave an empty `_delta_log/`).
+pub fn exists(root: &Path) -> bool {
+    root.join(LOG_DIR).join(format!("{:020}.json", 0)).is_file()
+}
+
+impl Log {
+    fn err(&self, e: DeltaTableError) -> LakeError {
+        delta_error(&self.root, e)
+    }
+
+    /// Open the log of the lake at `root`, creating the table when `create` is set and it does
+    /// not exist yet; `None` when there is none and `create` is not set.
+    pub fn open(root: &Path, create: bool) -> Result<Option<Log>, LakeError> {
+        Self::open_with(root, create, None)
+    }
+
+    /// Create the table at `root` with `initial` in its first commit (a conversion: the table
+    /// and the files it already holds appear together). Fails if the table exists.
+    pub fn create_with(root: &Path, initial: Change) -> Result<Log, LakeError> {
+        Self::open_with(root, true, Some(initial))?.ok_or_else(|| LakeError::Delta {
+            path: root.join(LOG_DIR),
+            problem: "the table could not be created".into(),
+        })
+    }
+
+    fn open_with(
+        root: &Path,
+        create: bool,
+        initial: Option<Change>,
+    ) -> Result<Option<Log>, LakeError> {
+        let url = table_url(root)?;
+        let path = root.to_path_buf();
+        let present = exists(root);
+        if !present && !create {
+            return Ok(None);
+        }
+        let converting = initial.is_some();
+        let (initial, _, txns) = actions(initial.unwrap_or_default());
+        let table = block(async move {
+            let load =
+                |url: url::Url| async move { DeltaTableBuilder::from_url(url)?.load().await };
+            match load(url.clone()).await {
+                Ok(_) if converting => Err(DeltaTableError::Generic(
+                    "the lake already has a Delta log".into(),
+                )),
+                Ok(t) => Ok(t),
+                Err(DeltaTableError::NotATable(_)) if create => {
+                    let schema = table_schema()?;
+                    let made = CreateBuilder::new()
+                        .with_actions(initial.into_iter().chain(txns.into_iter().map(Action::Txn)))
+                        .with_location(url.as_str())
+                        .with_table_name("audit")
+                        .with_comment("Kubernetes audit events written by auditlake")
+                        .with_columns(schema.fields().cloned())
+                        .with_partition_columns(PARTITIONS)
+                        .with_save_mode(SaveMode::ErrorIfExists)
+                        .await;
+                    match made {
+                        Ok(t) => Ok(t),
+                        // Another writer created it first: use theirs.
+                        Err(_) if !converting => load(url).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            }
+        })?
+        .map_err(|e| delta_error(&path, e))?;
+        Ok(Some(Log {
+            root: path,
+            table: Arc::new(tokio::sync::Mutex::new(table)),
+        }))
+    }
+
+    /// The last position the log records for `source` (its `txn` version).
+    pub fn position(&self, source: &str) -> Result<Option<u64>, LakeError> {
+        let table = self.table.clone();
+        let source = source.to_string();
+        let got = block(async move {
+            let mut t = table.lock().await;
+            t.update_incremental(None).await?;
+            let v = t
+                .snapshot()?
+                .transaction_version(t.log_store().as_ref(), source)
+                .await?;
+            Ok::<_, DeltaTableError>(v)
+        })?
+        .map_err(|e| self.err(e))?;
+        Ok(got.map(|v| v.max(0) as u64))
+    }
+
+    /// Every live file, sorted by path.
+    pub fn live(&self) -> Result<Vec<LiveFile>, LakeError> {
+        let table = self.table.clone();
+        let mut files = block(async move {
+            let mut t = table.lock().await;
+            t.update_incremental(None).await?;
+            let store = t.log_store();
+            let views: Vec<_> = t
+                .snapshot()?
+                .snapshot()
+                .file_views(store.as_ref(), None)
+                .try_collect()
+                .await?;
+            let files: Vec<LiveFile> = views
+                .iter()
+                .map(|v| {
+                    let parts = v.partition_values_map();
+                    let part = |k: &str| {
+                        parts
+                            .get(k)
+                            .cloned()
+                            .flatten()
+                            .unwrap_or_else(|| super::batch::DEFAULT_PARTITION.to_string())
+                    };
+                    LiveFile {
+                        rel: v.path().into_owned(),
+                        dt: part("dt"),
+                        hour: part("hour"),
+                        size: v.size().max(0) as u64,
+                        rows: v.num_records().map(|n| n as u64),
+                    }
+                })
+                .collect();
+            Ok::<_, DeltaTableError>(files)
+        })?
+        .map_err(|e| self.err(e))?;
+        files.sort();
+        Ok(files)
+    }
+
+    /// The files removed from the table that it still remembers (removed within the log's
+    /// retention), with when each was removed (ms since the epoch).
+    pub fn tombstones(&self) -> Result<Vec<(String, Option<i64>)>, LakeError> {
+        let table = self.table.clone();
+        block(async move {
+            let mut t = table.lock().await;
+            t.update_incremental(None).await?;
+            let store = t.log_store();
+            let views: Vec<_> = t
+                .snapshot()?
+                .all_tombstones(store.as_ref())
+                .try_collect()
+                .await?;
+            Ok::<_, DeltaTableError>(
+                views
+                    .iter()
+                    .map(|v| (v.path().into_owned(), v.deletion_timestamp()))
+                    .collect(),
+            )
+        })?
+        .map_err(|e| self.err(e))
+    }
+
+    /// The table's current version.
+    pub fn version(&self) -> Result<u64, LakeError> {
+        let table = self.table.clone();
+        block(async move {
+            let mut t = table.lock().await;
+            t.update_incremental(None).await?;
+            Ok::<_, DeltaTableError>(t.version().unwrap_or(0) as u64)
+        })?
+        .map_err(|e| self.err(e))
+    }
+
+    /// Commit `change` as one new version of the table, and return it. On the local
+    /// filesystem the new log entry and its directory are fsynced before this returns, so an
+    /// acknowledgement that follows survives a power cut, not only a crash.
+    pub fn commit(&self, change: Change) -> Result<u64, LakeError> {
+        let (actions, operation, txns) = actions(change);
+        let props = CommitProperties::default().with_application_transactions(txns);
+        let table = self.table.clone();
+        let version = block(async move {
+            let mut t = table.lock().await;
+            t.update_incremental(None).await?;
+            let store = t.log_store();
+            let done = CommitBuilder::from(props)
+                .with_actions(actions)
+                .build(Some(t.snapshot()?), store, operation)
+                .await?;
+            let version = done.version;
+            t.update_incremental(None).await?;
+            Ok::<_, DeltaTableError>(version)
+        })?
+        .map_err(|e| self.err(e))?;
+        let entry = self
+            .root
+            .join(LOG_DIR)
+            .join(format!("{:020}.json", version));
+        if let Ok(f) = std::fs::File::open(&entry) {
+            f.sync_all().map_err(|source| LakeError::Io {
+                path: entry.clone(),
+                source,
+            })?;
+            super::sync_dir(&self.root.join(LOG_DIR))?;
+        }
+        Ok(version)
+    }
+}
+
+/// The log actions of `change`, the operation they record, and its application transactions.
+fn actions(change: Change) -> (Vec<Action>, DeltaOperation, Vec<Transaction>) {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut actions: Vec<Action> = Vec::new();
+    let data_change = change.data_change || change.removes.is_empty();
+    for f in &change.adds {
+        actions.push(Action::Add(Add {
+            path: f.rel.clone(),
+            partition_values: partition_values(&f.rel),
+            size: f.size as i64,
+            modification_time: now,
+            data_change,
+            stats: Some(format!("{{\"numRecords\":{}}}", f.rows)),
+            ..Default::default()
+        }));
+    }
+    for f in &change.removes {
+        actions.push(Action::Remove(Remove {
+            path: f.rel.clone(),
+            data_change: change.data_change,
+            deletion_timestamp: Some(now),
+            extended_file_metadata: Some(true),
+            partition_values: Some(partition_values(&f.rel)),
+            size: Some(f.size as i64),
+            ..Default::default()
+        }));
+    }
+    let operation = if change.removes.is_empty() {
+        DeltaOperation::Write {
+            mode: SaveMode::Append,
+            partition_by: Some(PARTITIONS.iter().map(|p| p.to_string()).collect()),
+            predicate: None,
+        }
+    } else if change.adds.is_empty() {
+        DeltaOperation::Delete { predicate: None }
+    } else {
+        // Compaction; its files carry dataChange=true when it dropped duplicate rows.
+        DeltaOperation::Optimize {
+            predicate: None,
+            target_size: 0,
+        }
+    };
+    let txns = change
+        .positions
+        .iter()
+        .map(|(source, through)| {
+            Transaction::new_with_last_update(source, *through as i64, Some(now))
+        })
+        .collect();
+    (actions, operation, txns)
+}
+
+/// The partition values of a file at `rel` (`dt=…/hour=…/name`): Hive's default partition
+/// is Delta's NULL.
+fn partition_values(rel: &str) -> HashMap<String, Option<String>> {
+    let mut out = HashMap::new();
+    for segment in rel.split('/') {
+        if let Some((key, value)) = segment.split_once('=') {
+            if PARTITIONS.contains(&key) {
+                let value = (value != super::batch::DEFAULT_PARTITION).then(|| value.to_string());
+                out.insert(key.to_string(), value);
+            }
+        }
+    }
+    out
+}
+
+fn delta_error(root: &Path, e: DeltaTableError) -> LakeError {
+    LakeError::Delta {
+        path: root.join(LOG_DIR),
+        problem: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(rel: &str, rows: u64) -> NewFile {
+        NewFile {
+            rel: rel.into(),
+            size: 10,
+            rows,
+        }
+    }
+
+    /// Files and positions move together, and a removed file is no longer live.
+    #[test]
+    fn positions_and_files_commit_together() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(Log::open(dir.path(), false).expect("open").is_none());
+        let log = Log::open(dir.path(), true).expect("create").expect("log");
+        assert_eq!(log.position("s").expect("position"), None);
+        log.commit(Change {
+            adds: vec![file("dt=2026-01-01/hour=00/a.parquet", 5)],
+            positions: vec![("s".into(), 7)],
+            ..Default::default()
+        })
+        .expect("commit");
+        // A second process sees it.
+        let other = Log::open(dir.path(), false).expect("open").expect("log");
+        assert_eq!(other.position("s").expect("position"), Some(7));
+        assert_eq!(other.position("t").expect("position"), None);
+        let live = other.live().expect("live");
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].rows, Some(5));
+        other
+            .commit(Change {
+                adds: vec![file("dt=2026-01-01/hour=00/b.parquet", 5)],
+                removes: live,
+                ..Default::default()
+            })
+            .expect("replace");
+        let names: Vec<String> = log
+            .live()
+            .expect("live")
+            .into_iter()
+            .map(|f| f.rel)
+            .collect();
+        assert_eq!(names, vec!["dt=2026-01-01/hour=00/b.parquet".to_string()]);
+        assert_eq!(log.position("s").expect("position"), Some(7), "kept");
+    }
+}

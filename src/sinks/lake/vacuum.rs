@@ -1,0 +1,102 @@
+//! `auditlake lake vacuum` and `auditlake lake retention`: delete the files the lake no longer
+//! needs, and drop the partitions older than a window.
+//!
+//! Invariants:
+//! - a live file (one the Delta log names) is never deleted by vacuum;
+//! - a file is deleted only once it has been out of the table for `min_age`: a file a
+//!   compaction replaced, from its removal time in the log; a file the log never named (the
+//!   orphan of an interrupted commit, or one whose commit is under way right now), from its
+//!   modification time. A query that listed the table before the change keeps reading for
+//!   that long; plain Parquet readers of `**/*.parquet` see the replaced files until then;
+//! - retention is a Delta commit removing whole hour partitions (a data change), so every
+//!   reader stops seeing them at once; vacuum later deletes their files.
+
+use super::delta::{Change, LiveFile};
+use super::{io, parquet_files, Lake, LakeError};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, SystemTime};
+
+/// What a vacuum did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Vacuumed {
+    pub deleted: usize,
+    pub bytes: u64,
+    /// Out of the table, but younger than `min_age`: kept for now.
+    pub kept_young: usize,
+}
+
+/// Delete the files of `lake` that have been out of its table for `min_age`.
+pub fn vacuum(lake: &Lake, min_age: Duration, dry_run: bool) -> Result<Vacuumed, LakeError> {
+    let root = lake.root();
+    let log = lake.log();
+    let live: HashSet<String> = log.live()?.into_iter().map(|f| f.rel).collect();
+    let removed: HashMap<String, Option<i64>> = log.tombstones()?.into_iter().collect();
+    let now = SystemTime::now();
+    let mut out = Vacuumed::default();
+    for path in parquet_files(root) {
+        let Ok(rel) = path.strip_prefix(root) else {
+            continue;
+        };
+        let rel = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/");
+        if live.contains(&rel) {
+            continue;
+        }
+        let meta = std::fs::metadata(&path).map_err(io(&path))?;
+        let out_since = match removed.get(&rel).copied().flatten() {
+            Some(ms) => SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64),
+            None => meta.modified().map_err(io(&path))?,
+        };
+        if now.duration_since(out_since).unwrap_or_default() < min_age {
+            out.kept_young += 1;
+            continue;
+        }
+        if !dry_run {
+            std::fs::remove_file(&path).map_err(io(&path))?;
+        }
+        out.deleted += 1;
+        out.bytes += meta.len();
+    }
+    Ok(out)
+}
+
+/// What a retention run removed from the table.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Retained {
+    pub partitions: usize,
+    pub files: usize,
+    pub rows: u64,
+}
+
+/// Remove from the table every hour partition that ends before `cutoff_us` (µs since the
+/// epoch), in one commit. Hive's default partition (no timestamp) is kept.
+pub fn retention(lake: &Lake, cutoff_us: i64, dry_run: bool) -> Result<Retained, LakeError> {
+    let mut old: Vec<LiveFile> = Vec::new();
+    let mut parts = HashSet::new();
+    for f in lake.log().live()? {
+        let Some(start) = crate::decode::parse_timestamp_us(&format!("{}T{}:00:00Z", f.dt, f.hour))
+        else {
+            continue;
+        };
+        if start + 3_600_000_000 <= cutoff_us {
+            parts.insert((f.dt.clone(), f.hour.clone()));
+            old.push(f);
+        }
+    }
+    let out = Retained {
+        partitions: parts.len(),
+        files: old.len(),
+        rows: old.iter().filter_map(|f| f.rows).sum(),
+    };
+    if !dry_run && !old.is_empty() {
+        lake.log().commit(Change {
+            removes: old,
+            data_change: true,
+            ..Default::default()
+        })?;
+    }
+    Ok(out)
+}
