@@ -322,18 +322,8 @@ async fn compact_partition(
             writer,
             rows,
         } = o;
-        let buf = writer.into_inner().map_err(|source| LakeError::Parquet {
-            path: tmp.clone(),
-            source,
-        })?;
-        let f = buf.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
-        f.sync_all().map_err(io(&tmp))?;
-        let size = f.metadata().map_err(io(&tmp))?.len();
-        let dest = root.join(&rel);
-        std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
-        if let Some(d) = dest.parent() {
-            super::sync_dir(d)?;
-        }
+        let size = super::finish(writer, &tmp)?;
+        super::place(&tmp, &root.join(&rel))?;
         done.adds.push(NewFile { rel, size, rows });
     }
     Ok(done)

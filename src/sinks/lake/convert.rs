@@ -115,16 +115,10 @@ pub fn convert(root: &Path) -> Result<Converted, LakeError> {
                 path: path.clone(),
                 problem: e.to_string(),
             })?;
-        let rel = path
-            .strip_prefix(root)
-            .map_err(|_| LakeError::Unreadable {
-                path: path.clone(),
-                problem: "not under the lake root".into(),
-            })?
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join("/");
+        let rel = super::rel_path(root, &path).ok_or_else(|| LakeError::Unreadable {
+            path: path.clone(),
+            problem: "not under the lake root".into(),
+        })?;
         out.files += 1;
         out.rows += rows;
         out.bytes += size;

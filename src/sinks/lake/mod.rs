@@ -695,13 +695,7 @@ impl Segment {
         let mut adds = Vec::new();
         for (part, file) in self.open {
             let OpenFile { tmp, writer, rows } = file;
-            let buf = writer.into_inner().map_err(|source| LakeError::Parquet {
-                path: tmp.clone(),
-                source,
-            })?;
-            let f = buf.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
-            f.sync_all().map_err(io(&tmp))?;
-            let size = f.metadata().map_err(io(&tmp))?.len();
+            let size = finish(writer, &tmp)?;
             info.bytes += size;
             let rel = format!("{}/{stem}.parquet", part.dir());
             adds.push(delta::NewFile {
@@ -725,14 +719,7 @@ impl Segment {
         lake.save_state(state)?;
         // 3. Move into place.
         for (tmp, rel) in &moves {
-            let dest = lake.root.join(rel);
-            if let Some(dir) = dest.parent() {
-                fs::create_dir_all(dir).map_err(io(dir))?;
-            }
-            fs::rename(tmp, &dest).map_err(io(&dest))?;
-            if let Some(dir) = dest.parent() {
-                sync_dir(dir)?;
-            }
+            place(tmp, &lake.root.join(rel))?;
         }
         // 4. The commit: the files and the source's position, in one log entry.
         lake.log.commit(delta::Change {
@@ -761,6 +748,41 @@ pub fn parse_stem(name: &str) -> Option<(&str, u64, u64)> {
         return None;
     }
     Some((source, first.parse().ok()?, last.parse().ok()?))
+}
+
+/// Close the Parquet temporary `tmp` that `writer` wrote (footer, flush, fsync); its size.
+fn finish(writer: ParquetFile<BufWriter<File>>, tmp: &Path) -> Result<u64, LakeError> {
+    let buf = writer.into_inner().map_err(|source| LakeError::Parquet {
+        path: tmp.to_path_buf(),
+        source,
+    })?;
+    let f = buf.into_inner().map_err(|e| io(tmp)(e.into_error()))?;
+    f.sync_all().map_err(io(tmp))?;
+    Ok(f.metadata().map_err(io(tmp))?.len())
+}
+
+/// Move a finished temporary to `dest`, making its directory if needed, and fsync the
+/// directory, so the name survives a power cut.
+fn place(tmp: &Path, dest: &Path) -> Result<(), LakeError> {
+    if let Some(dir) = dest.parent() {
+        fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    fs::rename(tmp, dest).map_err(io(dest))?;
+    if let Some(dir) = dest.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// `path` relative to the lake root `root`, `/`-separated: how the Delta log names a file.
+pub fn rel_path(root: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root).ok()?;
+    Some(
+        rel.components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/"),
+    )
 }
 
 /// Write `bytes` to `path` atomically: temporary, fsync, rename, fsync dir.

@@ -381,19 +381,8 @@ fn rewrite(
         let (new, _) = recompute(&b, profiles).map_err(unreadable(path))?;
         w.write(&new).map_err(perr)
     })?;
-    let out = w.into_inner().map_err(perr)?;
-    let f = out.into_inner().map_err(|e| LakeError::Io {
-        path: tmp.clone(),
-        source: e.into_error(),
-    })?;
-    f.sync_all().map_err(io(&tmp))?;
-    let size = f.metadata().map_err(io(&tmp))?.len();
-    std::fs::rename(&tmp, dest).map_err(io(dest))?;
-    if let Some(dir) = dest.parent() {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(dir))?;
-    }
+    let size = super::finish(w, &tmp)?;
+    super::place(&tmp, dest)?;
     Ok(size)
 }
 

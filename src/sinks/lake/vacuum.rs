@@ -34,14 +34,9 @@ pub fn vacuum(lake: &Lake, min_age: Duration, dry_run: bool) -> Result<Vacuumed,
     let now = SystemTime::now();
     let mut out = Vacuumed::default();
     for path in parquet_files(root) {
-        let Ok(rel) = path.strip_prefix(root) else {
+        let Some(rel) = super::rel_path(root, &path) else {
             continue;
         };
-        let rel = rel
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join("/");
         if live.contains(&rel) {
             continue;
         }
