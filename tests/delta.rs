@@ -343,3 +343,35 @@ fn three_writers_at_once_one_killed() {
     assert_eq!(txn.len(), 3);
     assert!(txn.values().all(|v| *v == 60_000), "{txn:?}");
 }
+
+/// A file already near the target is not merged again: a partition whose only small file is
+/// the new one is left alone.
+#[test]
+fn compaction_leaves_large_files_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let (big, small) = (dir.path().join("big.log"), dir.path().join("small.log"));
+    gen_file(&big, 20_000, 8);
+    gen_file(&small, 200, 9);
+    ingest(&lake, &[], &[&big, &small]);
+    let sizes: Vec<u64> = parquet_files(&lake)
+        .iter()
+        .map(|p| std::fs::metadata(p).expect("stat").len())
+        .collect();
+    assert_eq!(sizes.len(), 2, "{sizes:?}");
+    let dirs: BTreeSet<_> = parquet_files(&lake)
+        .iter()
+        .map(|p| p.parent().expect("dir").to_path_buf())
+        .collect();
+    assert_eq!(dirs.len(), 1, "both in one hour partition");
+    assert!(
+        sizes.iter().any(|s| *s >= 512 << 10),
+        "one file of at least half a MiB: {sizes:?}"
+    );
+    let out = run(&["compact", lake.to_str().unwrap(), "--target-size-mib", "1"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(": 0 partitions compacted"),
+        "{out:?}"
+    );
+    assert_eq!(replay(&lake).0.len(), 2);
+}

@@ -64,7 +64,8 @@ const EVENT: &[&str] = (&SORT as &[&str]).split_at(9).0;
 pub struct CompactOptions {
     /// Target size of a merged file, in bytes (estimated from the inputs' bytes per row).
     pub target_bytes: u64,
-    /// A partition is merged when it has at least this many live files.
+    /// A partition is merged when it has at least this many live files smaller than half
+    /// the target; only those are merged.
     pub min_files: usize,
     pub hours: Hours,
     /// Memory for the sort before it spills.
@@ -112,8 +113,10 @@ pub async fn compact(lake: &Lake, opts: &CompactOptions) -> Result<Compacted, Co
     let log = lake.log();
     let version = log.version()?;
     let mut parts: BTreeMap<(String, String), Vec<LiveFile>> = BTreeMap::new();
+    // Only small files are merged: a file already near the target (an earlier run's output)
+    // is left as it is, so a partition is not rewritten whole every time a few files arrive.
     for f in log.live()? {
-        if opts.hours.admits(Path::new(&f.rel)) {
+        if opts.hours.admits(Path::new(&f.rel)) && f.size < opts.target_bytes / 2 {
             parts
                 .entry((f.dt.clone(), f.hour.clone()))
                 .or_default()
