@@ -87,9 +87,17 @@ fn run() -> Result<()> {
     if cli.command.writes_to_a_pipe() {
         default_sigpipe();
     }
+    // The Delta kernel logs each snapshot it builds at INFO, and every lake commit builds
+    // one: under `--log info` that buried auditlake's own lines. It stays at WARN unless the
+    // filter names it.
+    let filter = if cli.log.contains("kernel") || cli.log.contains("delta") {
+        cli.log.clone()
+    } else {
+        format!("{},buoyant_kernel=warn,deltalake_core=warn", cli.log)
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.log)
+            tracing_subscriber::EnvFilter::try_new(&filter)
                 .with_context(|| format!("invalid --log filter `{}`", cli.log))?,
         )
         .with_writer(std::io::stderr)

@@ -186,29 +186,29 @@ impl Log {
         let table = block(async move {
             let load =
                 |url: url::Url| async move { DeltaTableBuilder::from_url(url)?.load().await };
-            match load(url.clone()).await {
-                Ok(_) if converting => Err(DeltaTableError::Generic(
-                    "the lake already has a Delta log".into(),
-                )),
-                Ok(t) => Ok(t),
-                Err(DeltaTableError::NotATable(_)) if create => {
-                    let schema = table_schema()?;
-                    let made = CreateBuilder::new()
-                        .with_actions(initial.into_iter().chain(txns.into_iter().map(Action::Txn)))
-                        .with_location(url.as_str())
-                        .with_table_name("audit")
-                        .with_comment("Kubernetes audit events written by auditlake")
-                        .with_columns(schema.fields().cloned())
-                        .with_partition_columns(PARTITIONS)
-                        .with_save_mode(SaveMode::ErrorIfExists)
-                        .await;
-                    match made {
-                        Ok(t) => Ok(t),
-                        // Another writer created it first: use theirs.
-                        Err(_) if !converting => load(url).await,
-                        Err(e) => Err(e),
-                    }
+            if present {
+                if converting {
+                    return Err(DeltaTableError::Generic(
+                        "the lake already has a Delta log".into(),
+                    ));
                 }
+                return load(url).await;
+            }
+            // No table yet (and `create` is set): made here, not after a load that fails.
+            let schema = table_schema()?;
+            let made = CreateBuilder::new()
+                .with_actions(initial.into_iter().chain(txns.into_iter().map(Action::Txn)))
+                .with_location(url.as_str())
+                .with_table_name("audit")
+                .with_comment("Kubernetes audit events written by auditlake")
+                .with_columns(schema.fields().cloned())
+                .with_partition_columns(PARTITIONS)
+                .with_save_mode(SaveMode::ErrorIfExists)
+                .await;
+            match made {
+                Ok(t) => Ok(t),
+                // Another writer created it first: use theirs.
+                Err(_) if !converting => load(url).await,
                 Err(e) => Err(e),
             }
         })?

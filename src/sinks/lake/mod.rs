@@ -482,6 +482,7 @@ impl Lake {
             },
             Err(e) => return Err(io(&path)(e)),
         };
+        let as_read = state.clone();
         // Temporaries of this source are leftovers of a crashed writer.
         let tmp = self.root.join("_tmp");
         // `~` cannot occur in a source id (file, webhook or Kafka topic), so
@@ -527,7 +528,11 @@ impl Lake {
             }
         }
         state.committed_through = logged;
-        self.save_state(&state)?;
+        // Written only when recovery changed it: a Kafka member recovers every partition it
+        // is assigned, and each write is an fsync.
+        if state != as_read {
+            self.save_state(&state)?;
+        }
         Ok(state)
     }
 
