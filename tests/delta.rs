@@ -342,6 +342,12 @@ fn three_writers_at_once_one_killed() {
     assert_eq!(live.values().sum::<u64>(), 180_000);
     assert_eq!(txn.len(), 3);
     assert!(txn.values().all(|v| *v == 60_000), "{txn:?}");
+    // Commits that lost a race were rebuilt on the new version: the hash chain is whole.
+    let verified = Command::new(bin())
+        .args(["lake", "verify", lake.to_str().unwrap()])
+        .output()
+        .expect("spawn");
+    assert!(verified.status.success(), "{verified:?}");
 }
 
 /// A file already near the target is not merged again: a partition whose only small file is

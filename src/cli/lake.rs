@@ -1,13 +1,15 @@
 //! `auditlake lake …`: maintenance of a lake in place: `convert` (the older layout into a
-//! Delta table) and `reresolve` (a proxy-profile fix applied to rows already stored).
+//! Delta table), `vacuum`, `reset`, `reresolve` (a proxy-profile fix applied to rows already
+//! stored), and the forensic `verify` (tamper evidence) and `history` (the commits).
 
 use super::{now_us, ProfileArgs};
 use anyhow::{bail, Context, Result};
 use auditlake::sinks::lake::reresolve::{reresolve, Hours};
 use auditlake::sinks::lake::{Lake, WriteOptions};
+use std::io::Write;
 use std::path::PathBuf;
 
-const EXAMPLES: &str = "Examples:\n  auditlake lake convert L   # once, for a lake written before the Delta log\n  auditlake lake reresolve L --profiles fixed.toml --dry-run\n  auditlake lake reresolve L --profiles fixed.toml --since 2026-11-01\n  auditlake profiles suggest --lake L   # first: the identity a profile misses";
+const EXAMPLES: &str = "Examples:\n  auditlake lake convert L   # once, for a lake written before the Delta log\n  auditlake lake verify L    # prints the head to keep as an anchor\n  auditlake lake verify L --anchor 41:9f2c…   # the head an earlier run printed\n  auditlake lake history L --last 20\n  auditlake lake reresolve L --profiles fixed.toml --dry-run\n  auditlake lake reresolve L --profiles fixed.toml --since 2026-11-01\n  auditlake profiles suggest --lake L   # first: the identity a profile misses";
 
 /// Maintain a lake in place.
 #[derive(clap::Args, Debug)]
@@ -82,6 +84,39 @@ enum Action {
         #[arg(long, env = "AUDITLAKE_RESET_TO", default_value_t = 0)]
         to: u64,
     },
+    /// Prove that the lake's files and log are as auditlake wrote them.
+    ///
+    /// Every commit records the SHA-256 of each file it adds and of the
+    /// log entry before it. This re-reads the log and every live file and
+    /// reports, one line each (`KIND<TAB>NAME<TAB>DETAIL`): a file changed
+    /// (`changed`), deleted (`missing`) or added (`stray`) outside
+    /// auditlake, a log entry changed or deleted (`broken-link`,
+    /// `missing-entry`), a checkpoint that disagrees with the entries.
+    /// Exits 1 when it finds any, 0 when none. The newest entry has no
+    /// successor to vouch for it: keep the head this prints where the
+    /// lake's writers cannot change it, and pass it back with --anchor.
+    Verify {
+        /// Lake directory.
+        #[arg(value_name = "LAKE", env = "AUDITLAKE_LAKE")]
+        lake: PathBuf,
+        /// `VERSION:SHA256`, the head an earlier run printed: fails if that
+        /// entry changed or the log was cut short before it.
+        #[arg(long, env = "AUDITLAKE_VERIFY_ANCHOR")]
+        anchor: Option<String>,
+    },
+    /// List the lake's commits: version, time, operation, writer, files
+    /// added and removed, rows added, the source positions it recorded.
+    ///
+    /// Query the lake as it stood at one of them with
+    /// `auditlake query --as-of VERSION`.
+    History {
+        /// Lake directory.
+        #[arg(value_name = "LAKE", env = "AUDITLAKE_LAKE")]
+        lake: PathBuf,
+        /// Only the newest N commits.
+        #[arg(long, env = "AUDITLAKE_HISTORY_LAST")]
+        last: Option<usize>,
+    },
     Reresolve {
         /// Lake directory.
         #[arg(value_name = "LAKE", env = "AUDITLAKE_LAKE")]
@@ -133,6 +168,8 @@ pub fn run(a: Args) -> Result<()> {
             );
             Ok(())
         }
+        Action::Verify { lake, anchor } => verify(&lake, anchor.as_deref()),
+        Action::History { lake, last } => history(&lake, last),
         Action::Convert { lake } => {
             if !lake.is_dir() {
                 bail!("{} is not a lake directory", lake.display());
@@ -226,4 +263,128 @@ pub fn run(a: Args) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn verify(lake: &std::path::Path, anchor: Option<&str>) -> Result<()> {
+    use auditlake::sinks::lake::verify;
+    if !lake.is_dir() {
+        bail!("{} is not a lake directory", lake.display());
+    }
+    let anchor = match anchor {
+        None => None,
+        Some(a) => {
+            let (v, h) = a.split_once(':').with_context(|| {
+                format!("--anchor {a}: expected VERSION:SHA256, as `lake verify` prints the head")
+            })?;
+            let v: u64 = v
+                .parse()
+                .with_context(|| format!("--anchor {a}: `{v}` is not a version number"))?;
+            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!("--anchor {a}: `{h}` is not a SHA-256 (64 hex digits)");
+            }
+            Some((v, h.to_ascii_lowercase()))
+        }
+    };
+    let started = std::time::Instant::now();
+    let r = verify::verify(lake, anchor)?;
+    let secs = started.elapsed().as_secs_f64();
+    for f in &r.findings {
+        println!("{}", f.line());
+    }
+    for rel in &r.leftovers {
+        eprintln!(
+            "note: {rel}: left by an interrupted commit (its writer deletes it on restart, `lake vacuum` after --min-age)"
+        );
+    }
+    if r.unlinked > 0 {
+        eprintln!(
+            "note: {} log entries were written before the log had a hash chain; they are not covered",
+            r.unlinked
+        );
+    }
+    if r.unhashed > 0 {
+        eprintln!(
+            "note: {} live files were added without a recorded SHA-256; only their sizes were checked",
+            r.unhashed
+        );
+    }
+    eprintln!(
+        "{}: {} log entries, {} live files, {} MiB hashed in {secs:.1} s",
+        lake.display(),
+        r.entries,
+        r.files_checked,
+        r.bytes_hashed >> 20,
+    );
+    if let Some((v, h)) = &r.head {
+        // On stdout only when clean, so a script can keep it: `lake verify L > anchor`.
+        if r.findings.is_empty() {
+            println!("head\t{v}:{h}");
+        } else {
+            eprintln!("head {v}:{h}");
+        }
+    }
+    if !r.findings.is_empty() {
+        bail!(
+            "{} findings: the lake was changed outside auditlake; restore the named files (or the log entries) from a backup, and find who had write access",
+            r.findings.len()
+        );
+    }
+    Ok(())
+}
+
+fn history(lake: &std::path::Path, last: Option<usize>) -> Result<()> {
+    use auditlake::sinks::lake::verify;
+    if !auditlake::sinks::lake::delta::exists(lake) {
+        bail!(
+            "{} has no Delta log (not a lake, or one of the older layout: `auditlake lake convert` it)",
+            lake.display()
+        );
+    }
+    let versions = verify::versions(lake)?;
+    let skip = last.map_or(0, |n| versions.len().saturating_sub(n));
+    let mut out = std::io::stdout().lock();
+    // `lake history L | head` closes the pipe early: that ends the listing, not an error.
+    let mut say = |line: String| match writeln!(out, "{line}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e),
+        Ok(()) => Ok(true),
+    };
+    if !say(
+        "version\ttime\toperation\twriter\tfiles_added\tfiles_removed\trows_added\tpositions"
+            .into(),
+    )? {
+        return Ok(());
+    }
+    for v in versions.into_iter().skip(skip) {
+        let Some(e) = verify::read_entry(lake, v)? else {
+            continue;
+        };
+        let time = e
+            .timestamp
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+            .unwrap_or_else(|| "-".into());
+        let positions = if e.positions.is_empty() {
+            "-".to_string()
+        } else {
+            e.positions
+                .iter()
+                .map(|(s, p)| format!("{s}={p}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let line = format!(
+            "{}\t{time}\t{}\t{}\t{}\t{}\t{}\t{positions}",
+            e.version,
+            e.operation.as_deref().unwrap_or("-"),
+            e.writer.as_deref().unwrap_or("-"),
+            e.adds.len(),
+            e.removes.len(),
+            e.rows_added(),
+        );
+        if !say(line)? {
+            break;
+        }
+    }
+    Ok(())
 }

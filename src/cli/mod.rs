@@ -91,7 +91,32 @@ impl Command {
         )
     }
 
+    /// The command's name, as `lake history` shows the writer of a commit.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Demo(_) => "demo",
+            Command::Gen(_) => "gen",
+            Command::Ingest(_) => "ingest",
+            Command::Query(_) => "query",
+            Command::Explain(_) => "explain",
+            Command::Serve(_) => "serve",
+            Command::Consume(_) => "consume",
+            Command::Produce(_) => "produce",
+            Command::Loadgen(_) => "loadgen",
+            Command::Queries(_) => "queries",
+            Command::Profiles(_) => "profiles",
+            Command::Lake(_) => "lake",
+            Command::Compact(_) => "compact",
+            Command::Retention(_) => "retention",
+            Command::Schema(_) => "schema",
+            Command::Verify(_) => "verify",
+            Command::Completions(_) => "completions",
+            Command::Man(_) => "man",
+        }
+    }
+
     pub fn run(self) -> Result<()> {
+        auditlake::sinks::lake::delta::set_writer(self.name());
         match self {
             Command::Demo(a) => demo::run(a),
             Command::Gen(a) => gen::run(a),

@@ -70,6 +70,13 @@ pub struct Args {
     /// them and names them in a warning.
     #[arg(long, env = "AUDITLAKE_DAMAGED", value_enum, default_value_t = query::damaged::Damaged::Fail)]
     damaged: query::damaged::Damaged,
+    /// Answer from the lake as it stood at a version of its log (`auditlake
+    /// lake history` lists them) or at a time (RFC 3339, a date, or a span
+    /// back from now: `2026-11-30T14:00:00Z`, `2h`): what an investigator
+    /// saw then, before later compactions, retention or rewrites. Reaches
+    /// back as far as `lake vacuum --min-age` keeps replaced files.
+    #[arg(long, env = "AUDITLAKE_AS_OF", value_name = "VERSION|TIME")]
+    as_of: Option<String>,
     /// Rows a table shows (0: all). Default: 40 on a terminal, all otherwise; CSV and JSON
     /// are never capped.
     #[arg(long, env = "AUDITLAKE_MAX_ROWS")]
@@ -129,9 +136,21 @@ pub fn run(a: Args) -> Result<()> {
         // is opened.
         q.render(&params, &window)?;
     }
+    let as_of = match a.as_of.as_deref() {
+        None => None,
+        Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(query::AsOf::Version(v.parse().with_context(|| {
+                format!("--as-of {v}: not a version number")
+            })?))
+        }
+        Some(v) => Some(query::AsOf::Time(
+            query::window::parse_time("--as-of", v, now_us())? / 1000,
+        )),
+    };
     let opts = query::OpenOptions {
         memory_limit: usize::try_from(a.memory_limit).unwrap_or(usize::MAX),
         damaged: a.damaged,
+        as_of,
         ..Default::default()
     };
     let terminal = std::io::stdout().is_terminal();

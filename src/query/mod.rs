@@ -93,6 +93,8 @@ pub enum QueryError {
     Explain(String),
     #[error(transparent)]
     Lake(crate::sinks::lake::LakeError),
+    #[error("--as-of: {0}")]
+    AsOf(String),
     #[error("unknown table `{0}`; the lake's relations are {rels} (each also as lake.NAME, without --since/--until/--cluster); SHOW TABLES lists everything", rels = RELATIONS.join(", "))]
     UnknownTable(String),
     #[error("no column `{0}`; `auditlake schema` lists the record's columns with a description of each, and `DESCRIBE requests` shows a relation's")]
@@ -145,6 +147,64 @@ pub struct OpenOptions {
     /// Hash buckets the `audit_id_reuse` pass starts with (1; it splits
     /// by itself when the audit IDs do not fit in memory).
     pub reuse_buckets: u64,
+    /// Answer from the table as it stood at a version or a time (time travel).
+    pub as_of: Option<AsOf>,
+}
+
+/// A past state of the lake's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    /// A version of the Delta log (`auditlake lake history` lists them).
+    Version(u64),
+    /// The newest version committed at or before this time (ms since the epoch).
+    Time(i64),
+}
+
+/// The files of the lake at `root` as it stood at `as_of`, and the version that is.
+pub fn files_as_of(root: &Path, as_of: AsOf) -> Result<(u64, Vec<PathBuf>), QueryError> {
+    use crate::sinks::lake::{delta, verify};
+    if !delta::exists(root) {
+        return Err(QueryError::AsOf(format!(
+            "lake {} has no Delta log, so it has no history; `auditlake lake convert` it (its history starts then)",
+            root.display()
+        )));
+    }
+    let newest = verify::versions(root)
+        .map_err(QueryError::Lake)?
+        .last()
+        .copied()
+        .unwrap_or(0);
+    let version = match as_of {
+        AsOf::Version(v) if v > newest => {
+            return Err(QueryError::AsOf(format!(
+                "version {v} is newer than the lake's newest, {newest}; `auditlake lake history` lists its versions"
+            )))
+        }
+        AsOf::Version(v) => v,
+        AsOf::Time(ms) => verify::version_at(root, ms)
+            .map_err(QueryError::Lake)?
+            .ok_or_else(|| {
+                QueryError::AsOf(format!(
+                    "the lake's first commit is after {}; `auditlake lake history` lists its versions",
+                    chrono::DateTime::from_timestamp_millis(ms)
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_else(|| ms.to_string())
+                ))
+            })?,
+    };
+    let files = delta::Log::live_at(root, version).map_err(QueryError::Lake)?;
+    let mut out = Vec::with_capacity(files.len());
+    for f in files {
+        let path = root.join(&f.rel);
+        if !path.exists() {
+            return Err(QueryError::AsOf(format!(
+                "version {version} reads {}, which `lake vacuum` has deleted since it was replaced: time travel reaches back as far as vacuum's --min-age keeps replaced files; restore the file from a backup to read that version",
+                f.rel
+            )));
+        }
+        out.push(path);
+    }
+    Ok((version, out))
 }
 
 impl Default for OpenOptions {
@@ -153,6 +213,7 @@ impl Default for OpenOptions {
             memory_limit: 1 << 30,
             damaged: damaged::Damaged::Fail,
             reuse_buckets: 1,
+            as_of: None,
         }
     }
 }
@@ -196,7 +257,10 @@ impl LakeQuery {
             .with_memory_pool(Arc::new(FairSpillPool::new(opts.memory_limit)))
             .build_arc()?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        let live = crate::sinks::lake::live_files(&abs).map_err(QueryError::Lake)?;
+        let live = match opts.as_of {
+            None => crate::sinks::lake::live_files(&abs).map_err(QueryError::Lake)?,
+            Some(at) => files_as_of(&abs, at)?.1,
+        };
         let damage = crate::sinks::lake::check::damaged(&live, false);
         let store_path = |p: &std::path::Path| {
             datafusion::object_store::path::Path::from_filesystem_path(p)

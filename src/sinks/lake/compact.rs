@@ -15,15 +15,18 @@
 //!   event key of `query::relations` (cluster, audit ID, receive time, user, verb, URI, stage,
 //!   stage time) and on the actor; the copy with the smallest `source` is kept, as the
 //!   relations keep it. Rows without an audit ID are never merged;
-//! - output names carry the table version compaction read (`compacted-v<N>-<i>.parquet`), so a
-//!   run that crashed before its commit is redone under the same names, overwriting what it
-//!   left; the replaced files stay on disk, invisible to auditlake, until `lake vacuum`;
+//! - output names carry the table version compaction read and its process id
+//!   (`compacted-v<N>-<pid>-<i>.parquet`), so two compactions at once never write one name
+//!   (an overwrite would make the winner's recorded SHA-256 wrong). A run that crashed before
+//!   its commit leaves files that nothing reads, named by its intent marker in `_state/` so
+//!   `lake verify` knows them for leftovers; `lake vacuum` deletes both. The replaced inputs
+//!   stay on disk, invisible to auditlake, until `lake vacuum` too;
 //! - memory: the sort spills to disk past `memory_limit`; the writer holds one row group.
 
 use super::delta::{Change, LiveFile, NewFile};
 use super::reresolve::Hours;
 use super::writer::ParquetFile;
-use super::{io, writer_properties, Lake, LakeError, WriteOptions};
+use super::{writer_properties, Lake, LakeError, WriteOptions};
 use crate::schema::record_schema;
 use arrow::array::Array;
 use arrow::record_batch::RecordBatch;
@@ -37,7 +40,6 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{col, SessionConfig, SessionContext};
 use futures::StreamExt;
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -159,6 +161,9 @@ pub async fn compact(lake: &Lake, opts: &CompactOptions) -> Result<Compacted, Co
             positions: Vec::new(),
             data_change: done.rows_out < done.rows_in,
         })?;
+        if let Some(marker) = &done.marker {
+            super::verify::done(marker)?;
+        }
     }
     Ok(out)
 }
@@ -188,6 +193,8 @@ impl From<LakeError> for PartError {
 
 struct PartDone {
     adds: Vec<NewFile>,
+    /// The intent marker naming `adds` until they are committed (lake/verify.rs).
+    marker: Option<PathBuf>,
     rows_in: u64,
     rows_out: u64,
 }
@@ -196,7 +203,7 @@ struct PartDone {
 struct Output {
     tmp: PathBuf,
     rel: String,
-    writer: ParquetFile<BufWriter<File>>,
+    writer: ParquetFile<BufWriter<super::Hashed>>,
     rows: u64,
 }
 
@@ -253,6 +260,7 @@ async fn compact_partition(
     let mut previous: Option<arrow::row::OwnedRow> = None;
     let mut done = PartDone {
         adds: Vec::new(),
+        marker: None,
         rows_in: 0,
         rows_out: 0,
     };
@@ -287,9 +295,9 @@ async fn compact_partition(
                     std::process::id(),
                     outputs.len()
                 ));
-                let f = File::create(&tmp).map_err(io(&tmp))?;
+                let f = super::Hashed::create(&tmp)?;
                 let writer = ParquetFile::try_new(
-                    BufWriter::with_capacity(1 << 20, f),
+                    f,
                     schema.clone(),
                     writer_properties(&opts.write, "compact"),
                     None,
@@ -299,7 +307,12 @@ async fn compact_partition(
                     source,
                 })?;
                 open = Some(Output {
-                    rel: format!("{dir}/compacted-v{version}-{:03}.parquet", outputs.len()),
+                    // The process id keeps two compactions of one version apart.
+                    rel: format!(
+                        "{dir}/compacted-v{version}-{}-{:03}.parquet",
+                        std::process::id(),
+                        outputs.len()
+                    ),
                     tmp,
                     writer,
                     rows: 0,
@@ -318,6 +331,8 @@ async fn compact_partition(
         }
     }
     outputs.extend(open);
+    let rels: Vec<String> = outputs.iter().map(|o| o.rel.clone()).collect();
+    done.marker = Some(super::verify::intend(root, "compact", &rels)?);
     for o in outputs {
         let Output {
             tmp,
@@ -325,9 +340,14 @@ async fn compact_partition(
             writer,
             rows,
         } = o;
-        let size = super::finish(writer, &tmp)?;
+        let (size, sha256) = super::finish(writer, &tmp)?;
         super::place(&tmp, &root.join(&rel))?;
-        done.adds.push(NewFile { rel, size, rows });
+        done.adds.push(NewFile {
+            rel,
+            size,
+            rows,
+            sha256: Some(sha256),
+        });
     }
     Ok(done)
 }

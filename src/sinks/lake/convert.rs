@@ -122,7 +122,15 @@ pub fn convert(root: &Path) -> Result<Converted, LakeError> {
         out.files += 1;
         out.rows += rows;
         out.bytes += size;
-        adds.push(delta::NewFile { rel, size, rows });
+        // Hashed now, so `lake verify` covers the files from the conversion on (what they
+        // were before it, nothing records).
+        let sha256 = super::hash_file(&path).map_err(io(&path))?;
+        adds.push(delta::NewFile {
+            rel,
+            size,
+            rows,
+            sha256: Some(sha256),
+        });
     }
     // A state that was deleted or restored from an older copy is behind its files' names:
     // the names win, as the old writer's recovery would have decided.

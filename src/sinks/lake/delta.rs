@@ -9,8 +9,15 @@
 //! - a source's position moves only inside a commit that also adds the files holding it: an
 //!   application transaction (`txn`, app id = source id, version = its `committed_through`)
 //!   is one action of that same commit, so the files and the position are atomic together;
-//! - several processes may commit at once: delta-rs writes version N+1 with a conditional
-//!   put (put-if-absent) and retries an append that lost the race against the new version.
+//! - several processes may commit at once: version N+1 is written with a conditional put
+//!   (put-if-absent); a commit that lost the race is rebuilt on the new version here (not by
+//!   delta-rs, whose retry would keep a link to the version it first read), after checking that
+//!   no source it moves was moved meanwhile and every file it removes is still live;
+//! - tamper evidence: every added file carries the SHA-256 of its bytes (tag
+//!   `auditlake.sha256`), and every commit after the first carries the SHA-256 of the log entry
+//!   before it (`auditlake.previous` in its commitInfo), so the entries form a hash chain that
+//!   `lake verify` (lake/verify.rs) walks. New tables turn the log's expired-entry cleanup off:
+//!   the chain and time travel need every entry.
 //!
 //! The pipeline is synchronous at its commit points (a commit waits for its fsyncs), so the
 //! log's async calls run on one small runtime of their own and the caller waits on a channel:
@@ -43,6 +50,53 @@ pub struct NewFile {
     pub rel: String,
     pub size: u64,
     pub rows: u64,
+    /// Lower-case hex SHA-256 of the file's bytes (`None` only where a file could not be
+    /// hashed; `lake verify` reports such files as unverifiable).
+    pub sha256: Option<String>,
+}
+
+/// The add-action tag that holds a file's SHA-256.
+pub const SHA256_TAG: &str = "auditlake.sha256";
+/// The commitInfo key that holds the SHA-256 of the previous log entry.
+pub const PREVIOUS_KEY: &str = "auditlake.previous";
+/// The commitInfo key that names the process that wrote a commit.
+pub const WRITER_KEY: &str = "auditlake.writer";
+
+/// How many times a commit is rebuilt on a newer version before it gives up; each loss means
+/// another writer committed in between, so this bounds a storm, not a normal race.
+const COMMIT_ATTEMPTS: usize = 64;
+
+static WRITER: OnceLock<String> = OnceLock::new();
+
+/// Name the process in the commits it writes (`lake history`'s writer column): the command,
+/// the host and the process id. Set once, at start; later calls are ignored.
+pub fn set_writer(command: &str) {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown-host".into());
+    let _ = WRITER.set(format!("{command}@{host}/{}", std::process::id()));
+}
+
+fn writer() -> String {
+    WRITER
+        .get()
+        .cloned()
+        .unwrap_or_else(|| format!("auditlake/{}", std::process::id()))
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 /// A file the log says is live.
@@ -196,15 +250,26 @@ impl Log {
             }
             // No table yet (and `create` is set): made here, not after a load that fails.
             let schema = table_schema()?;
-            let made = CreateBuilder::new()
-                .with_actions(initial.into_iter().chain(txns.into_iter().map(Action::Txn)))
-                .with_location(url.as_str())
-                .with_table_name("audit")
-                .with_comment("Kubernetes audit events written by auditlake")
-                .with_columns(schema.fields().cloned())
-                .with_partition_columns(PARTITIONS)
-                .with_save_mode(SaveMode::ErrorIfExists)
-                .await;
+            let made =
+                CreateBuilder::new()
+                    .with_actions(initial.into_iter().chain(txns.into_iter().map(Action::Txn)))
+                    .with_location(url.as_str())
+                    .with_table_name("audit")
+                    .with_comment("Kubernetes audit events written by auditlake")
+                    .with_columns(schema.fields().cloned())
+                    .with_partition_columns(PARTITIONS)
+                    // The hash chain and time travel need every entry; a checkpoint would let
+                    // delta-rs delete entries older than the log retention (30 days).
+                    .with_configuration_property(
+                        deltalake_core::TableProperty::EnableExpiredLogCleanup,
+                        Some("false"),
+                    )
+                    .with_commit_properties(CommitProperties::default().with_metadata([(
+                        WRITER_KEY.to_string(),
+                        serde_json::Value::String(writer()),
+                    )]))
+                    .with_save_mode(SaveMode::ErrorIfExists)
+                    .await;
             match made {
                 Ok(t) => Ok(t),
                 // Another writer created it first: use theirs.
@@ -249,26 +314,7 @@ impl Log {
                 .file_views(store.as_ref(), None)
                 .try_collect()
                 .await?;
-            let files: Vec<LiveFile> = views
-                .iter()
-                .map(|v| {
-                    let parts = v.partition_values_map();
-                    let part = |k: &str| {
-                        parts
-                            .get(k)
-                            .cloned()
-                            .flatten()
-                            .unwrap_or_else(|| super::batch::DEFAULT_PARTITION.to_string())
-                    };
-                    LiveFile {
-                        rel: v.path().into_owned(),
-                        dt: part("dt"),
-                        hour: part("hour"),
-                        size: v.size().max(0) as u64,
-                        rows: v.num_records().map(|n| n as u64),
-                    }
-                })
-                .collect();
+            let files: Vec<LiveFile> = views.iter().map(live_file).collect();
             Ok::<_, DeltaTableError>(files)
         })?
         .map_err(|e| self.err(e))?;
@@ -314,20 +360,84 @@ impl Log {
     /// filesystem the new log entry and its directory are fsynced before this returns, so an
     /// acknowledgement that follows survives a power cut, not only a crash.
     pub fn commit(&self, change: Change) -> Result<u64, LakeError> {
+        let removes: Vec<String> = change.removes.iter().map(|f| f.rel.clone()).collect();
+        let rows: u64 = change.adds.iter().map(|f| f.rows).sum();
         let (actions, operation, txns) = actions(change);
-        let props = CommitProperties::default().with_application_transactions(txns);
         let table = self.table.clone();
         let version = block(async move {
             let mut t = table.lock().await;
             t.update_incremental(None).await?;
-            let store = t.log_store();
-            let done = CommitBuilder::from(props)
-                .with_actions(actions)
-                .build(Some(t.snapshot()?), store, operation)
-                .await?;
-            let version = done.version;
-            t.update_incremental(None).await?;
-            Ok::<_, DeltaTableError>(version)
+            // What this commit assumes of the table: the positions of the sources it moves.
+            let mut assumed = Vec::new();
+            for txn in &txns {
+                let v = t
+                    .snapshot()?
+                    .transaction_version(t.log_store().as_ref(), txn.app_id.clone())
+                    .await?;
+                assumed.push((txn.app_id.clone(), v));
+            }
+            for _ in 0..COMMIT_ATTEMPTS {
+                let store = t.log_store();
+                let base = t.version().unwrap_or(0);
+                let previous = match store.read_commit_entry(base).await? {
+                    Some(bytes) => sha256_hex(&bytes),
+                    None => {
+                        return Err(DeltaTableError::Generic(format!(
+                            "log entry {base} is missing: the table cannot be extended"
+                        )))
+                    }
+                };
+                let props = CommitProperties::default()
+                    .with_application_transactions(txns.clone())
+                    .with_max_retries(0)
+                    .with_metadata([
+                        (PREVIOUS_KEY.to_string(), serde_json::Value::String(previous)),
+                        (WRITER_KEY.to_string(), serde_json::Value::String(writer())),
+                        ("auditlake.rows".to_string(), serde_json::Value::from(rows)),
+                    ]);
+                let attempt = CommitBuilder::from(props)
+                    .with_actions(actions.clone())
+                    .build(Some(t.snapshot()?), store.clone(), operation.clone())
+                    .await;
+                match attempt {
+                    Ok(done) => {
+                        let version = done.version;
+                        t.update_incremental(None).await?;
+                        return Ok(version);
+                    }
+                    Err(e) if lost_race(&e) => {
+                        t.update_incremental(None).await?;
+                        let snap = t.snapshot()?;
+                        for (source, was) in &assumed {
+                            let now = snap
+                                .transaction_version(t.log_store().as_ref(), source.clone())
+                                .await?;
+                            if now != *was {
+                                return Err(DeltaTableError::Generic(format!(
+                                    "another writer moved source {source} (from {was:?} to {now:?}) while this commit was being made: two writers of one source; this commit is abandoned and its rows will be read again"
+                                )));
+                            }
+                        }
+                        if !removes.is_empty() {
+                            let live: std::collections::HashSet<String> = snap
+                                .snapshot()
+                                .file_views(t.log_store().as_ref(), None)
+                                .map_ok(|v| v.path().into_owned())
+                                .try_collect()
+                                .await?;
+                            if let Some(gone) = removes.iter().find(|r| !live.contains(*r)) {
+                                return Err(DeltaTableError::Generic(format!(
+                                    "{gone} was removed by another writer (a concurrent compaction, retention or reresolve) while this commit was being made; run it again"
+                                )));
+                            }
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(DeltaTableError::Generic(format!(
+                "lost the race for a new version {COMMIT_ATTEMPTS} times in a row: too many writers commit at once"
+            )))
         })?
         .map_err(|e| self.err(e))?;
         let entry = self
@@ -342,6 +452,59 @@ impl Log {
             super::sync_dir(&self.root.join(LOG_DIR))?;
         }
         Ok(version)
+    }
+
+    /// The files live at `version` of the table (time travel), sorted by path.
+    pub fn live_at(root: &Path, version: u64) -> Result<Vec<LiveFile>, LakeError> {
+        let url = table_url(root)?;
+        let files = block(async move {
+            let t = DeltaTableBuilder::from_url(url)?
+                .with_version(version)
+                .load()
+                .await?;
+            let views: Vec<_> = t
+                .snapshot()?
+                .snapshot()
+                .file_views(t.log_store().as_ref(), None)
+                .try_collect()
+                .await?;
+            Ok::<_, DeltaTableError>(views.iter().map(live_file).collect::<Vec<_>>())
+        })?
+        .map_err(|e| delta_error(root, e))?;
+        let mut files = files;
+        files.sort();
+        Ok(files)
+    }
+}
+
+/// Whether a commit failed only because another writer took the version it aimed at.
+fn lost_race(e: &DeltaTableError) -> bool {
+    use deltalake_core::kernel::transaction::TransactionError;
+    matches!(
+        e,
+        DeltaTableError::VersionAlreadyExists(_)
+            | DeltaTableError::Transaction {
+                source: TransactionError::MaxCommitAttempts(_)
+                    | TransactionError::VersionAlreadyExists(_)
+            }
+    )
+}
+
+fn live_file(v: &deltalake_core::kernel::LogicalFileView) -> LiveFile {
+    let parts = v.partition_values_map();
+    let part = |k: &str| {
+        parts
+            .get(k)
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| super::batch::DEFAULT_PARTITION.to_string())
+    };
+    LiveFile {
+        rel: v.path().into_owned(),
+        dt: part("dt"),
+        hour: part("hour"),
+        size: v.size().max(0) as u64,
+        rows: v.num_records().map(|n| n as u64),
     }
 }
 
@@ -358,6 +521,10 @@ fn actions(change: Change) -> (Vec<Action>, DeltaOperation, Vec<Transaction>) {
             modification_time: now,
             data_change,
             stats: Some(format!("{{\"numRecords\":{}}}", f.rows)),
+            tags: f
+                .sha256
+                .as_ref()
+                .map(|h| HashMap::from([(SHA256_TAG.to_string(), Some(h.clone()))])),
             ..Default::default()
         }));
     }
@@ -428,6 +595,7 @@ mod tests {
             rel: rel.into(),
             size: 10,
             rows,
+            sha256: None,
         }
     }
 

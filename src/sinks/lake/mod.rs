@@ -42,6 +42,7 @@ pub mod convert;
 pub mod delta;
 pub mod reresolve;
 pub mod vacuum;
+pub mod verify;
 pub mod writer;
 
 use crate::schema::{record_schema, SCHEMA_VERSION};
@@ -568,8 +569,57 @@ impl Lake {
 
 struct OpenFile {
     tmp: PathBuf,
-    writer: ParquetFile<BufWriter<File>>,
+    writer: ParquetFile<BufWriter<Hashed>>,
     rows: u64,
+}
+
+/// A temporary file that hashes what is written to it, so the SHA-256 the Delta log records
+/// for a data file costs no second read of it.
+pub(crate) struct Hashed {
+    file: File,
+    digest: ring::digest::Context,
+}
+
+impl Hashed {
+    /// Create the temporary `tmp`, buffered as the Parquet writer wants it (1 MiB).
+    pub(crate) fn create(tmp: &Path) -> Result<BufWriter<Hashed>, LakeError> {
+        let file = File::create(tmp).map_err(io(tmp))?;
+        Ok(BufWriter::with_capacity(
+            1 << 20,
+            Hashed {
+                file,
+                digest: ring::digest::Context::new(&ring::digest::SHA256),
+            },
+        ))
+    }
+}
+
+impl Write for Hashed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.digest.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// The SHA-256 of the file at `path`, read in 1 MiB pieces (for files written before the log
+/// recorded hashes, and for `lake verify`).
+pub fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut f = File::open(path)?;
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        digest.update(&buf[..n]);
+    }
+    Ok(delta::hex(digest.finish().as_ref()))
 }
 
 /// Files of one segment being written. Dropping a segment without
@@ -617,18 +667,14 @@ impl Segment {
             Some(f) => f,
             None => {
                 let tmp = self.lake.tmp_path(&self.source, "parquet");
-                let f = File::create(&tmp).map_err(io(&tmp))?;
+                let f = Hashed::create(&tmp)?;
                 let props = writer_properties(&self.lake.opts, &self.source);
-                let writer = ParquetFile::try_new(
-                    BufWriter::with_capacity(1 << 20, f),
-                    record_schema(),
-                    props,
-                    self.lake.encoders.clone(),
-                )
-                .map_err(|source| LakeError::Parquet {
-                    path: tmp.clone(),
-                    source,
-                })?;
+                let writer =
+                    ParquetFile::try_new(f, record_schema(), props, self.lake.encoders.clone())
+                        .map_err(|source| LakeError::Parquet {
+                            path: tmp.clone(),
+                            source,
+                        })?;
                 self.open.entry(part).or_insert(OpenFile {
                     tmp,
                     writer,
@@ -700,13 +746,14 @@ impl Segment {
         let mut adds = Vec::new();
         for (part, file) in self.open {
             let OpenFile { tmp, writer, rows } = file;
-            let size = finish(writer, &tmp)?;
+            let (size, sha256) = finish(writer, &tmp)?;
             info.bytes += size;
             let rel = format!("{}/{stem}.parquet", part.dir());
             adds.push(delta::NewFile {
                 rel: rel.clone(),
                 size,
                 rows,
+                sha256: Some(sha256),
             });
             moves.push((tmp, rel));
         }
@@ -755,15 +802,17 @@ pub fn parse_stem(name: &str) -> Option<(&str, u64, u64)> {
     Some((source, first.parse().ok()?, last.parse().ok()?))
 }
 
-/// Close the Parquet temporary `tmp` that `writer` wrote (footer, flush, fsync); its size.
-fn finish(writer: ParquetFile<BufWriter<File>>, tmp: &Path) -> Result<u64, LakeError> {
+/// Close the Parquet temporary `tmp` that `writer` wrote (footer, flush, fsync); its size and
+/// SHA-256.
+fn finish(writer: ParquetFile<BufWriter<Hashed>>, tmp: &Path) -> Result<(u64, String), LakeError> {
     let buf = writer.into_inner().map_err(|source| LakeError::Parquet {
         path: tmp.to_path_buf(),
         source,
     })?;
-    let f = buf.into_inner().map_err(|e| io(tmp)(e.into_error()))?;
-    f.sync_all().map_err(io(tmp))?;
-    Ok(f.metadata().map_err(io(tmp))?.len())
+    let Hashed { file, digest } = buf.into_inner().map_err(|e| io(tmp)(e.into_error()))?;
+    file.sync_all().map_err(io(tmp))?;
+    let size = file.metadata().map_err(io(tmp))?.len();
+    Ok((size, delta::hex(digest.finish().as_ref())))
 }
 
 /// Move a finished temporary to `dest`, making its directory if needed, and fsync the

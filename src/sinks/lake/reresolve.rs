@@ -30,7 +30,6 @@ use arrow::datatypes::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 /// The columns the resolver writes, recomputed here: the identity columns
@@ -119,13 +118,20 @@ pub fn reresolve(
         out.files_rewritten += 1;
         if !dry_run {
             let rel = rewritten_name(&file.rel, version);
-            let size = rewrite(root, &path, &root.join(&rel), &source, profiles)?;
+            let marker = super::verify::intend(root, "reresolve", std::slice::from_ref(&rel))?;
+            let (size, sha256) = rewrite(root, &path, &root.join(&rel), &source, profiles)?;
             lake.log().commit(Change {
-                adds: vec![NewFile { rel, size, rows }],
+                adds: vec![NewFile {
+                    rel,
+                    size,
+                    rows,
+                    sha256: Some(sha256),
+                }],
                 removes: vec![file],
                 positions: Vec::new(),
                 data_change: true,
             })?;
+            super::verify::done(&marker)?;
         }
     }
     Ok(out)
@@ -355,7 +361,7 @@ fn rewrite(
     dest: &Path,
     source: &str,
     profiles: &Profiles,
-) -> Result<u64, LakeError> {
+) -> Result<(u64, String), LakeError> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -368,22 +374,16 @@ fn rewrite(
         path: tmp.clone(),
         source,
     };
-    let f = File::create(&tmp).map_err(io(&tmp))?;
+    let f = super::Hashed::create(&tmp)?;
     let props = writer_properties(&WriteOptions::default(), source);
-    let mut w = ParquetFile::try_new(
-        BufWriter::with_capacity(1 << 20, f),
-        record_schema(),
-        props,
-        None,
-    )
-    .map_err(perr)?;
+    let mut w = ParquetFile::try_new(f, record_schema(), props, None).map_err(perr)?;
     each_batch(path, |b| {
         let (new, _) = recompute(&b, profiles).map_err(unreadable(path))?;
         w.write(&new).map_err(perr)
     })?;
-    let size = super::finish(w, &tmp)?;
+    let done = super::finish(w, &tmp)?;
     super::place(&tmp, dest)?;
-    Ok(size)
+    Ok(done)
 }
 
 #[cfg(test)]

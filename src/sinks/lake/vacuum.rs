@@ -55,6 +55,24 @@ pub fn vacuum(lake: &Lake, min_age: Duration, dry_run: bool) -> Result<Vacuumed,
         out.deleted += 1;
         out.bytes += meta.len();
     }
+    // The intent markers of compactions and reresolves (lake/verify.rs) are written just
+    // before their files are placed; one older than `min_age` names files that are by now
+    // either committed or deleted above.
+    let states = root.join("_state");
+    for entry in std::fs::read_dir(&states).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "intent") {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .map(|t| now.duration_since(t).unwrap_or_default() >= min_age)
+            .unwrap_or(false);
+        if old && !dry_run {
+            super::verify::done(&path)?;
+        }
+    }
     Ok(out)
 }
 
