@@ -210,7 +210,19 @@ fn verify_names_every_change_made_outside_auditlake() {
     let out = verify(&lake, &[]);
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("left by an interrupted commit"));
-    // Vacuum deletes both the leftover and, once old enough, its marker.
+    // Vacuum keeps them while the commit may still be under way (an hour, whatever
+    // --min-age), then deletes both.
+    run(&["lake", "vacuum", lake.to_str().unwrap(), "--min-age", "0s"]);
+    assert!(left.exists(), "a pending commit's file is kept for an hour");
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    for p in [left.clone(), lake.join("_state/compact-1-0.intent")] {
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+    }
     run(&["lake", "vacuum", lake.to_str().unwrap(), "--min-age", "0s"]);
     assert!(!left.exists());
     assert!(!lake.join("_state/compact-1-0.intent").exists());

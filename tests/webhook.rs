@@ -570,3 +570,115 @@ async fn relays_to_kafka_answers_503_while_it_is_down_and_loses_nothing() {
         "cluster-a/cluster-a"
     );
 }
+
+/// `serve --compact-every` merges the small files its flushes wrote while it keeps
+/// acknowledging batches, every acknowledged event stays stored once, and the hash chain
+/// holds across the concurrent commits; `--retain` then removes the old hours, and the
+/// metrics say what each did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_compaction_and_retention_run_beside_the_webhook() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = pki(dir.path());
+    let lake = dir.path().join("lake");
+    let c = client(&pki, Some(&pki.client));
+    let metric = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let fetch = |c: reqwest::Client, url: String| async move {
+        c.get(format!("{url}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    };
+    let server = Server::start(
+        &lake,
+        &pki,
+        &[
+            "--flush-seconds",
+            "0.05",
+            "--compact-every",
+            "1s",
+            "--maintenance-min-age",
+            "0s",
+        ],
+    );
+    // Batches keep arriving while compaction rounds run: each flush a small file in the one
+    // (old, complete) hour of the test events.
+    let mut compacted = 0.0;
+    for b in 0..200 {
+        let ids: Vec<String> = (0..20).map(|i| format!("b{b}-i{i}")).collect();
+        let r = post(&c, &server.url, event_list(&ids)).await.expect("post");
+        assert_eq!(r.status(), 200);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let m = fetch(c.clone(), server.url.clone()).await;
+        compacted = metric(&m, "auditlake_compaction_files_out_total");
+        if b >= 100 && compacted >= 1.0 {
+            break;
+        }
+    }
+    assert!(compacted >= 1.0, "no background compaction in 200 batches");
+    let m = fetch(c.clone(), server.url.clone()).await;
+    assert!(
+        metric(&m, "auditlake_compaction_files_in_total") >= 2.0,
+        "{m}"
+    );
+    assert!(
+        m.contains("auditlake_maintenance_runs_total{outcome=\"ok\",task=\"compact\"}"),
+        "{m}"
+    );
+    assert!(!m.contains("outcome=\"error\""), "{m}");
+    server.sigterm();
+    let stored = scalar(&lake, "SELECT COUNT(*) FROM audit");
+    assert_eq!(
+        stored,
+        scalar(&lake, "SELECT COUNT(DISTINCT audit_id) FROM audit")
+    );
+    assert!(stored.parse::<u64>().unwrap() >= 2000, "{stored}");
+    let verified = Command::new(bin())
+        .args(["lake", "verify", lake.to_str().unwrap()])
+        .output()
+        .expect("verify");
+    assert!(verified.status.success(), "{verified:?}");
+    let history =
+        String::from_utf8_lossy(&run(&["lake", "history", lake.to_str().unwrap()]).stdout)
+            .to_string();
+    assert!(history.contains("\tOPTIMIZE\tserve@"), "{history}");
+
+    // Retention: the test events' hour (2026-11-20) is older than a day.
+    let server = Server::start(
+        &lake,
+        &pki,
+        &[
+            "--compact-every",
+            "1s",
+            "--retain",
+            "1d",
+            "--maintenance-min-age",
+            "0s",
+        ],
+    );
+    let mut removed = 0.0;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        removed = metric(
+            &fetch(c.clone(), server.url.clone()).await,
+            "auditlake_retention_partitions_removed_total",
+        );
+        if removed >= 1.0 {
+            break;
+        }
+    }
+    assert_eq!(removed, 1.0, "one hour partition removed");
+    server.sigterm();
+    assert_eq!(scalar(&lake, "SELECT COUNT(*) FROM audit"), "0");
+    assert!(
+        parquet_files(&lake).is_empty(),
+        "vacuumed: {:?}",
+        parquet_files(&lake)
+    );
+}

@@ -67,6 +67,7 @@ pub fn run(a: Args) -> Result<()> {
         },
         memory_limit: (a.memory_limit_mib as usize) << 20,
         write: WriteOptions::default(),
+        stop: None,
     };
     let started = std::time::Instant::now();
     let c = super::runtime()?.block_on(compact(&lake, &opts))?;

@@ -108,6 +108,8 @@ pub struct Args {
     metrics_listen: std::net::SocketAddr,
     #[command(flatten)]
     profiles: ProfileArgs,
+    #[command(flatten)]
+    maintenance: super::MaintenanceArgs,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -153,6 +155,8 @@ pub fn run(a: Args) -> Result<()> {
     let lake = Lake::open(&a.lake, write)
         .with_context(|| format!("cannot open lake {}", a.lake.display()))?;
     let metrics_listen = a.metrics_listen;
+    let maintenance = a.maintenance.parse()?;
+    let root = a.lake.clone();
     let started = Instant::now();
     let summary = runtime()?.block_on(async {
         let shutdown = cancel_on_signal()?;
@@ -168,7 +172,13 @@ pub fn run(a: Args) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on --metrics-listen {metrics_listen}"))?;
         tracing::info!(%addr, "metrics listening");
+        let maintainer = auditlake::pipeline::maintain::spawn(root, maintenance, metrics.clone())?;
         let r = auditlake::pipeline::kafka::run(lake, opts, metrics, ready, shutdown).await;
+        // Maintenance is not on the offsets' path: it stops once the pipeline has drained.
+        if let Some(m) = maintainer {
+            let _ = tokio::task::spawn_blocking(move || m.stop(std::time::Duration::from_secs(5)))
+                .await;
+        }
         // The endpoints go last: /readyz and /metrics stay up while the pipeline drains.
         http_stop.cancel();
         anyhow::Ok(r?)

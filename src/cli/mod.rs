@@ -187,6 +187,60 @@ pub struct CommitArgs {
     pub flush_seconds: Duration,
 }
 
+/// Background maintenance of the lake, for the long-running writers (serve, consume).
+#[derive(clap::Args, Debug, Clone)]
+pub struct MaintenanceArgs {
+    /// Compact the lake in the background this often (`1h`, `30m`): each
+    /// round merges the small files of every complete hour (ended an hour
+    /// ago or more), as `auditlake compact` does, on a thread of its own at
+    /// a lower CPU priority; acknowledgements never wait for it. One
+    /// replica compacts at a time (the others skip the round). Off when
+    /// not given.
+    #[arg(long, env = "AUDITLAKE_COMPACT_EVERY", value_name = "SPAN")]
+    pub compact_every: Option<String>,
+    /// Remove hour partitions older than this in the background (`90d`,
+    /// `12w`), checked every --compact-every (hourly without it), as
+    /// `auditlake retention` does. Keeps everything when not given.
+    #[arg(long, env = "AUDITLAKE_RETAIN", value_name = "SPAN")]
+    pub retain: Option<String>,
+    /// Background vacuum deletes a file once it has been out of the table
+    /// this long, so queries that started before keep reading it.
+    #[arg(
+        long,
+        env = "AUDITLAKE_MAINTENANCE_MIN_AGE",
+        default_value = "1h",
+        value_name = "SPAN"
+    )]
+    pub maintenance_min_age: String,
+}
+
+impl MaintenanceArgs {
+    pub fn parse(&self) -> Result<auditlake::pipeline::maintain::Maintenance> {
+        let now = now_us();
+        let span = |flag: &'static str, v: &Option<String>| -> Result<Option<Duration>> {
+            match v {
+                None => Ok(None),
+                Some(v) => {
+                    let d = lake::age(flag, v, now)?;
+                    if d.is_zero() {
+                        anyhow::bail!(
+                            "{flag} {v}: must be a span back from now, such as `1h` or `90d`"
+                        );
+                    }
+                    Ok(Some(d))
+                }
+            }
+        };
+        Ok(auditlake::pipeline::maintain::Maintenance {
+            compact_every: span("--compact-every", &self.compact_every)?,
+            retain: span("--retain", &self.retain)?,
+            min_age: lake::age("--maintenance-min-age", &self.maintenance_min_age, now)?,
+            target_bytes: 256 << 20,
+            memory_limit: 512 << 20,
+        })
+    }
+}
+
 /// librdkafka properties, spelled the same on every command that talks to Kafka.
 #[derive(clap::Args, Debug, Clone)]
 pub struct KafkaClientArgs {

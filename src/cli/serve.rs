@@ -2,7 +2,10 @@
 //! relayed to Kafka. Flags become the library's `ServeConfig`; the wiring is
 //! `auditlake::pipeline::serve`.
 
-use super::{cancel_on_signal, runtime, seconds_in, CommitArgs, KafkaClientArgs, ProfileArgs};
+use super::{
+    cancel_on_signal, runtime, seconds_in, CommitArgs, KafkaClientArgs, MaintenanceArgs,
+    ProfileArgs,
+};
 use anyhow::{bail, Context, Result};
 use auditlake::sinks::lake::{Lake, WriteOptions};
 use auditlake::sources::webhook::{load_tokens, Auth, BodyLimits, ServerSettings, TlsSettings};
@@ -126,6 +129,8 @@ pub struct Args {
     kafka_timeout: Duration,
     #[command(flatten)]
     pub(super) kafka: KafkaClientArgs,
+    #[command(flatten)]
+    maintenance: MaintenanceArgs,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -220,6 +225,7 @@ pub fn run(a: Args) -> Result<()> {
             grace: a.body_grace,
         },
         relay,
+        maintenance: a.maintenance.parse()?,
     };
     runtime()?.block_on(async {
         let shutdown = cancel_on_signal()?;

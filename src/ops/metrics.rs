@@ -45,6 +45,17 @@ pub struct Metrics {
     pub too_large: IntCounter,
     /// Bytes those bodies declared or had sent when refused.
     pub too_large_bytes: IntCounter,
+    /// Background maintenance (pipeline/maintain.rs): runs per task and outcome.
+    pub maintenance_runs: IntCounterVec,
+    /// Unix time of each task's last successful run.
+    pub maintenance_last_success: IntGaugeVec,
+    pub compaction_files_in: IntCounter,
+    pub compaction_files_out: IntCounter,
+    pub compaction_bytes_in: IntCounter,
+    pub compaction_duplicates: IntCounter,
+    pub retention_partitions: IntCounter,
+    pub vacuum_files: IntCounter,
+    pub vacuum_bytes: IntCounter,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -166,6 +177,48 @@ impl Metrics {
                 "auditlake_webhook_too_large_bytes_total",
                 "Bytes of the webhook bodies refused with 413 (as declared or read when refused)",
             ),
+            maintenance_runs: must(IntCounterVec::new(
+                Opts::new(
+                    "auditlake_maintenance_runs_total",
+                    "Background maintenance runs (compact, retention, vacuum) by outcome",
+                ),
+                &["task", "outcome"],
+            )),
+            maintenance_last_success: must(IntGaugeVec::new(
+                Opts::new(
+                    "auditlake_maintenance_last_success_timestamp_seconds",
+                    "Unix time of each background maintenance task's last successful run",
+                ),
+                &["task"],
+            )),
+            compaction_files_in: c(
+                "auditlake_compaction_files_in_total",
+                "Small files background compaction merged",
+            ),
+            compaction_files_out: c(
+                "auditlake_compaction_files_out_total",
+                "Files background compaction wrote",
+            ),
+            compaction_bytes_in: c(
+                "auditlake_compaction_bytes_in_total",
+                "Bytes of the files background compaction merged",
+            ),
+            compaction_duplicates: c(
+                "auditlake_compaction_duplicates_dropped_total",
+                "Exact duplicate events background compaction dropped",
+            ),
+            retention_partitions: c(
+                "auditlake_retention_partitions_removed_total",
+                "Hour partitions background retention removed from the table",
+            ),
+            vacuum_files: c(
+                "auditlake_vacuum_files_deleted_total",
+                "Files out of the table that background vacuum deleted",
+            ),
+            vacuum_bytes: c(
+                "auditlake_vacuum_bytes_deleted_total",
+                "Bytes background vacuum deleted",
+            ),
             registry,
         };
         for col in [
@@ -193,6 +246,15 @@ impl Metrics {
             Box::new(m.untrusted_claims.clone()),
             Box::new(m.too_large.clone()),
             Box::new(m.too_large_bytes.clone()),
+            Box::new(m.maintenance_runs.clone()),
+            Box::new(m.maintenance_last_success.clone()),
+            Box::new(m.compaction_files_in.clone()),
+            Box::new(m.compaction_files_out.clone()),
+            Box::new(m.compaction_bytes_in.clone()),
+            Box::new(m.compaction_duplicates.clone()),
+            Box::new(m.retention_partitions.clone()),
+            Box::new(m.vacuum_files.clone()),
+            Box::new(m.vacuum_bytes.clone()),
         ] {
             must(m.registry.register(col));
         }

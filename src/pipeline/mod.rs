@@ -11,11 +11,13 @@
 //! - [`serve`]: the webhook receiver wired together (server, log, [`webhook`], metrics).
 //! - [`kafka`]: Kafka partitions → lake, offsets committed after the lake commit (rebalance
 //!   barriers).
+//! - [`maintain`]: background compaction, retention and vacuum for `serve` and `consume`.
 
 pub mod assemble;
 pub mod commit;
 pub mod file;
 pub mod kafka;
+pub mod maintain;
 pub mod reorder;
 pub mod serve;
 pub mod webhook;

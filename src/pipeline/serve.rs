@@ -38,6 +38,8 @@ pub enum ServeError {
     Flush(#[from] FlushError),
     #[error("serve needs a lake directory unless it relays to Kafka")]
     NoLake,
+    #[error("background maintenance: {0}")]
+    Maintenance(#[from] crate::sinks::lake::LakeError),
     #[error("instance id in {path}: {source}")]
     Instance {
         path: PathBuf,
@@ -55,6 +57,8 @@ pub struct ServeConfig {
     pub limits: webhook::BodyLimits,
     /// Relay batches to Kafka instead of the local log.
     pub relay: Option<crate::sinks::kafka::Relay>,
+    /// Background compaction, retention and vacuum of the lake.
+    pub maintenance: super::maintain::Maintenance,
 }
 
 /// The lake source id of a log directory: a random id created with the log,
@@ -106,6 +110,11 @@ pub async fn run(
     let opened = wal::open(&cfg.wal_dir, cfg.wal.clone())?;
     tracing::info!(last_seq = opened.last_seq, dir = %cfg.wal_dir.display(), "write-ahead log open");
     let metrics = Arc::new(Metrics::new());
+    let maintainer = super::maintain::spawn(
+        lake.root().to_path_buf(),
+        cfg.maintenance.clone(),
+        metrics.clone(),
+    )?;
     let ready = Arc::new(AtomicBool::new(false));
     let flush_stop = CancellationToken::new();
     let flusher = {
@@ -155,8 +164,13 @@ pub async fn run(
     ));
     let served = webhook::serve(cfg.server, app.clone(), shutdown.clone()).await;
     // 1. Accepting stopped and in-flight requests finished (or the server
-    //    failed to start). 2. Flush everything durable.
+    //    failed to start); background maintenance stops between partitions.
+    //    2. Flush everything durable.
     shutdown.cancel();
+    if let Some(m) = maintainer {
+        let _ =
+            tokio::task::spawn_blocking(move || m.stop(std::time::Duration::from_secs(5))).await;
+    }
     drop(app);
     flush_stop.cancel();
     let flushed = flusher.await.map_err(|e| FlushError::TaskPanicked {

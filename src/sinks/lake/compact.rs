@@ -73,6 +73,9 @@ pub struct CompactOptions {
     /// Memory for the sort before it spills.
     pub memory_limit: usize,
     pub write: WriteOptions,
+    /// Set to stop between partitions (the background maintenance of a writer that is
+    /// shutting down); what was committed stays, the rest waits for the next run.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Default for CompactOptions {
@@ -83,6 +86,7 @@ impl Default for CompactOptions {
             hours: Hours::default(),
             memory_limit: 512 << 20,
             write: WriteOptions::default(),
+            stop: None,
         }
     }
 }
@@ -129,6 +133,13 @@ pub async fn compact(lake: &Lake, opts: &CompactOptions) -> Result<Compacted, Co
     for ((dt, hour), files) in parts {
         if files.len() < opts.min_files.max(2) {
             continue;
+        }
+        if opts
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            break;
         }
         let name = format!("dt={dt}/hour={hour}");
         let done = compact_partition(lake, opts, version, &files)

@@ -25,15 +25,26 @@ pub struct Vacuumed {
     pub kept_young: usize,
 }
 
+/// A commit under way (its files placed, its log entry not yet written) takes milliseconds;
+/// a file a pending commit names is not deleted before it is this old, whatever `min_age`.
+const IN_FLIGHT: Duration = Duration::from_secs(3600);
+
 /// Delete the files of `lake` that have been out of its table for `min_age`.
 pub fn vacuum(lake: &Lake, min_age: Duration, dry_run: bool) -> Result<Vacuumed, LakeError> {
     let root = lake.root();
+    // The order matters for a commit under way in another process (pending saved, files
+    // placed, log entry, pending cleared): files are listed first, then the pending commits,
+    // then the log. A file listed was placed, so its pending was saved; if the pending was
+    // cleared before it is read here, the log entry was written before that, and the log
+    // read after it names the file. Either way it is kept, even with a `min_age` of zero.
+    let files = parquet_files(root);
+    let pending = super::verify::pending_files(root);
     let log = lake.log();
     let live: HashSet<String> = log.live()?.into_iter().map(|f| f.rel).collect();
     let removed: HashMap<String, Option<i64>> = log.tombstones()?.into_iter().collect();
     let now = SystemTime::now();
     let mut out = Vacuumed::default();
-    for path in parquet_files(root) {
+    for path in files {
         let Some(rel) = super::rel_path(root, &path) else {
             continue;
         };
@@ -45,7 +56,12 @@ pub fn vacuum(lake: &Lake, min_age: Duration, dry_run: bool) -> Result<Vacuumed,
             Some(ms) => SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64),
             None => meta.modified().map_err(io(&path))?,
         };
-        if now.duration_since(out_since).unwrap_or_default() < min_age {
+        let wait = if pending.contains(&rel) {
+            min_age.max(IN_FLIGHT)
+        } else {
+            min_age
+        };
+        if now.duration_since(out_since).unwrap_or_default() < wait {
             out.kept_young += 1;
             continue;
         }
@@ -56,8 +72,8 @@ pub fn vacuum(lake: &Lake, min_age: Duration, dry_run: bool) -> Result<Vacuumed,
         out.bytes += meta.len();
     }
     // The intent markers of compactions and reresolves (lake/verify.rs) are written just
-    // before their files are placed; one older than `min_age` names files that are by now
-    // either committed or deleted above.
+    // before their files are placed; one older than the wait above names files that are by
+    // now either committed or deleted.
     let states = root.join("_state");
     for entry in std::fs::read_dir(&states).into_iter().flatten().flatten() {
         let path = entry.path();
@@ -67,7 +83,7 @@ pub fn vacuum(lake: &Lake, min_age: Duration, dry_run: bool) -> Result<Vacuumed,
         let old = entry
             .metadata()
             .and_then(|m| m.modified())
-            .map(|t| now.duration_since(t).unwrap_or_default() >= min_age)
+            .map(|t| now.duration_since(t).unwrap_or_default() >= min_age.max(IN_FLIGHT))
             .unwrap_or(false);
         if old && !dry_run {
             super::verify::done(&path)?;

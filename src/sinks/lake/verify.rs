@@ -478,7 +478,7 @@ fn check_file(root: &Path, a: &Added) -> (u64, Option<Finding>, bool) {
 /// The files an interrupted commit may have left in place: a source's pending segment
 /// (`_state/<source>.json`) and a compaction's or reresolve's outputs
 /// (`_state/*.intent`).
-fn pending_files(root: &Path) -> HashSet<String> {
+pub(crate) fn pending_files(root: &Path) -> HashSet<String> {
     let mut out = HashSet::new();
     let dir = root.join("_state");
     for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
