@@ -381,3 +381,72 @@ fn compaction_leaves_large_files_alone() {
     );
     assert_eq!(replay(&lake).0.len(), 2);
 }
+
+/// An independent Delta reader, Apache Spark with Delta Lake (tests/delta_spark.py; installed
+/// by tests/run.sh), returns the same rows as auditlake, by count and per-column checksum,
+/// after ingest, after compaction and after retention.
+#[test]
+fn spark_reads_the_same_rows_after_ingest_compaction_and_retention() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let generated = dir.path().join("generated.log");
+    gen_file(&generated, 4000, 41);
+    // Five hours of hand-made events, so retention has hours to remove and hours to keep.
+    let hours = dir.path().join("hours.log");
+    let mut text = String::new();
+    for h in 0..5 {
+        for i in 0..200 {
+            let ts = format!("2026-11-20T{:02}:{:02}:00.000000Z", 8 + h, i % 60);
+            text += &format!(
+                r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"h-{h}-{i}","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/n{i}/pods?limit=500,x","verb":"list","user":{{"username":"bob"}},"impersonatedUser":{{"username":"carol"}},"responseStatus":{{"code":200}},"requestReceivedTimestamp":"{ts}","stageTimestamp":"{ts}"}}"#
+            );
+            text.push('\n');
+        }
+    }
+    std::fs::write(&hours, text).expect("write");
+    ingest(&lake, &["--segment-rows", "700"], &[&generated, &hours]);
+    let snapshot = |name: &str| {
+        let to = dir.path().join(name);
+        let out = Command::new("cp")
+            .args(["-r", lake.to_str().unwrap(), to.to_str().unwrap()])
+            .output()
+            .expect("cp");
+        assert!(out.status.success());
+        to
+    };
+    let ingested = snapshot("ingested");
+    run(&["compact", lake.to_str().unwrap()]);
+    let compacted = snapshot("compacted");
+    run(&[
+        "retention",
+        lake.to_str().unwrap(),
+        "--keep",
+        "2026-11-20T10:00:00Z",
+        "--min-age",
+        "0s",
+    ]);
+    let retained = snapshot("retained");
+    assert_eq!(count(&retained, "audit"), 600, "hours 10, 11 and 12 kept");
+
+    let python = std::env::var("AUDITLAKE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/delta_spark.py");
+    let out = Command::new(python)
+        .arg(&script)
+        .arg(bin())
+        .args([&ingested, &compacted, &retained])
+        .output()
+        .expect("run the Spark cross-check (tests/run.sh installs pyspark and delta-spark)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert_eq!(lines[0]["spark"], lines[0]["auditlake"]);
+    assert_eq!(lines[2]["spark"].as_u64(), Some(600), "{stdout}");
+}

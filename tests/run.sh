@@ -17,6 +17,12 @@ if ! "$VENV/bin/python" -c 'import duckdb, pyarrow' 2>/dev/null; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check 'duckdb>=1.1' 'pyarrow>=17'
 fi
+# Apache Spark with Delta Lake: an independent reader of the lake's Delta table
+# (tests/delta_spark.py); Delta's jars come from Maven Central on first use (~/.ivy2).
+if ! "$VENV/bin/python" -c 'import pyspark, delta' 2>/dev/null; then
+  echo "tests/run.sh: installing pyspark and delta-spark into $VENV" >&2
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'pyspark==3.5.3' 'delta-spark==3.2.1'
+fi
 export AUDITLAKE_TEST_PYTHON="$VENV/bin/python"
 
 # Apache Kafka's jars (Maven Central, cached under $CACHE) for the tests
