@@ -51,6 +51,22 @@ fn replay(lake: &Path) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
     (live, txn)
 }
 
+/// `hours` hours of events from 2026-11-20T08:00Z, `per_hour` in each, to `path`: for
+/// retention, which needs hours to remove and hours to keep.
+fn hourly_events(path: &Path, hours: u32, per_hour: u32) {
+    let mut text = String::new();
+    for h in 0..hours {
+        for i in 0..per_hour {
+            let ts = format!("2026-11-20T{:02}:{:02}:00.000000Z", 8 + h, i % 60);
+            text += &format!(
+                r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"r-{h}-{i}","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/n{i}/pods?limit=500,x","verb":"list","user":{{"username":"bob"}},"impersonatedUser":{{"username":"carol"}},"responseStatus":{{"code":200}},"requestReceivedTimestamp":"{ts}","stageTimestamp":"{ts}"}}"#
+            );
+            text.push('\n');
+        }
+    }
+    std::fs::write(path, text).expect("write");
+}
+
 fn rel(lake: &Path, p: &Path) -> String {
     p.strip_prefix(lake)
         .expect("under the lake")
@@ -266,17 +282,7 @@ fn retention_drops_old_hours() {
     let lake = dir.path().join("lake");
     let log = dir.path().join("audit.log");
     // Five hours of events, 100 in each.
-    let mut text = String::new();
-    for h in 0..5 {
-        for i in 0..100 {
-            let ts = format!("2026-11-20T{:02}:{:02}:00.000000Z", 8 + h, i % 60);
-            text += &format!(
-                r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"r-{h}-{i}","stage":"ResponseComplete","requestURI":"/api/v1/pods","verb":"list","user":{{"username":"alice"}},"responseStatus":{{"code":200}},"requestReceivedTimestamp":"{ts}","stageTimestamp":"{ts}"}}"#
-            );
-            text.push('\n');
-        }
-    }
-    std::fs::write(&log, text).expect("write");
+    hourly_events(&log, 5, 100);
     ingest(&lake, &[], &[&log]);
     let hours = sql(
         &lake,
@@ -393,17 +399,7 @@ fn spark_reads_the_same_rows_after_ingest_compaction_and_retention() {
     gen_file(&generated, 4000, 41);
     // Five hours of hand-made events, so retention has hours to remove and hours to keep.
     let hours = dir.path().join("hours.log");
-    let mut text = String::new();
-    for h in 0..5 {
-        for i in 0..200 {
-            let ts = format!("2026-11-20T{:02}:{:02}:00.000000Z", 8 + h, i % 60);
-            text += &format!(
-                r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"h-{h}-{i}","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/n{i}/pods?limit=500,x","verb":"list","user":{{"username":"bob"}},"impersonatedUser":{{"username":"carol"}},"responseStatus":{{"code":200}},"requestReceivedTimestamp":"{ts}","stageTimestamp":"{ts}"}}"#
-            );
-            text.push('\n');
-        }
-    }
-    std::fs::write(&hours, text).expect("write");
+    hourly_events(&hours, 5, 200);
     ingest(&lake, &["--segment-rows", "700"], &[&generated, &hours]);
     let snapshot = |name: &str| {
         let to = dir.path().join(name);
