@@ -408,3 +408,102 @@ fn windows_restrict_every_relation_and_subjects_are_required() {
         "set with --since/--until",
     );
 }
+
+/// `--queries DIR` (or `AUDITLAKE_QUERIES`) adds the user's own named queries: run with their
+/// parameters and window like the shipped ones, listed by `auditlake queries`; a file that
+/// would replace a shipped query, or that uses a placeholder it does not declare, is refused
+/// naming the file.
+#[test]
+fn users_own_named_queries_run_beside_the_shipped_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = fixture_lake(dir.path());
+    let mine = dir.path().join("my-queries");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(
+        mine.join("acted-as.sql"),
+        "-- question: Which humans acted as this identity?\n-- param: as -- the identity acted as\nSELECT DISTINCT actor_username FROM requests WHERE acted_as_username = {{as}} AND actor_username IS NOT NULL AND request_received_at >= {{since}} ORDER BY 1\n",
+    )
+    .unwrap();
+    std::fs::write(mine.join("notes.txt"), "not a query").unwrap();
+    let lake_s = lake.display().to_string();
+    let mine_s = mine.display().to_string();
+    let out = run(&[
+        "query",
+        "--lake",
+        &lake_s,
+        "--queries",
+        &mine_s,
+        "--format",
+        "csv",
+        "--named",
+        "acted-as",
+        "--param",
+        "as=ops-bot",
+    ]);
+    let rows = parse_csv(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        col(&rows, "actor_username"),
+        vec!["carol@example.com", "mallory@example.com"],
+        "the same pairs who-acted-as-whom finds"
+    );
+    // The environment variable, and the listing.
+    let listed = std::process::Command::new(bin())
+        .args(["queries"])
+        .env("AUDITLAKE_QUERIES", &mine)
+        .output()
+        .expect("queries");
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(text.contains(&format!("from {mine_s}:")), "{text}");
+    assert!(
+        text.contains("acted-as") && text.contains("Which humans acted as"),
+        "{text}"
+    );
+    assert!(
+        text.contains("actor-via-proxy"),
+        "the shipped ones stay: {text}"
+    );
+    // Its parameter is required as a shipped query's is.
+    fails_with(
+        &[
+            "query",
+            "--lake",
+            &lake_s,
+            "--queries",
+            &mine_s,
+            "--named",
+            "acted-as",
+        ],
+        "needs --param as=VALUE",
+    );
+
+    let shadow = dir.path().join("shadow");
+    std::fs::create_dir(&shadow).unwrap();
+    std::fs::write(
+        shadow.join("secrets-by-humans.sql"),
+        "-- question: nothing to see\nSELECT 1 WHERE false\n",
+    )
+    .unwrap();
+    fails_with(
+        &[
+            "query",
+            "--lake",
+            &lake_s,
+            "--queries",
+            shadow.to_str().unwrap(),
+            "--named",
+            "secrets-by-humans",
+        ],
+        "secrets-by-humans.sql: `secrets-by-humans` is the name of a shipped query",
+    );
+    let broken = dir.path().join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    std::fs::write(
+        broken.join("typo.sql"),
+        "-- question: typo\n-- param: actor -- who\nSELECT * FROM requests WHERE actor_username = {{actr}}\n",
+    )
+    .unwrap();
+    fails_with(
+        &["queries", "--queries", broken.to_str().unwrap()],
+        "typo.sql: query `typo` uses {{actr}}",
+    );
+}

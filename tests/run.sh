@@ -25,6 +25,14 @@ if ! "$VENV/bin/python" -c 'import pyspark, delta' 2>/dev/null; then
 fi
 export AUDITLAKE_TEST_PYTHON="$VENV/bin/python"
 
+# A real browser for the HTML report (tests/report.rs): Debian's chromium.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "tests/run.sh: installing chromium (Debian package)" >&2
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium >/dev/null \
+    || { DEBIAN_FRONTEND=noninteractive $SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium >/dev/null; }
+fi
+
 # Apache Kafka's jars (Maven Central, cached under $CACHE) for the tests
 # that start a real broker; each such test starts and stops its own.
 bash tests/kafka.sh fetch >/dev/null

@@ -18,6 +18,7 @@ pub mod produce;
 pub mod profiles;
 pub mod queries;
 pub mod query;
+pub mod report;
 pub mod retention;
 pub mod schema;
 pub mod serve;
@@ -66,6 +67,7 @@ pub enum Command {
     Profiles(profiles::Args),
     Lake(lake::Args),
     Compact(compact::Args),
+    Report(report::Args),
     Retention(retention::Args),
     Schema(schema::Args),
     Verify(verify::Args),
@@ -82,6 +84,7 @@ impl Command {
             Command::Gen(_)
                 | Command::Query(_)
                 | Command::Explain(_)
+                | Command::Report(_)
                 | Command::Queries(_)
                 | Command::Profiles(_)
                 | Command::Schema(_)
@@ -107,6 +110,7 @@ impl Command {
             Command::Profiles(_) => "profiles",
             Command::Lake(_) => "lake",
             Command::Compact(_) => "compact",
+            Command::Report(_) => "report",
             Command::Retention(_) => "retention",
             Command::Schema(_) => "schema",
             Command::Verify(_) => "verify",
@@ -131,6 +135,7 @@ impl Command {
             Command::Profiles(a) => profiles::run(a),
             Command::Lake(a) => lake::run(a),
             Command::Compact(a) => compact::run(a),
+            Command::Report(a) => report::run(a),
             Command::Retention(a) => retention::run(a),
             Command::Schema(a) => schema::run(a),
             Command::Verify(a) => verify::run(a),
@@ -422,6 +427,13 @@ mod tests {
                         "AUDITLAKE_KAFKA_OPTIONS",
                         "AUDITLAKE_BROKERS",
                         "AUDITLAKE_INPUT_FORMAT",
+                        "AUDITLAKE_COMPACT_EVERY",
+                        "AUDITLAKE_RETAIN",
+                        "AUDITLAKE_MAINTENANCE_MIN_AGE",
+                        "AUDITLAKE_QUERIES",
+                        "AUDITLAKE_SINCE",
+                        "AUDITLAKE_UNTIL",
+                        "AUDITLAKE_QUERY_CLUSTER",
                     ];
                     assert!(
                         SHARED.contains(&env.as_str()),

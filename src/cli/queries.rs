@@ -3,7 +3,7 @@
 use anyhow::Result;
 use auditlake::query;
 
-const EXAMPLES: &str = "Examples:\n  auditlake queries\n  auditlake queries --sql\n  auditlake queries --reference-views > views.sql";
+const EXAMPLES: &str = "Examples:\n  auditlake queries\n  auditlake queries --sql\n  auditlake queries --queries ~/auditlake-queries   # yours, checked, beside the shipped ones\n  auditlake queries --reference-views > views.sql";
 
 /// List the named forensic queries.
 ///
@@ -23,6 +23,10 @@ pub struct Args {
     /// Print the relations as SQL views for other engines instead.
     #[arg(long, env = "AUDITLAKE_REFERENCE_VIEWS")]
     reference_views: bool,
+    /// Also list (and check) your own named queries: every `NAME.sql` in
+    /// this directory, as `auditlake query --queries DIR` runs them.
+    #[arg(long, env = "AUDITLAKE_QUERIES", value_name = "DIR")]
+    queries: Option<std::path::PathBuf>,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -35,7 +39,17 @@ pub fn run(a: Args) -> Result<()> {
         );
         return Ok(());
     }
-    for q in query::named_queries() {
+    let mine = match &a.queries {
+        Some(dir) => query::load_dir(dir)?,
+        None => Vec::new(),
+    };
+    let shipped = query::named_queries().len();
+    for (i, q) in query::named_queries().into_iter().chain(mine).enumerate() {
+        if i == shipped {
+            if let Some(dir) = &a.queries {
+                println!("\nfrom {}:", dir.display());
+            }
+        }
         println!("{:<26} {}", q.name, q.question);
         for p in &q.params {
             match &p.default {

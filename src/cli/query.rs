@@ -38,6 +38,12 @@ pub struct Args {
     /// Run a named query (see `auditlake queries`) instead of SQL.
     #[arg(long, env = "AUDITLAKE_NAMED", conflicts_with_all = ["sql", "file"])]
     named: Option<String>,
+    /// Your own named queries: every `NAME.sql` in this directory, in the
+    /// format of the shipped ones (`auditlake queries --sql` shows them: a
+    /// `-- question:` line, `-- param:` lines, `{{param}}` placeholders),
+    /// beside the shipped ones. A file may not take a shipped query's name.
+    #[arg(long, env = "AUDITLAKE_QUERIES", value_name = "DIR")]
+    queries: Option<PathBuf>,
     /// Read the SQL from this file (`-`: standard input); several statements, each ending
     /// with `;`, run in order.
     #[arg(short, long, env = "AUDITLAKE_SQL_FILE", conflicts_with = "sql")]
@@ -103,7 +109,7 @@ pub struct WindowArgs {
 }
 
 impl WindowArgs {
-    fn window(&self) -> Result<query::Window> {
+    pub(super) fn window(&self) -> Result<query::Window> {
         Ok(query::Window::new(
             self.cluster.clone(),
             self.since.as_deref(),
@@ -129,7 +135,14 @@ impl Args {
 pub fn run(a: Args) -> Result<()> {
     a.validate()?;
     let window = a.window.window()?;
-    let named = a.named.map(|n| query::find_named(&n)).transpose()?;
+    let mine = match &a.queries {
+        Some(dir) => query::load_dir(dir)?,
+        None => Vec::new(),
+    };
+    let named = a
+        .named
+        .map(|n| query::find_named_in(&n, &mine))
+        .transpose()?;
     let params = query::parse_params(&a.params)?;
     if let Some(q) = &named {
         // Missing or unknown parameters are reported before the lake

@@ -27,10 +27,14 @@ pub mod explain;
 pub mod named;
 pub mod reference;
 pub mod relations;
+pub mod report;
 pub mod stats;
 pub mod window;
 
-pub use named::{find_named, named_queries, parse_params, sql_literal, NamedQuery, NAMED};
+pub use named::{
+    find_named, find_named_in, load_dir, named_queries, parse_params, sql_literal, NamedQuery,
+    NAMED,
+};
 pub use window::{Window, WindowError};
 
 use crate::schema::record_schema;
@@ -64,8 +68,12 @@ pub enum QueryError {
     DataFusion(datafusion::error::DataFusionError),
     #[error("output error: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
-    #[error("unknown named query `{0}`; `auditlake queries` lists them")]
+    #[error(
+        "unknown named query `{0}`; `auditlake queries` lists them (with --queries DIR, yours too)"
+    )]
     UnknownQuery(String),
+    #[error("named query {path}: {problem}")]
+    UserQuery { path: String, problem: String },
     #[error("query `{query}` has no parameter `{param}`; it takes: {known}{}", if *.window { ". The time window is set with --since/--until, not --param" } else { "" })]
     UnknownParam {
         query: String,

@@ -1,4 +1,7 @@
-//! The named forensic queries: `queries/*.sql`, embedded at build time.
+//! The named forensic queries: `queries/*.sql`, embedded at build time, and the user's own
+//! from a directory (`--queries DIR`), in the same format. A user's query never replaces a
+//! shipped one: a file with a shipped query's name is refused, so a question an investigator
+//! relies on cannot be changed behind their back.
 //!
 //! A header of `--` comments states the question and declares parameters:
 //! - `-- param: NAME -- description`: required (a parameter that names the
@@ -233,10 +236,79 @@ pub fn named_queries() -> Vec<NamedQuery> {
 }
 
 pub fn find_named(name: &str) -> Result<NamedQuery, QueryError> {
+    find_named_in(name, &[])
+}
+
+/// The shipped query `name`, or one of `extra` (a user's directory).
+pub fn find_named_in(name: &str, extra: &[NamedQuery]) -> Result<NamedQuery, QueryError> {
     named_queries()
         .into_iter()
+        .chain(extra.iter().cloned())
         .find(|q| q.name == name)
         .ok_or_else(|| QueryError::UnknownQuery(name.to_string()))
+}
+
+/// The user's named queries: every `NAME.sql` in `dir`, checked as they load (a name of
+/// letters, digits, `-` and `_` not taken by a shipped query; a question; no placeholder the
+/// header does not declare), sorted by name.
+pub fn load_dir(dir: &std::path::Path) -> Result<Vec<NamedQuery>, QueryError> {
+    let problem = |path: &std::path::Path, problem: String| QueryError::UserQuery {
+        path: path.display().to_string(),
+        problem,
+    };
+    let entries = std::fs::read_dir(dir).map_err(|e| problem(dir, format!("cannot list: {e}")))?;
+    let mut out: Vec<NamedQuery> = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "sql") {
+            continue;
+        }
+        let Some(name) = path.file_stem().and_then(|n| n.to_str()) else {
+            return Err(problem(&path, "the file name is not UTF-8".into()));
+        };
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(problem(
+                &path,
+                "a query's name (the file name without .sql) may hold letters, digits, - and _ only".into(),
+            ));
+        }
+        if NAMED.iter().any(|(n, _)| *n == name) {
+            return Err(problem(
+                &path,
+                format!("`{name}` is the name of a shipped query, which a user's query may not replace; rename the file"),
+            ));
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| problem(&path, format!("cannot read: {e}")))?;
+        // Loaded once per process and kept to its end, as the shipped ones are (the type
+        // holds `&'static str`): a few kilobytes per file.
+        let q = NamedQuery::parse(
+            Box::leak(name.to_string().into_boxed_str()),
+            Box::leak(text.into_boxed_str()),
+        );
+        if q.question.is_empty() {
+            return Err(problem(
+                &path,
+                "no `-- question: …` line in its header; the first lines of a named query are `--` comments: `-- question: …`, then `-- param: NAME -- description` for each parameter".into(),
+            ));
+        }
+        let given = q
+            .params
+            .iter()
+            .map(|p| (p.name.clone(), "x".to_string()))
+            .collect();
+        let window = Window::new(None, None, None, 0)?;
+        if let Err(e) = q.render(&given, &window) {
+            return Err(problem(&path, e.to_string()));
+        }
+        out.push(q);
+    }
+    out.sort_by(|a, b| a.name.cmp(b.name));
+    Ok(out)
 }
 
 /// Parse `key=value` parameters.
