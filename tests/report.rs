@@ -189,3 +189,53 @@ fn the_html_report_renders_offline_in_a_real_browser() {
     );
     eprintln!("screenshot: {}", shot.display());
 }
+
+/// Without `--actor`, the report is a cluster's overview: the four named queries an
+/// investigation starts from, each as `auditlake query --named` answers it.
+#[test]
+fn the_cluster_overview_holds_the_named_queries_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = fixture_lake(dir.path());
+    let json: serde_json::Value = serde_json::from_str(&report(
+        &lake,
+        &["--cluster", "fixture", "--format", "json"],
+    ))
+    .expect("json");
+    let tables = json["tables"].as_array().expect("tables");
+    let names: Vec<&str> = tables
+        .iter()
+        .map(|t| t["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "proxy-summary",
+            "who-acted-as-whom",
+            "spoofed-malformed-claims",
+            "privileged-impersonation"
+        ]
+    );
+    for t in tables {
+        let name = t["title"].as_str().unwrap();
+        let rows = query_csv(&lake, &["--named", name, "--cluster", "fixture"]);
+        assert_eq!(
+            t["total"].as_u64().unwrap() as usize,
+            rows.len() - 1,
+            "{name}"
+        );
+        assert!(rows.len() > 1, "{name} has an answer on the fixture");
+    }
+    let md = report(&lake, &["--cluster", "fixture", "--format", "md"]);
+    assert!(md.starts_with("# Who acted in cluster fixture"), "{md}");
+    fails_with(
+        &[
+            "report",
+            "--lake",
+            lake.to_str().unwrap(),
+            "--cluster",
+            "elsewhere",
+        ],
+        "no request in",
+    );
+    fails_with(&["report", "--lake", lake.to_str().unwrap()], "--actor");
+}

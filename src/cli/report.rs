@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use auditlake::query::{self, report};
 use std::path::PathBuf;
 
-const EXAMPLES: &str = "Examples:\n  auditlake report --lake ./auditlake-demo --actor carol@example.com -o carol.html\n  auditlake report --lake L --actor alice@example.com --since 7d --format md > ticket.md\n  auditlake report --lake L --actor alice@example.com --format json | jq .chains";
+const EXAMPLES: &str = "Examples:\n  auditlake report --lake ./auditlake-demo --actor carol@example.com -o carol.html\n  auditlake report --lake L --cluster prod --since 24h -o prod.html   # who acted, through what\n  auditlake report --lake L --actor alice@example.com --since 7d --format md > ticket.md\n  auditlake report --lake L --actor alice@example.com --format json | jq .chains";
 
 /// Report what one actor did, and how they got in.
 ///
@@ -21,6 +21,11 @@ const EXAMPLES: &str = "Examples:\n  auditlake report --lake ./auditlake-demo --
 /// naming them. Every request row carries its audit_id (`auditlake
 /// explain` takes it). The HTML page needs nothing but itself: no
 /// script, no font, no network.
+///
+/// Without --actor, an overview of --cluster (or of every cluster): the
+/// named queries an investigation starts from (proxy-summary,
+/// who-acted-as-whom, spoofed-malformed-claims,
+/// privileged-impersonation), in the same formats.
 #[derive(clap::Args, Debug)]
 #[command(after_long_help = EXAMPLES)]
 pub struct Args {
@@ -29,8 +34,12 @@ pub struct Args {
     lake: PathBuf,
     /// The actor: a resolved `actor_username` (`auditlake query --named
     /// who-acted-as-whom` lists them).
-    #[arg(long, env = "AUDITLAKE_REPORT_ACTOR")]
-    actor: String,
+    #[arg(
+        long,
+        env = "AUDITLAKE_REPORT_ACTOR",
+        required_unless_present = "cluster"
+    )]
+    actor: Option<String>,
     #[command(flatten)]
     window: WindowArgs,
     /// html (one self-contained page), md (for a ticket) or json.
@@ -53,15 +62,37 @@ pub fn run(a: Args) -> Result<()> {
     let since = window.since.map(query::window::format_us);
     let until = window.until.map(query::window::format_us);
     let lake_name = a.lake.display().to_string();
+    let Some(actor) = a.actor.clone() else {
+        let o = runtime()?.block_on(async {
+            let mut lq = query::LakeQuery::open(&a.lake, &query::OpenOptions::default()).await?;
+            anyhow::Ok(report::overview(&mut lq, &window, &lake_name, since, until).await?)
+        })?;
+        if o.requests == 0 {
+            bail!(
+                "no request in {lake_name} for this cluster and window; `auditlake query --lake {lake_name} \"SELECT cluster, count(*) FROM audit GROUP BY 1\"` lists the clusters"
+            );
+        }
+        let text = match a.format {
+            Format::Html => report::overview_html(&o),
+            Format::Md => report::overview_markdown(&o),
+            Format::Json => serde_json::to_string_pretty(&o)? + "\n",
+        };
+        return emit(a.output.as_deref(), &text, || {
+            format!(
+                "{} requests by {} actors; gathered in {:.2} s",
+                o.requests, o.actors, o.query_seconds
+            )
+        });
+    };
     let r = runtime()?.block_on(async {
         let mut lq = query::LakeQuery::open(&a.lake, &query::OpenOptions::default()).await?;
         lq.set_window(&window).await?;
-        anyhow::Ok(report::gather(&lq, &a.actor, &lake_name, since, until).await?)
+        anyhow::Ok(report::gather(&lq, &actor, &lake_name, since, until).await?)
     })?;
     if r.requests == 0 {
         bail!(
             "no request by actor `{}` in {} in this window; actors are resolved usernames (the human behind a proxy): `auditlake query --lake {} --named who-acted-as-whom` lists them",
-            a.actor,
+            actor,
             lake_name,
             lake_name
         );
@@ -71,18 +102,24 @@ pub fn run(a: Args) -> Result<()> {
         Format::Md => report::markdown(&r),
         Format::Json => serde_json::to_string_pretty(&r)? + "\n",
     };
-    match &a.output {
+    emit(a.output.as_deref(), &text, || {
+        format!(
+            "{} requests by {}, {} chains; gathered in {:.2} s",
+            r.requests,
+            r.actor,
+            r.chains.len(),
+            r.query_seconds
+        )
+    })
+}
+
+/// Write `text` to `output` (saying what it holds) or to standard output.
+fn emit(output: Option<&std::path::Path>, text: &str, what: impl Fn() -> String) -> Result<()> {
+    match output {
         Some(path) => {
             std::fs::write(path, text)
                 .with_context(|| format!("cannot write {}", path.display()))?;
-            eprintln!(
-                "{}: {} requests by {}, {} chains; gathered in {:.2} s",
-                path.display(),
-                r.requests,
-                r.actor,
-                r.chains.len(),
-                r.query_seconds
-            );
+            eprintln!("{}: {}", path.display(), what());
         }
         None => {
             use std::io::Write;

@@ -99,6 +99,8 @@ pub enum QueryError {
     Damaged(Vec<crate::sinks::lake::check::Damage>),
     #[error("explain: {0}")]
     Explain(String),
+    #[error("report: {0}")]
+    Report(String),
     #[error(transparent)]
     Lake(crate::sinks::lake::LakeError),
     #[error("--as-of: {0}")]
