@@ -416,13 +416,7 @@ fn overview_intro(o: &Overview) -> (String, String) {
         Some(c) => format!("cluster {c}"),
         None => "every cluster".to_string(),
     };
-    let window = match (&o.since, &o.until) {
-        (None, None) => "the whole lake".into(),
-        (Some(s), None) => format!("from {s}"),
-        (None, Some(u)) => format!("until {u}"),
-        (Some(s), Some(u)) => format!("{s} to {u}"),
-    };
-    (scope, window)
+    (scope, window_words(&o.since, &o.until))
 }
 
 /// The overview as Markdown.
@@ -467,7 +461,12 @@ pub fn overview_html(o: &Overview) -> String {
 }
 
 fn window_text(r: &Report) -> String {
-    match (&r.since, &r.until) {
+    window_words(&r.since, &r.until)
+}
+
+/// A window in words, as both reports state it.
+fn window_words(since: &Option<String>, until: &Option<String>) -> String {
+    match (since, until) {
         (None, None) => "the whole lake".into(),
         (Some(s), None) => format!("from {s}"),
         (None, Some(u)) => format!("until {u}"),
