@@ -147,35 +147,24 @@ pub async fn gather(
         None,
     )
     .await?;
-    // Nothing matched: no file was written, and there is nothing to report.
+    // Nothing matched: no file was written (so none can be registered), and every section is
+    // empty.
     let written = std::fs::read_dir(&spool.dir)
         .map(|d| d.flatten().count())
         .unwrap_or(0);
-    if written == 0 {
-        return Ok(Report {
-            actor: actor.to_string(),
-            lake: lake.to_string(),
-            since,
-            until,
-            generated_at: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            query_seconds: started.elapsed().as_secs_f64(),
-            requests: 0,
-            first_seen: String::new(),
-            last_seen: String::new(),
-            chains: Vec::new(),
-            bucket: "hour".into(),
-            timeline: Vec::new(),
-            tables: Vec::new(),
-        });
-    }
-    ctx.register_parquet(
-        SPOOL_TABLE,
-        &spool.url,
-        datafusion::prelude::ParquetReadOptions::default(),
-    )
-    .await?;
-    let gathered = sections(lq, &who).await;
-    let _ = ctx.deregister_table(SPOOL_TABLE);
+    let gathered = if written == 0 {
+        Ok(Sections::default())
+    } else {
+        ctx.register_parquet(
+            SPOOL_TABLE,
+            &spool.url,
+            datafusion::prelude::ParquetReadOptions::default(),
+        )
+        .await?;
+        let gathered = sections(lq, &who).await;
+        let _ = ctx.deregister_table(SPOOL_TABLE);
+        gathered
+    };
     drop(spool);
     let (summary, chains, bucket, timeline, tables) = gathered?;
     let cell = |i: usize| summary.get(i).cloned().unwrap_or_default();

@@ -176,19 +176,6 @@ pub fn read_entry(root: &Path, version: u64) -> Result<Option<Entry>, LakeError>
     }
 }
 
-/// Every entry of the log, oldest first, for `lake history` (one at a time in memory).
-pub fn for_each_entry(
-    root: &Path,
-    mut f: impl FnMut(Entry) -> Result<(), LakeError>,
-) -> Result<(), LakeError> {
-    for v in versions(root)? {
-        if let Some(e) = read_entry(root, v)? {
-            f(e)?;
-        }
-    }
-    Ok(())
-}
-
 /// The newest version committed at or before `ms` (ms since the epoch), by commitInfo
 /// timestamps (which the hash chain covers; file modification times it does not).
 pub fn version_at(root: &Path, ms: i64) -> Result<Option<u64>, LakeError> {
