@@ -105,5 +105,6 @@ fn run() -> Result<()> {
         // codes in a log file or a collector are noise.
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
+    auditlake::sinks::lake::store::configure(cli.lake_options, cli.lake_cache);
     cli.command.run()
 }

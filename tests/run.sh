@@ -36,5 +36,8 @@ fi
 # Apache Kafka's jars (Maven Central, cached under $CACHE) for the tests
 # that start a real broker; each such test starts and stops its own.
 bash tests/kafka.sh fetch >/dev/null
+# SeaweedFS, built once from the Go module proxy, for the tests of lakes on an S3-compatible
+# store (tests/s3.rs; tests/s3.sh says why this server).
+bash tests/s3.sh fetch >/dev/null
 
 cargo test --release --all-targets "$@"

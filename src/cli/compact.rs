@@ -50,7 +50,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    if !a.lake.is_dir() {
+    if !super::is_lake(&a.lake) {
         bail!("{} is not a lake directory", a.lake.display());
     }
     let w = auditlake::query::Window::new(None, a.since.as_deref(), a.until.as_deref(), now_us())?;

@@ -151,7 +151,7 @@ pub fn run(a: Args) -> Result<()> {
             min_age,
             dry_run,
         } => {
-            if !lake.is_dir() {
+            if !super::is_lake(&lake) {
                 bail!("{} is not a lake directory", lake.display());
             }
             let age = age("--min-age", &min_age, now_us())?;
@@ -171,6 +171,12 @@ pub fn run(a: Args) -> Result<()> {
         Action::Verify { lake, anchor } => verify(&lake, anchor.as_deref()),
         Action::History { lake, last } => history(&lake, last),
         Action::Convert { lake } => {
+            if auditlake::sinks::lake::store::is_remote(&lake) {
+                bail!(
+                    "{}: `lake convert` converts a directory of the older layout in place; convert it on its disk, then copy it to the store",
+                    lake.display()
+                );
+            }
             if !lake.is_dir() {
                 bail!("{} is not a lake directory", lake.display());
             }
@@ -199,7 +205,7 @@ pub fn run(a: Args) -> Result<()> {
             Ok(())
         }
         Action::Reset { lake, source, to } => {
-            if !lake.is_dir() {
+            if !super::is_lake(&lake) {
                 bail!("{} is not a lake directory", lake.display());
             }
             let l = Lake::open(&lake, WriteOptions::default())
@@ -230,7 +236,7 @@ pub fn run(a: Args) -> Result<()> {
             until,
             dry_run,
         } => {
-            if !lake.is_dir() {
+            if !super::is_lake(&lake) {
                 bail!("{} is not a lake directory", lake.display());
             }
             let profiles = profiles.load()?;
@@ -238,6 +244,10 @@ pub fn run(a: Args) -> Result<()> {
                 auditlake::query::Window::new(None, since.as_deref(), until.as_deref(), now_us())?;
             let l = Lake::open(&lake, WriteOptions::default())
                 .with_context(|| format!("cannot open lake {}", lake.display()))?;
+            l.local_only(
+                "lake reresolve",
+                "reresolve a local copy, or run it where the lake is a directory",
+            )?;
             // Two runs at once would rewrite the same files.
             let _lock = l.lock("reresolve", "lake reresolve")?;
             let hours = Hours {
@@ -267,7 +277,7 @@ pub fn run(a: Args) -> Result<()> {
 
 fn verify(lake: &std::path::Path, anchor: Option<&str>) -> Result<()> {
     use auditlake::sinks::lake::verify;
-    if !lake.is_dir() {
+    if !super::is_lake(lake) {
         bail!("{} is not a lake directory", lake.display());
     }
     let anchor = match anchor {
@@ -332,14 +342,20 @@ fn verify(lake: &std::path::Path, anchor: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-fn history(lake: &std::path::Path, last: Option<usize>) -> Result<()> {
+fn history(named: &std::path::Path, last: Option<usize>) -> Result<()> {
     use auditlake::sinks::lake::verify;
-    if !auditlake::sinks::lake::delta::exists(lake) {
+    if !auditlake::sinks::lake::delta::exists(named) {
         bail!(
             "{} has no Delta log (not a lake, or one of the older layout: `auditlake lake convert` it)",
-            lake.display()
+            named.display()
         );
     }
+    // On an object store the entries are read from a copy of the log, brought up to date.
+    let copied = match auditlake::sinks::lake::store::remote(named)? {
+        Some(r) => Some(r.sync_log()?),
+        None => None,
+    };
+    let lake = copied.as_deref().unwrap_or(named);
     let versions = verify::versions(lake)?;
     let skip = last.map_or(0, |n| versions.len().saturating_sub(n));
     let mut out = std::io::stdout().lock();

@@ -48,6 +48,30 @@ pub struct Cli {
     #[arg(long, global = true, env = "AUDITLAKE_LOG", default_value = "warn")]
     pub log: String,
 
+    /// An option of the object store a lake URL names (`--lake
+    /// s3://bucket/prefix`, `gs://…`, `az://…`), as KEY=VALUE; repeat it, or
+    /// separate several with commas in the variable. For an S3-compatible
+    /// server: `endpoint=http://127.0.0.1:9000`, `allow_http=true`,
+    /// `region=us-east-1`. Credentials come from the store's usual
+    /// environment (AWS_ACCESS_KEY_ID, AWS_WEB_IDENTITY_TOKEN_FILE,
+    /// GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_ACCOUNT_KEY, …) and
+    /// instance metadata. An unknown key is refused, naming it.
+    #[arg(
+        long = "lake-option",
+        global = true,
+        env = "AUDITLAKE_LAKE_OPTIONS",
+        value_name = "KEY=VALUE",
+        value_delimiter = ',',
+        value_parser = auditlake::sinks::lake::store::parse_option
+    )]
+    pub lake_options: Vec<(String, String)>,
+
+    /// Where a lake on an object store keeps, on this machine, a writer's
+    /// temporaries and a reader's copy of the live files it queries
+    /// (default: ~/.cache/auditlake/lakes).
+    #[arg(long, global = true, env = "AUDITLAKE_LAKE_CACHE", value_name = "DIR")]
+    pub lake_cache: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -143,6 +167,11 @@ impl Command {
             Command::Man(a) => completions::run_man(a),
         }
     }
+}
+
+/// Whether `lake` can name a lake: a directory, or an object store URL (checked when opened).
+pub fn is_lake(lake: &std::path::Path) -> bool {
+    auditlake::sinks::lake::store::is_remote(lake) || lake.is_dir()
 }
 
 /// `--profiles`, for every command that resolves identities.
@@ -417,6 +446,8 @@ mod tests {
                     // the lake, the cluster of the events written).
                     const SHARED: &[&str] = &[
                         "AUDITLAKE_LOG",
+                        "AUDITLAKE_LAKE_OPTIONS",
+                        "AUDITLAKE_LAKE_CACHE",
                         "AUDITLAKE_LAKE",
                         "AUDITLAKE_CLUSTER",
                         "AUDITLAKE_PROFILES",

@@ -35,7 +35,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    if !a.lake.is_dir() {
+    if !super::is_lake(&a.lake) {
         bail!("{} is not a lake directory", a.lake.display());
     }
     let now = now_us();

@@ -189,9 +189,11 @@ pub fn run(a: Args) -> Result<()> {
     // The relay keeps no state: no lake, no log.
     let (lake, wal_dir, source) = match (&relay, a.lake) {
         (None, Some(dir)) => {
-            let wal_dir = a.wal.unwrap_or_else(|| dir.join("_wal"));
             let lake = Lake::open(&dir, WriteOptions::default())
                 .with_context(|| format!("cannot open lake {}", dir.display()))?;
+            // LAKE/_wal; for a lake on an object store, the working directory on this machine
+            // (lake/store.rs), which should then be a persistent volume.
+            let wal_dir = a.wal.unwrap_or_else(|| lake.root().join("_wal"));
             let source = auditlake::pipeline::serve::instance_source(&wal_dir)?;
             (Some(lake), wal_dir, source)
         }

@@ -24,6 +24,13 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let (lake, deep) = (a.lake, a.deep);
+    if auditlake::sinks::lake::store::is_remote(&lake) {
+        bail!(
+            "{}: `verify` checks Parquet frames on a local disk; on an object store use `auditlake lake verify {}` (every file's SHA-256 against its commit)",
+            lake.display(),
+            lake.display()
+        );
+    }
     if !lake.is_dir() {
         bail!(
             "lake {} does not exist or is not a directory",

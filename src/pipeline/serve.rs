@@ -111,7 +111,7 @@ pub async fn run(
     tracing::info!(last_seq = opened.last_seq, dir = %cfg.wal_dir.display(), "write-ahead log open");
     let metrics = Arc::new(Metrics::new());
     let maintainer = super::maintain::spawn(
-        lake.root().to_path_buf(),
+        lake.location().to_path_buf(),
         cfg.maintenance.clone(),
         metrics.clone(),
     )?;

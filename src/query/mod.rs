@@ -217,6 +217,44 @@ pub fn files_as_of(root: &Path, as_of: AsOf) -> Result<(u64, Vec<PathBuf>), Quer
     Ok((version, out))
 }
 
+/// Bring the mirror of the lake on an object store up to date for a query (as of `as_of`),
+/// and return its directory.
+pub fn mirror(
+    remote: &crate::sinks::lake::store::Remote,
+    as_of: Option<AsOf>,
+) -> Result<PathBuf, QueryError> {
+    let dir = remote.sync_log().map_err(QueryError::Lake)?;
+    // No log under that prefix: a wrong URL or nothing written yet, not an empty answer.
+    if !crate::sinks::lake::delta::exists(&dir) {
+        return Err(QueryError::NoLake(remote.url.clone()));
+    }
+    let version = match as_of {
+        None => None,
+        Some(AsOf::Version(v)) => Some(v),
+        // A time before the first commit is refused by `files_as_of`, with its message.
+        Some(AsOf::Time(ms)) => {
+            crate::sinks::lake::verify::version_at(&dir, ms).map_err(QueryError::Lake)?
+        }
+    };
+    let newest = crate::sinks::lake::verify::versions(&dir)
+        .map_err(QueryError::Lake)?
+        .last()
+        .copied();
+    let version = version.filter(|v| newest.is_some_and(|n| *v <= n));
+    let got = remote.sync_files(version).map_err(QueryError::Lake)?;
+    if got.downloaded > 0 || got.removed > 0 {
+        tracing::info!(
+            lake = %remote.url,
+            mirror = %dir.display(),
+            downloaded = got.downloaded,
+            bytes = got.bytes,
+            removed = got.removed,
+            "mirror of the lake brought up to date"
+        );
+    }
+    Ok(dir)
+}
+
 impl Default for OpenOptions {
     fn default() -> Self {
         OpenOptions {
@@ -239,6 +277,16 @@ pub struct LakeQuery {
 impl LakeQuery {
     /// Register the lake at `root` (unrestricted: see [`LakeQuery::set_window`]).
     pub async fn open(root: &Path, opts: &OpenOptions) -> Result<LakeQuery, QueryError> {
+        // A lake on an object store is queried through its mirror (lake/store.rs): the log and
+        // the live files, fetched and checked first.
+        let mirrored;
+        let root = match crate::sinks::lake::store::remote(root).map_err(QueryError::Lake)? {
+            Some(r) => {
+                mirrored = mirror(&r, opts.as_of)?;
+                mirrored.as_path()
+            }
+            None => root,
+        };
         if root.is_file() {
             return Err(QueryError::LakeIsFile(root.display().to_string()));
         }

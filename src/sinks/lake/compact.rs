@@ -170,6 +170,7 @@ pub async fn compact(lake: &Lake, opts: &CompactOptions) -> Result<Compacted, Co
             adds: done.adds,
             removes: files,
             positions: Vec::new(),
+            believed: Vec::new(),
             data_change: done.rows_out < done.rows_in,
         })?;
         if let Some(marker) = &done.marker {
@@ -225,6 +226,15 @@ async fn compact_partition(
     files: &[LiveFile],
 ) -> Result<PartDone, PartError> {
     let root = lake.root();
+    // On an object store the inputs are read from the mirror, fetched and checked first.
+    let source = match lake.remote() {
+        Some(r) => {
+            r.sync_log()?;
+            r.fetch(files)?;
+            r.mirror_dir()
+        }
+        None => root.to_path_buf(),
+    };
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(FairSpillPool::new(opts.memory_limit)))
         .build_arc()?;
@@ -233,7 +243,7 @@ async fn compact_partition(
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     let urls = files
         .iter()
-        .map(|f| ListingTableUrl::parse(root.join(&f.rel).display().to_string()))
+        .map(|f| ListingTableUrl::parse(source.join(&f.rel).display().to_string()))
         .collect::<Result<Vec<_>, _>>()?;
     let table = ListingTable::try_new(
         ListingTableConfig::new_with_multi_paths(urls)
@@ -352,7 +362,7 @@ async fn compact_partition(
             rows,
         } = o;
         let (size, sha256) = super::finish(writer, &tmp)?;
-        super::place(&tmp, &root.join(&rel))?;
+        lake.put(&tmp, &rel)?;
         done.adds.push(NewFile {
             rel,
             size,

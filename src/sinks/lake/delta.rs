@@ -117,6 +117,11 @@ pub struct Change {
     pub removes: Vec<LiveFile>,
     /// The sources whose positions this commit moves, and to what.
     pub positions: Vec<(String, u64)>,
+    /// Where the writer believes those sources stand before this commit (0: nothing yet).
+    /// A log that records another position lost or gained a commit behind the writer's back
+    /// (a store whose put-if-absent is not atomic, a `lake reset` under a running writer):
+    /// the commit is refused rather than build on it.
+    pub believed: Vec<(String, u64)>,
     /// The rows change (retention's removes, rewritten values, dropped duplicates); `false`
     /// for a change that only moves rows between files (compaction), which streaming readers
     /// of the log skip.
@@ -153,8 +158,9 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime, LakeError> {
     })
 }
 
-/// Run `f` on the log's runtime and wait for it.
-fn block<F>(f: F) -> Result<F::Output, LakeError>
+/// Run `f` on the log's runtime and wait for it (also the object stores' runtime,
+/// lake/store.rs).
+pub(crate) fn block<F>(f: F) -> Result<F::Output, LakeError>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
@@ -199,9 +205,43 @@ fn table_schema() -> Result<StructType, DeltaTableError> {
 }
 
 /// Whether `root` holds a Delta table (its first log entry: a crash while creating the table
-/// can leave an empty `_delta_log/`).
+/// can leave an empty `_delta_log/`). `root` may name an object store (lake/store.rs).
 pub fn exists(root: &Path) -> bool {
-    root.join(LOG_DIR).join(format!("{:020}.json", 0)).is_file()
+    let first = format!("{LOG_DIR}/{:020}.json", 0);
+    match super::store::remote(root) {
+        Ok(Some(r)) => r.exists(&first).unwrap_or(false),
+        Ok(None) => root.join(first).is_file(),
+        Err(_) => false,
+    }
+}
+
+/// Where a table's log is read and written: a local directory (delta-rs's file store, by URL)
+/// or an object store (put-if-absent log entries, lake/store.rs).
+enum Place {
+    Url(url::Url),
+    Store(deltalake_core::logstore::LogStoreRef),
+}
+
+impl Place {
+    fn of(root: &Path) -> Result<Place, LakeError> {
+        match super::store::remote(root)? {
+            Some(r) => Ok(Place::Store(r.log_store())),
+            None => Ok(Place::Url(table_url(root)?)),
+        }
+    }
+
+    fn table(&self) -> Result<DeltaTable, DeltaTableError> {
+        match self {
+            Place::Url(url) => DeltaTableBuilder::from_url(url.clone())?.build(),
+            Place::Store(ls) => Ok(DeltaTable::new(ls.clone())),
+        }
+    }
+
+    async fn load(&self) -> Result<DeltaTable, DeltaTableError> {
+        let mut t = self.table()?;
+        t.load().await?;
+        Ok(t)
+    }
 }
 
 impl Log {
@@ -229,7 +269,7 @@ impl Log {
         create: bool,
         initial: Option<Change>,
     ) -> Result<Option<Log>, LakeError> {
-        let url = table_url(root)?;
+        let place = Place::of(root)?;
         let path = root.to_path_buf();
         let present = exists(root);
         if !present && !create {
@@ -238,42 +278,49 @@ impl Log {
         let converting = initial.is_some();
         let (initial, _, txns) = actions(initial.unwrap_or_default());
         let table = block(async move {
-            let load =
-                |url: url::Url| async move { DeltaTableBuilder::from_url(url)?.load().await };
             if present {
                 if converting {
                     return Err(DeltaTableError::Generic(
                         "the lake already has a Delta log".into(),
                     ));
                 }
-                return load(url).await;
+                return place.load().await;
             }
             // No table yet (and `create` is set): made here, not after a load that fails.
             let schema = table_schema()?;
-            let made =
-                CreateBuilder::new()
-                    .with_actions(initial.into_iter().chain(txns.into_iter().map(Action::Txn)))
-                    .with_location(url.as_str())
-                    .with_table_name("audit")
-                    .with_comment("Kubernetes audit events written by auditlake")
-                    .with_columns(schema.fields().cloned())
-                    .with_partition_columns(PARTITIONS)
-                    // The hash chain and time travel need every entry; a checkpoint would let
-                    // delta-rs delete entries older than the log retention (30 days).
-                    .with_configuration_property(
-                        deltalake_core::TableProperty::EnableExpiredLogCleanup,
-                        Some("false"),
-                    )
-                    .with_commit_properties(CommitProperties::default().with_metadata([(
-                        WRITER_KEY.to_string(),
-                        serde_json::Value::String(writer()),
-                    )]))
-                    .with_save_mode(SaveMode::ErrorIfExists)
-                    .await;
+            let builder = match &place {
+                Place::Url(url) => CreateBuilder::new().with_location(url.as_str()),
+                Place::Store(ls) => CreateBuilder::new().with_log_store(ls.clone()),
+            };
+            let made = builder
+                .with_actions(initial.into_iter().chain(txns.into_iter().map(Action::Txn)))
+                .with_table_name("audit")
+                .with_comment("Kubernetes audit events written by auditlake")
+                .with_columns(schema.fields().cloned())
+                .with_partition_columns(PARTITIONS)
+                // The hash chain and time travel need every entry; a checkpoint would let
+                // delta-rs delete entries older than the log retention (30 days).
+                .with_configuration_property(
+                    deltalake_core::TableProperty::EnableExpiredLogCleanup,
+                    Some("false"),
+                )
+                // No retry: a writer that lost the race to create the table must not
+                // append a second CREATE TABLE after the winner's (unlinked, with the
+                // metadata again); it loads the winner's table below.
+                .with_commit_properties(
+                    CommitProperties::default()
+                        .with_max_retries(0)
+                        .with_metadata([(
+                            WRITER_KEY.to_string(),
+                            serde_json::Value::String(writer()),
+                        )]),
+                )
+                .with_save_mode(SaveMode::ErrorIfExists)
+                .await;
             match made {
                 Ok(t) => Ok(t),
                 // Another writer created it first: use theirs.
-                Err(_) if !converting => load(url).await,
+                Err(_) if !converting => place.load().await,
                 Err(e) => Err(e),
             }
         })?
@@ -362,6 +409,7 @@ impl Log {
     pub fn commit(&self, change: Change) -> Result<u64, LakeError> {
         let removes: Vec<String> = change.removes.iter().map(|f| f.rel.clone()).collect();
         let rows: u64 = change.adds.iter().map(|f| f.rows).sum();
+        let believed = change.believed.clone();
         let (actions, operation, txns) = actions(change);
         let table = self.table.clone();
         let version = block(async move {
@@ -375,6 +423,18 @@ impl Log {
                     .transaction_version(t.log_store().as_ref(), txn.app_id.clone())
                     .await?;
                 assumed.push((txn.app_id.clone(), v));
+            }
+            for (source, believed) in &believed {
+                let logged = assumed
+                    .iter()
+                    .find(|(s, _)| s == source)
+                    .and_then(|(_, v)| *v)
+                    .map_or(0, |v| v.max(0) as u64);
+                if logged != *believed {
+                    return Err(DeltaTableError::Generic(format!(
+                        "the log records source {source} at position {logged}, but this writer committed it through {believed}: a commit was lost or made behind its back (a store whose conditional put is not atomic, or a `lake reset` while it ran); this commit is abandoned and a restart reads again from position {logged}"
+                    )));
+                }
             }
             for _ in 0..COMMIT_ATTEMPTS {
                 let store = t.log_store();
@@ -444,6 +504,10 @@ impl Log {
             .root
             .join(LOG_DIR)
             .join(format!("{:020}.json", version));
+        // (On an object store the put itself is durable when it returns.)
+        if super::store::is_remote(&self.root) {
+            return Ok(version);
+        }
         if let Ok(f) = std::fs::File::open(&entry) {
             f.sync_all().map_err(|source| LakeError::Io {
                 path: entry.clone(),
@@ -456,12 +520,10 @@ impl Log {
 
     /// The files live at `version` of the table (time travel), sorted by path.
     pub fn live_at(root: &Path, version: u64) -> Result<Vec<LiveFile>, LakeError> {
-        let url = table_url(root)?;
+        let place = Place::of(root)?;
         let files = block(async move {
-            let t = DeltaTableBuilder::from_url(url)?
-                .with_version(version)
-                .load()
-                .await?;
+            let mut t = place.table()?;
+            t.load_version(version).await?;
             let views: Vec<_> = t
                 .snapshot()?
                 .snapshot()
@@ -634,5 +696,35 @@ mod tests {
             .collect();
         assert_eq!(names, vec!["dt=2026-01-01/hour=00/b.parquet".to_string()]);
         assert_eq!(log.position("s").expect("position"), Some(7), "kept");
+    }
+
+    /// A writer whose belief about its source's position is not the log's (a commit lost by a
+    /// store, or made behind its back) is refused instead of building on it.
+    #[test]
+    fn a_commit_made_behind_a_writers_back_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Log::open(dir.path(), true).expect("create").expect("log");
+        let commit = |log: &Log, rel: &str, from: u64, to: u64| {
+            log.commit(Change {
+                adds: vec![file(rel, 1)],
+                positions: vec![("s".into(), to)],
+                believed: vec![("s".into(), from)],
+                ..Default::default()
+            })
+        };
+        commit(&log, "dt=2026-01-01/hour=00/a.parquet", 0, 7).expect("first");
+        let other = Log::open(dir.path(), false).expect("open").expect("log");
+        commit(&other, "dt=2026-01-01/hour=00/b.parquet", 7, 9).expect("behind the back");
+        let refused = commit(&log, "dt=2026-01-01/hour=00/c.parquet", 7, 12)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            refused
+                .contains("records source s at position 9, but this writer committed it through 7"),
+            "{refused}"
+        );
+        assert_eq!(log.position("s").expect("position"), Some(9));
+        commit(&log, "dt=2026-01-01/hour=00/c.parquet", 9, 12).expect("from the log's position");
     }
 }

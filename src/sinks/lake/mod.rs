@@ -41,6 +41,7 @@ pub mod compact;
 pub mod convert;
 pub mod delta;
 pub mod reresolve;
+pub mod store;
 pub mod vacuum;
 pub mod verify;
 pub mod writer;
@@ -79,6 +80,14 @@ pub enum LakeError {
     State { path: PathBuf, problem: String },
     #[error("Delta log {path}: {problem}\nhint: `auditlake verify --lake L` checks the lake; a log written by a newer auditlake or another Delta writer may use table features this one does not support")]
     Delta { path: PathBuf, problem: String },
+    #[error("object store {url}: {problem}\nhint: check the URL, the credentials (AWS_*, GOOGLE_*, AZURE_* variables, instance metadata) and --lake-option (endpoint=…, region=…, allow_http=true for a plain-HTTP S3-compatible server)")]
+    Store { url: String, problem: String },
+    #[error("{what} is not yet supported on a lake on an object store ({url})\nhint: {advice}")]
+    NotOnStore {
+        what: String,
+        url: String,
+        advice: String,
+    },
     #[error("{path} is a lake of the older layout (positions in _state/, no _delta_log/)\nhint: convert it in place once with `auditlake lake convert {path}`; nothing is re-ingested and queries keep working meanwhile")]
     NotConverted { path: PathBuf },
     #[error("{what}: another process ({holder}) is writing the same source into this lake (lock {path})\nhint: wait for it to finish or stop it; two writers of one source would undo each other's commits")]
@@ -394,7 +403,13 @@ pub struct CommitInfo {
 /// A lake root.
 #[derive(Debug, Clone)]
 pub struct Lake {
+    /// The local directory: the lake itself, or for a lake on an object store the writer's
+    /// working directory (temporaries and per-source state; lake/store.rs).
     root: PathBuf,
+    /// The lake on an object store that commits go to, if it is one.
+    remote: Option<Arc<store::Remote>>,
+    /// The lake as named (a path or a URL).
+    location: PathBuf,
     opts: WriteOptions,
     encoders: Option<Arc<rayon::ThreadPool>>,
     /// The commit log: what is live, and how far each source is.
@@ -406,11 +421,23 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 impl Lake {
     /// Open (creating if needed) a lake at `root`.
     pub fn open(root: impl Into<PathBuf>, opts: WriteOptions) -> Result<Lake, LakeError> {
-        let root = root.into();
-        if is_legacy(&root) {
-            return Err(LakeError::NotConverted { path: root });
-        }
-        let log = Self::open_log(&root)?;
+        let location = root.into();
+        let remote = store::remote(&location)?;
+        let (root, log) = match &remote {
+            Some(r) => {
+                let log = delta::Log::open(&location, true)?.ok_or_else(|| LakeError::Delta {
+                    path: location.join(delta::LOG_DIR),
+                    problem: "the table could not be created".into(),
+                })?;
+                (r.work_dir(), log)
+            }
+            None => {
+                if is_legacy(&location) {
+                    return Err(LakeError::NotConverted { path: location });
+                }
+                (location.clone(), Self::open_log(&location)?)
+            }
+        };
         for d in ["_state", "_tmp", "_rejected"] {
             let p = root.join(d);
             fs::create_dir_all(&p).map_err(io(&p))?;
@@ -418,10 +445,66 @@ impl Lake {
         let encoders = writer::encoding_pool(opts.encode_threads);
         Ok(Lake {
             root,
+            remote,
+            location,
             opts,
             encoders,
             log,
         })
+    }
+
+    /// The lake as named: its directory, or its object store URL.
+    pub fn location(&self) -> &Path {
+        &self.location
+    }
+
+    /// The object store the lake lives on, if it is not a local directory.
+    pub fn remote(&self) -> Option<&Arc<store::Remote>> {
+        self.remote.as_ref()
+    }
+
+    /// Refuse `what` on a lake on an object store (a tool that reads or rewrites the files
+    /// in place).
+    pub fn local_only(&self, what: &str, advice: &str) -> Result<(), LakeError> {
+        match &self.remote {
+            Some(r) => Err(LakeError::NotOnStore {
+                what: what.to_string(),
+                url: r.url.clone(),
+                advice: advice.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Put the finished temporary `tmp` at `rel`: a rename into place on a local lake, an
+    /// upload (then the temporary is deleted) on an object store.
+    fn put(&self, tmp: &Path, rel: &str) -> Result<(), LakeError> {
+        match &self.remote {
+            None => place(tmp, &self.root.join(rel)),
+            Some(r) => {
+                r.upload(tmp, rel)?;
+                fs::remove_file(tmp).map_err(io(tmp))
+            }
+        }
+    }
+
+    /// Delete the lake file `rel` (an interrupted commit's); one already gone is no error.
+    fn unplace(&self, rel: &str) -> Result<(), LakeError> {
+        if let Some(r) = &self.remote {
+            return r.delete(rel);
+        }
+        let p = self.root.join(rel);
+        match fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&p)(e)),
+        }
+        // The directory may never have been created (the commit failed making it); then
+        // there is nothing to sync.
+        if let Some(dir) = p.parent().filter(|d| d.is_dir()) {
+            sync_dir(dir)?;
+        }
+        Ok(())
     }
 
     fn open_log(root: &Path) -> Result<delta::Log, LakeError> {
@@ -514,17 +597,7 @@ impl Lake {
                     "removing files of a segment whose commit was interrupted; it will be written again"
                 );
                 for rel in &pending.files {
-                    let p = self.root.join(rel);
-                    match fs::remove_file(&p) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(io(&p)(e)),
-                    }
-                    // The directory may never have been created (the commit
-                    // failed making it); then there is nothing to sync.
-                    if let Some(dir) = p.parent().filter(|d| d.is_dir()) {
-                        sync_dir(dir)?;
-                    }
+                    self.unplace(rel)?;
                 }
             }
         }
@@ -769,14 +842,15 @@ impl Segment {
             files: moves.iter().map(|(_, rel)| rel.clone()).collect(),
         });
         lake.save_state(state)?;
-        // 3. Move into place.
+        // 3. Move into place (or upload, on an object store).
         for (tmp, rel) in &moves {
-            place(tmp, &lake.root.join(rel))?;
+            lake.put(tmp, rel)?;
         }
         // 4. The commit: the files and the source's position, in one log entry.
         lake.log.commit(delta::Change {
             adds,
             positions: vec![(state.source.clone(), last)],
+            believed: vec![(state.source.clone(), state.committed_through)],
             ..Default::default()
         })?;
         // 5. The intent is done.

@@ -129,6 +129,7 @@ pub fn reresolve(
                 }],
                 removes: vec![file],
                 positions: Vec::new(),
+                believed: Vec::new(),
                 data_change: true,
             })?;
             super::verify::done(&marker)?;

@@ -31,6 +31,9 @@ const IN_FLIGHT: Duration = Duration::from_secs(3600);
 
 /// Delete the files of `lake` that have been out of its table for `min_age`.
 pub fn vacuum(lake: &Lake, min_age: Duration, dry_run: bool) -> Result<Vacuumed, LakeError> {
+    if let Some(remote) = lake.remote() {
+        return vacuum_store(lake, remote, min_age, dry_run);
+    }
     let root = lake.root();
     // The order matters for a commit under way in another process (pending saved, files
     // placed, log entry, pending cleared): files are listed first, then the pending commits,
@@ -88,6 +91,45 @@ pub fn vacuum(lake: &Lake, min_age: Duration, dry_run: bool) -> Result<Vacuumed,
         if old && !dry_run {
             super::verify::done(&path)?;
         }
+    }
+    Ok(out)
+}
+
+/// Vacuum of a lake on an object store. The same order as on a local disk (keys listed, then
+/// the log), but another machine's pending commits cannot be seen from here, so a file the log
+/// never named waits `max(min_age, IN_FLIGHT)` from its upload, whoever wrote it.
+fn vacuum_store(
+    lake: &Lake,
+    remote: &super::store::Remote,
+    min_age: Duration,
+    dry_run: bool,
+) -> Result<Vacuumed, LakeError> {
+    let files = remote.list_meta(None)?;
+    let log = lake.log();
+    let live: HashSet<String> = log.live()?.into_iter().map(|f| f.rel).collect();
+    let removed: HashMap<String, Option<i64>> = log.tombstones()?.into_iter().collect();
+    let now = SystemTime::now();
+    let mut out = Vacuumed::default();
+    for (rel, size, modified) in files {
+        if !rel.ends_with(".parquet") || rel.starts_with('_') || live.contains(&rel) {
+            continue;
+        }
+        let (out_since, wait) = match removed.get(&rel).copied().flatten() {
+            Some(ms) => (
+                SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64),
+                min_age,
+            ),
+            None => (modified, min_age.max(IN_FLIGHT)),
+        };
+        if now.duration_since(out_since).unwrap_or_default() < wait {
+            out.kept_young += 1;
+            continue;
+        }
+        if !dry_run {
+            remote.delete(&rel)?;
+        }
+        out.deleted += 1;
+        out.bytes += size;
     }
     Ok(out)
 }

@@ -270,8 +270,19 @@ pub struct Report {
 
 /// Check the lake at `root` (see the module docs). `anchor`: a version and the SHA-256 its
 /// entry had when recorded.
-pub fn verify(root: &Path, anchor: Option<(u64, String)>) -> Result<Report, LakeError> {
+pub fn verify(lake: &Path, anchor: Option<(u64, String)>) -> Result<Report, LakeError> {
     let mut report = Report::default();
+    // A lake on an object store: its log is copied afresh and replayed here, and its files
+    // are hashed as the store serves them (streamed, not kept).
+    let remote = super::store::remote(lake)?;
+    let copied;
+    let root: &Path = match &remote {
+        Some(r) => {
+            copied = r.sync_log_fresh()?;
+            &copied
+        }
+        None => lake,
+    };
     if !delta::exists(root) {
         return Err(LakeError::Delta {
             path: root.join(delta::LOG_DIR),
@@ -383,7 +394,10 @@ pub fn verify(root: &Path, anchor: Option<(u64, String)>) -> Result<Report, Lake
         .values()
         .collect::<Vec<_>>()
         .par_iter()
-        .map(|a| check_file(root, a))
+        .map(|a| match &remote {
+            Some(r) => check_stored(r, a),
+            None => check_file(root, a),
+        })
         .collect();
     for (bytes, finding, unhashed) in checked {
         report.files_checked += 1;
@@ -391,11 +405,24 @@ pub fn verify(root: &Path, anchor: Option<(u64, String)>) -> Result<Report, Lake
         report.unhashed += unhashed as u64;
         report.findings.extend(finding);
     }
-    let pending = pending_files(root);
-    for path in parquet_files(root) {
-        let Some(rel) = super::rel_path(root, &path) else {
-            continue;
-        };
+    let (pending, present) = match &remote {
+        Some(r) => (
+            pending_files(&r.work_dir()),
+            r.list(None)?
+                .into_iter()
+                .map(|(k, _)| k)
+                .filter(|k| k.ends_with(".parquet") && !k.starts_with('_'))
+                .collect::<Vec<_>>(),
+        ),
+        None => (
+            pending_files(root),
+            parquet_files(root)
+                .iter()
+                .filter_map(|p| super::rel_path(root, p))
+                .collect(),
+        ),
+    };
+    for rel in present {
         if named.contains(&rel) {
             continue;
         }
@@ -459,6 +486,41 @@ fn check_file(root: &Path, a: &Added) -> (u64, Option<Finding>, bool) {
             }),
             false,
         ),
+    }
+}
+
+/// [`check_file`] of a file on an object store.
+fn check_stored(remote: &super::store::Remote, a: &Added) -> (u64, Option<Finding>, bool) {
+    match remote.hash(&a.rel) {
+        Ok(None) => (0, Some(Finding::Missing { rel: a.rel.clone() }), false),
+        Err(e) => (
+            0,
+            Some(Finding::Changed {
+                rel: a.rel.clone(),
+                detail: format!("cannot be read: {e}").replace('\n', " "),
+            }),
+            false,
+        ),
+        Ok(Some((size, _))) if size != a.size => (
+            0,
+            Some(Finding::Changed {
+                rel: a.rel.clone(),
+                detail: format!("{size} bytes, the commit recorded {}", a.size),
+            }),
+            a.sha256.is_none(),
+        ),
+        Ok(Some((size, got))) => match &a.sha256 {
+            None => (size, None, true),
+            Some(want) if *want == got => (size, None, false),
+            Some(want) => (
+                size,
+                Some(Finding::Changed {
+                    rel: a.rel.clone(),
+                    detail: format!("SHA-256 {got}, the commit recorded {want}"),
+                }),
+                false,
+            ),
+        },
     }
 }
 
