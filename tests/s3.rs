@@ -427,10 +427,9 @@ fn three_writers_on_three_machines_one_killed() {
         .filter_map(|l| l.split('\t').nth(3))
         .filter(|w| w.starts_with("ingest@"))
         .collect();
-    assert!(
-        writers.len() >= 3 + was_running as usize,
-        "one writer per process: {writers:?}"
-    );
+    // The two that ran through and the re-run; the killed one appears too only if it
+    // committed before the kill, which depends on timing.
+    assert!(writers.len() >= 3, "one writer per process: {writers:?}");
 }
 
 /// Compaction, time travel, retention and vacuum on the store: answers unchanged by

@@ -205,37 +205,13 @@ impl Remote {
     /// Stream `rel` into `dest` (through a temporary beside it), returning its size and
     /// SHA-256; `None` when the key does not exist.
     pub fn download(&self, rel: &str, dest: &Path) -> Result<Option<(u64, String)>, LakeError> {
-        let store = self.store.clone();
-        let key = StorePath::from(rel);
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = dest.with_extension(format!("part-{}-{n}", std::process::id()));
         if let Some(dir) = dest.parent() {
             std::fs::create_dir_all(dir).map_err(super::io(dir))?;
         }
-        let t = tmp.clone();
-        let got = delta::block(async move {
-            use tokio::io::AsyncWriteExt;
-            let got = match store.get(&key).await {
-                Ok(g) => g,
-                Err(object_store::Error::NotFound { .. }) => return Ok(None),
-                Err(e) => return Err(e.to_string()),
-            };
-            let mut file = tokio::fs::File::create(&t)
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
-            let mut size = 0u64;
-            let mut stream = got.into_stream();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| e.to_string())?;
-                digest.update(&chunk);
-                size += chunk.len() as u64;
-                file.write_all(&chunk).await.map_err(|e| e.to_string())?;
-            }
-            file.flush().await.map_err(|e| e.to_string())?;
-            Ok(Some((size, delta::hex(digest.finish().as_ref()))))
-        })?;
+        let got = self.stream(rel, Some(tmp.clone()))?;
         match got {
             Ok(Some(done)) => {
                 std::fs::rename(&tmp, dest).map_err(super::io(dest))?;
@@ -252,25 +228,51 @@ impl Remote {
     /// Stream `rel` through SHA-256 without keeping it: its size and hash, `None` when the key
     /// does not exist (`lake verify` of a lake on a store).
     pub fn hash(&self, rel: &str) -> Result<Option<(u64, String)>, LakeError> {
+        self.stream(rel, None)
+            .and_then(|got| got.map_err(|e| self.err(rel, e)))
+    }
+
+    /// Stream `rel` through SHA-256, writing it to `into` when given: its size and hash,
+    /// `None` when the key does not exist. The outer error is the runtime's, the inner one
+    /// the transfer's.
+    fn stream(
+        &self,
+        rel: &str,
+        into: Option<PathBuf>,
+    ) -> Result<Result<Option<(u64, String)>, String>, LakeError> {
         let store = self.store.clone();
         let key = StorePath::from(rel);
         delta::block(async move {
+            use tokio::io::AsyncWriteExt;
             let got = match store.get(&key).await {
                 Ok(g) => g,
                 Err(object_store::Error::NotFound { .. }) => return Ok(None),
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.to_string()),
+            };
+            let mut file = match &into {
+                Some(p) => Some(
+                    tokio::fs::File::create(p)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                ),
+                None => None,
             };
             let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
             let mut size = 0u64;
             let mut stream = got.into_stream();
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk?;
+                let chunk = chunk.map_err(|e| e.to_string())?;
                 digest.update(&chunk);
                 size += chunk.len() as u64;
+                if let Some(f) = file.as_mut() {
+                    f.write_all(&chunk).await.map_err(|e| e.to_string())?;
+                }
+            }
+            if let Some(f) = file.as_mut() {
+                f.flush().await.map_err(|e| e.to_string())?;
             }
             Ok(Some((size, delta::hex(digest.finish().as_ref()))))
-        })?
-        .map_err(|e| self.err(rel, e))
+        })
     }
 
     /// Copy the log to the mirror: entries are immutable, so only new ones are fetched; an

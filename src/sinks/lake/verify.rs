@@ -455,6 +455,16 @@ fn check_file(root: &Path, a: &Added) -> (u64, Option<Finding>, bool) {
             )
         }
     };
+    judge(a, size, || hash_file(&path).map_err(|e| e.to_string()))
+}
+
+/// What [`check_file`] and [`check_stored`] conclude of a file of `size` bytes whose SHA-256
+/// `hash` gives (called only when the size is right and the commit recorded a hash).
+fn judge(
+    a: &Added,
+    size: u64,
+    hash: impl FnOnce() -> Result<String, String>,
+) -> (u64, Option<Finding>, bool) {
     if size != a.size {
         return (
             0,
@@ -468,7 +478,7 @@ fn check_file(root: &Path, a: &Added) -> (u64, Option<Finding>, bool) {
     let Some(want) = &a.sha256 else {
         return (0, None, true);
     };
-    match hash_file(&path) {
+    match hash() {
         Ok(got) if got == *want => (size, None, false),
         Ok(got) => (
             size,
@@ -501,26 +511,7 @@ fn check_stored(remote: &super::store::Remote, a: &Added) -> (u64, Option<Findin
             }),
             false,
         ),
-        Ok(Some((size, _))) if size != a.size => (
-            0,
-            Some(Finding::Changed {
-                rel: a.rel.clone(),
-                detail: format!("{size} bytes, the commit recorded {}", a.size),
-            }),
-            a.sha256.is_none(),
-        ),
-        Ok(Some((size, got))) => match &a.sha256 {
-            None => (size, None, true),
-            Some(want) if *want == got => (size, None, false),
-            Some(want) => (
-                size,
-                Some(Finding::Changed {
-                    rel: a.rel.clone(),
-                    detail: format!("SHA-256 {got}, the commit recorded {want}"),
-                }),
-                false,
-            ),
-        },
+        Ok(Some((size, got))) => judge(a, size, || Ok(got)),
     }
 }
 
