@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The lake on a local disk against the lake on an S3-compatible server (s3proxy 3.0.0 on
-# loopback, tests/s3.sh), side by side: `ingest` of the same generated events, then a query
+# The lake on a local disk against the lake on an S3-compatible server (SeaweedFS on loopback,
+# tests/s3.sh), side by side: `ingest` of the same generated events, then a query
 # of each lake, first with an empty cache (the mirror fetches every live file) and then warm.
 #
 # The project VM's speed drifts by up to 2x between periods, so the two are only compared
-# within a round; the order alternates from round to round. s3proxy's filesystem backend
-# writes to the same disk, so the figures are the protocol's cost (requests, uploads,
-# hashing, conditional puts), not a network's.
+# within a round; the order alternates from round to round. SeaweedFS stores on the same disk
+# and runs on the same two cores, so the figures are the protocol's cost (requests, uploads,
+# hashing, conditional puts, the server's own work), not a network's.
 #
 # Usage: bash benches/s3.sh [-n EVENTS] [-r ROUNDS] [-w DIR] [BINARY]
 #   -n  events to generate (default 1000000, seed 1)
@@ -49,6 +49,7 @@ if [ ! -s "$INPUT" ]; then
 fi
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 bash tests/s3.sh start "$WORK/s3" "$PORT" >/dev/null
+bash tests/s3.sh bucket "$WORK/s3" bench >/dev/null
 
 python3 - "$BIN" "$INPUT" "$EVENTS" "$ROUNDS" "$WORK" "$PORT" <<'PY'
 import os, shutil, subprocess, sys, time
@@ -86,10 +87,8 @@ for r in range(1, rounds + 1):
             lake = os.path.join(work, "lake")
             shutil.rmtree(lake, ignore_errors=True)
         else:
-            bucket = os.path.join(work, "s3", "data", "bench")
-            shutil.rmtree(bucket, ignore_errors=True)
-            os.makedirs(bucket)
-            lake = "s3://bench/lake"
+            # A new prefix each round: the server keeps what earlier rounds wrote.
+            lake = f"s3://bench/lake-{r}"
         with open(path, "rb") as f:
             while f.read(8 << 20):
                 pass

@@ -350,3 +350,32 @@ fn verify_and_lakes_benches_report_every_run() {
         "{stdout}"
     );
 }
+
+/// `benches/follow.sh` on a small input rotated every MiB: one row per run and round, each
+/// run's lake checked to hold every line, and the ratio line.
+#[test]
+fn follow_bench_compares_follow_with_ingest() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let work = tempfile::tempdir().expect("tempdir");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new("bash")
+        .arg(format!("{root}/benches/follow.sh"))
+        .args(["-n", "4000", "-r", "2", "-m", "1", "-w"])
+        .arg(work.path())
+        .arg(bin())
+        .output()
+        .expect("bash benches/follow.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let runs: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("| 1 |") || l.starts_with("| 2 |"))
+        .collect();
+    assert_eq!(runs.len(), 4, "{stdout}");
+    assert_eq!(runs.iter().filter(|r| r.contains("| follow |")).count(), 2);
+    assert!(stdout.contains("follow / ingest wall: "), "{stdout}");
+}

@@ -89,3 +89,67 @@ fn dockerfile_build_scripts_are_in_the_context() {
         );
     }
 }
+
+/// The auditlake command lines of docker/k8s/*.yaml (`args:` lists) use flags the binary
+/// knows; the follow DaemonSet runs on control-plane nodes and mounts the log directory.
+#[test]
+fn k8s_manifests_use_real_flags() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docker/k8s");
+    let mut seen = Vec::new();
+    for name in ["auditlake.yaml", "follow-daemonset.yaml"] {
+        let text = std::fs::read_to_string(dir.join(name)).expect("manifest");
+        let mut args: Vec<String> = Vec::new();
+        let mut inside = false;
+        for line in text.lines() {
+            let t = line.trim();
+            if t == "args:" {
+                inside = true;
+                continue;
+            }
+            if inside {
+                match t.strip_prefix("- ") {
+                    Some(item) => args.push(item.to_string()),
+                    None => inside = false,
+                }
+            }
+        }
+        assert!(!args.is_empty(), "{name}: no args");
+        let help = String::from_utf8_lossy(&run(&[&args[0], "--help"]).stdout).into_owned();
+        for arg in &args[1..] {
+            if !arg.starts_with("--") {
+                // A positional argument (the followed file): the command must take FILE.
+                assert!(
+                    help.contains("<FILE>"),
+                    "{name}: `{arg}` but no FILE argument"
+                );
+                continue;
+            }
+            let flag = arg.split('=').next().unwrap_or_default();
+            assert!(
+                help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n")),
+                "{name}: `auditlake {} {flag}` is not a flag",
+                args[0]
+            );
+        }
+        seen.push((name, args, text));
+    }
+    let (_, args, text) = &seen[1];
+    assert_eq!(&args[..2], ["ingest", "--follow"]);
+    for needle in [
+        "kind: DaemonSet",
+        "node-role.kubernetes.io/control-plane: \"\"",
+        "key: node-role.kubernetes.io/control-plane, operator: Exists, effect: NoSchedule",
+        "hostPath: {path: /var/log/kubernetes/audit, type: Directory}",
+        "httpGet: {path: /readyz, port: metrics}",
+    ] {
+        assert!(
+            text.contains(needle),
+            "follow-daemonset.yaml lacks `{needle}`"
+        );
+    }
+    let followed = args.last().expect("file");
+    assert!(
+        followed.starts_with("/var/log/kubernetes/audit/"),
+        "the followed file must be under the mounted directory: {followed}"
+    );
+}

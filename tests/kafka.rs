@@ -6,7 +6,7 @@
 mod common;
 
 use common::kafka::{flush, send, Broker};
-use common::{bin, dead_letters, gen_file, scalar, sql};
+use common::{bin, dead_letters, gen_file, http_get, scalar, sql};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -356,11 +356,7 @@ fn poison_messages_are_dead_lettered_and_the_partition_moves_on() {
         put(Some(l.as_bytes()), None);
     }
     flush(&producer);
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
-    let listen = format!("127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{}", common::free_port());
     let c = Consumer::start(
         &broker,
         &lake,
@@ -439,18 +435,6 @@ fn poison_messages_are_dead_lettered_and_the_partition_moves_on() {
             "offset {pos}: {reason}"
         );
     }
-}
-
-/// GET over plain HTTP/1.0 (the metrics endpoint of `consume`).
-fn http_get(url: &str) -> String {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").expect("http URL");
-    let (host, path) = rest.split_once('/').expect("path");
-    let mut s = std::net::TcpStream::connect(host).expect("connect");
-    write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").expect("request");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("response");
-    out
 }
 
 #[test]

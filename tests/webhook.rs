@@ -682,3 +682,113 @@ async fn background_compaction_and_retention_run_beside_the_webhook() {
         parquet_files(&lake)
     );
 }
+
+/// The client CA and the token file are reloaded when they change, without a restart: a client
+/// of a new CA gets in once the bundle names it, and out of the old one once it is gone; a new
+/// token works and the replaced one is refused. A file that changed but does not load keeps
+/// what was in force (and counts in `auditlake_credential_reload_errors_total`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_ca_and_token_file_reload_when_they_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = pki(dir.path());
+    let lake = dir.path().join("lake");
+    // The clients verify the server against the CA as it is now (the file itself changes).
+    let trust = dir.path().join("server-trust.crt");
+    std::fs::copy(&pki.ca, &trust).expect("copy CA");
+    let old_ca = std::fs::read_to_string(&pki.ca).expect("CA");
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).expect("dir");
+    let (new_ca, new_issuer) = ca("auditlake-test-ca-2");
+    let new_client = leaf(&other, "apiserver-a", &[], &new_issuer);
+    let server = Server::start(&lake, &pki, &[]);
+    let tokens = dir.path().join("tokens");
+
+    // A new client each time: a pooled connection keeps the handshake it made.
+    let with_cert = |id: &(std::path::PathBuf, std::path::PathBuf)| {
+        auditlake::tools::loadgen::https_client(&trust, Some((id.0.as_path(), id.1.as_path())))
+            .expect("client")
+    };
+    let with_token = |token: &str| {
+        let c = auditlake::tools::loadgen::https_client(&trust, None).expect("client");
+        c.post(format!("{}/audit", server.url))
+            .bearer_auth(token)
+            .body(event_list(&[format!("t-{token}")]))
+    };
+    let status = |r: reqwest::Result<reqwest::Response>| r.map_or(0, |r| r.status().as_u16());
+    let url = server.url.clone();
+    let by_cert = |id: &(std::path::PathBuf, std::path::PathBuf), n: usize| {
+        let c = with_cert(id);
+        let url = url.clone();
+        async move { status(post(&c, &url, event_list(&[format!("c-{n}")])).await) }
+    };
+    // Polls `check` until it holds (the files are looked at every 2 s).
+    macro_rules! eventually {
+        ($what:expr, $check:expr) => {{
+            let mut ok = false;
+            for _ in 0..60 {
+                if $check {
+                    ok = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            assert!(ok, "{} never happened", $what);
+        }};
+    }
+
+    assert_eq!(by_cert(&pki.client, 1).await, 200);
+    assert_ne!(
+        by_cert(&new_client, 2).await,
+        200,
+        "a client of an unknown CA got in"
+    );
+    std::fs::write(&pki.ca, format!("{old_ca}{new_ca}")).expect("CA bundle");
+    eventually!(
+        "the new CA's client getting in",
+        by_cert(&new_client, 3).await == 200
+    );
+    std::fs::write(&pki.ca, &new_ca).expect("new CA only");
+    eventually!(
+        "the old CA's client being refused",
+        by_cert(&pki.client, 4).await != 200
+    );
+
+    let fresh = "rotated-token-for-cluster-c-0123456789";
+    assert_eq!(status(with_token(fresh).send().await), 401);
+    std::fs::write(&tokens, format!("{fresh} cluster-c\n")).expect("tokens");
+    eventually!(
+        "the new token working",
+        status(with_token(fresh).send().await) == 200
+    );
+    assert_eq!(
+        status(with_token(TOKEN).send().await),
+        401,
+        "a replaced token still works"
+    );
+
+    // Broken files: what was in force stays.
+    let errors = || async {
+        let c = auditlake::tools::loadgen::https_client(&trust, None).expect("client");
+        let text = c
+            .get(format!("{}/metrics", server.url))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find_map(|l| l.strip_prefix("auditlake_credential_reload_errors_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = errors().await;
+    std::fs::write(&tokens, "short cluster-c\n").expect("broken tokens");
+    eventually!("the broken token file counted", errors().await > before);
+    assert_eq!(status(with_token(fresh).send().await), 200);
+    let before = errors().await;
+    std::fs::write(&pki.ca, "not a certificate\n").expect("broken CA");
+    eventually!("the broken CA counted", errors().await > before);
+    assert_eq!(by_cert(&new_client, 5).await, 200);
+    server.sigterm();
+}

@@ -1,7 +1,7 @@
 //! `auditlake ingest`: log-backend files (or standard input) into the lake, resuming where
 //! earlier runs committed.
 
-use super::{now_us, InputArgs, ProfileArgs, WorkerArgs};
+use super::{now_us, runtime, InputArgs, ProfileArgs, WorkerArgs};
 use anyhow::{bail, Context, Result};
 use auditlake::decode::envelope::InputFormat;
 use auditlake::pipeline::file::{ingest_file, FileSummary, IngestError, IngestOptions};
@@ -12,7 +12,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-const EXAMPLES: &str = "Examples:\n  auditlake ingest --lake L --cluster prod /var/log/kubernetes/audit/audit.log*\n  zcat old/*.gz | auditlake ingest --lake L --cluster prod -\n  auditlake ingest --lake L firehose/2026/11/20/*          # EKS via Firehose: cluster from the log group\n  auditlake ingest --lake L insights-logs-kube-audit/**/PT1H.json   # AKS storage export";
+const EXAMPLES: &str = "Examples:\n  auditlake ingest --lake L --cluster prod /var/log/kubernetes/audit/audit.log*\n  auditlake ingest --lake L --cluster prod --follow /var/log/kubernetes/audit/audit.log\n  zcat old/*.gz | auditlake ingest --lake L --cluster prod -\n  auditlake ingest --lake L firehose/2026/11/20/*          # EKS via Firehose: cluster from the log group\n  auditlake ingest --lake L insights-logs-kube-audit/**/PT1H.json   # AKS storage export";
 
 /// Ingest apiserver log-backend files into the lake.
 ///
@@ -23,6 +23,14 @@ const EXAMPLES: &str = "Examples:\n  auditlake ingest --lake L --cluster prod /v
 /// line, so a rotated copy counts as the same file) is resumed where the
 /// last run committed, never duplicated. Lines that cannot be decoded go
 /// to LAKE/_rejected/ with the reason, file and line.
+///
+/// With --follow, each FILE is the live log the apiserver writes: it is read
+/// as it grows and across its rotations (renamed, gzipped, or truncated),
+/// its rotated copies beside it first, until SIGTERM/SIGINT. Segments are
+/// committed every --flush-seconds, so events are queryable seconds after
+/// they are written; a restart (or kill -9) resumes exactly where the lake
+/// commit left each file. Serves /healthz, /readyz and /metrics on
+/// --metrics-listen, and can compact and expire the lake in the background.
 #[derive(clap::Args, Debug)]
 #[command(after_long_help = EXAMPLES)]
 pub struct Args {
@@ -51,6 +59,30 @@ pub struct Args {
     /// Never draw a progress bar (one is drawn only when stderr is a terminal).
     #[arg(long, env = "AUDITLAKE_NO_PROGRESS")]
     no_progress: bool,
+    /// Keep reading each FILE as it grows and across its rotations, until
+    /// SIGTERM/SIGINT (a live audit.log; see above).
+    #[arg(long, env = "AUDITLAKE_FOLLOW")]
+    follow: bool,
+    /// With --follow: commit what was read at the latest this many seconds
+    /// after its first line (how far the lake trails the file). 0.05 to 86400.
+    #[arg(long, env = "AUDITLAKE_FLUSH_SECONDS", default_value = "5",
+          value_parser = super::seconds_in(0.05, 86_400.0))]
+    flush_seconds: std::time::Duration,
+    /// With --follow: how long to wait at the end of a file before looking
+    /// again for more lines or a rotation. 0.01 to 60.
+    #[arg(long, env = "AUDITLAKE_POLL_SECONDS", default_value = "0.25",
+          value_parser = super::seconds_in(0.01, 60.0))]
+    poll_seconds: std::time::Duration,
+    /// With --follow: serve /metrics, /healthz and /readyz here (plain
+    /// HTTP); port 0 picks one.
+    #[arg(
+        long,
+        env = "AUDITLAKE_METRICS_LISTEN",
+        default_value = "127.0.0.1:9464"
+    )]
+    metrics_listen: std::net::SocketAddr,
+    #[command(flatten)]
+    maintenance: super::MaintenanceArgs,
     /// Input files (`-` = standard input).
     #[arg(required = true, value_name = "FILE", env = "AUDITLAKE_FILES")]
     files: Vec<PathBuf>,
@@ -62,6 +94,12 @@ pub fn run(a: Args) -> Result<()> {
         segment_rows: a.segment_rows as usize,
         ..WriteOptions::default()
     };
+    if a.follow {
+        return follow(a, write);
+    }
+    if a.maintenance.compact_every.is_some() || a.maintenance.retain.is_some() {
+        bail!("--compact-every and --retain run in the background of --follow; for a one-off run use `auditlake compact` and `auditlake retention`");
+    }
     let summaries = ingest_files(
         &a.lake,
         a.cluster.as_deref(),
@@ -210,4 +248,148 @@ pub fn print_summary(summaries: &[FileSummary]) {
         let advice = auditlake::pipeline::untrusted_advice(user, profile);
         eprintln!("warning: {n} {advice}");
     }
+}
+
+/// `ingest --follow`: one follower per path, the metrics endpoints and background maintenance,
+/// until SIGTERM/SIGINT. Shutdown: the reads stop, what was read is committed, maintenance
+/// stops, the endpoints go last.
+fn follow(a: Args, write: WriteOptions) -> Result<()> {
+    use auditlake::pipeline::commit::Policy;
+    use auditlake::pipeline::file::Live;
+    use auditlake::pipeline::follow::{follow, FollowOptions};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    for f in &a.files {
+        if f == Path::new("-") {
+            bail!("--follow reads files, not standard input: pass the live log's path (e.g. /var/log/kubernetes/audit/audit.log)");
+        }
+        if f.is_dir() {
+            bail!(
+                "{}: is a directory; --follow takes the live log file in it (e.g. {}/audit.log)",
+                f.display(),
+                f.display()
+            );
+        }
+    }
+    let lake = Lake::open(&a.lake, write)
+        .with_context(|| format!("cannot open lake {}", a.lake.display()))?;
+    let ingest = IngestOptions {
+        cluster: a.cluster.clone().unwrap_or_else(|| "default".into()),
+        envelope_cluster: a.cluster.is_none(),
+        format: a.input.format,
+        profiles: Arc::new(a.profiles.load()?),
+        workers: a.workers.get(),
+        progress: false,
+        ingested_at_us: now_us(),
+    };
+    let maintenance = a.maintenance.parse()?;
+    let metrics = Arc::new(auditlake::ops::metrics::Metrics::new());
+    let opts = FollowOptions {
+        poll: a.poll_seconds,
+        stop: Arc::new(AtomicBool::new(false)),
+        live: Live {
+            policy: Policy {
+                rows: a.segment_rows,
+                age: a.flush_seconds,
+            },
+            metrics: Some(metrics.clone()),
+            watch: None,
+        },
+    };
+    let metrics_listen = a.metrics_listen;
+    let files = a.files.clone();
+    let summaries = runtime()?.block_on(async {
+        let shutdown = super::cancel_on_signal()?;
+        let ready = Arc::new(AtomicBool::new(false));
+        let http_stop = tokio_util::sync::CancellationToken::new();
+        let addr = auditlake::ops::serve(
+            metrics_listen,
+            metrics.clone(),
+            ready.clone(),
+            http_stop.clone(),
+        )
+        .await
+        .with_context(|| format!("cannot listen on --metrics-listen {metrics_listen}"))?;
+        tracing::info!(%addr, "metrics listening");
+        let maintainer = auditlake::pipeline::maintain::spawn(
+            lake.location().to_path_buf(),
+            maintenance,
+            metrics.clone(),
+        )?;
+        // Ready once every path's first sweep is done and its file is followed (or awaited).
+        let flags: Vec<Arc<AtomicBool>> = files
+            .iter()
+            .map(|_| Arc::new(AtomicBool::new(false)))
+            .collect();
+        let mut tasks = Vec::new();
+        for (f, flag) in files.iter().zip(&flags) {
+            let (lake, f, ingest, opts, flag) = (
+                lake.clone(),
+                f.clone(),
+                ingest.clone(),
+                opts.clone(),
+                flag.clone(),
+            );
+            tasks.push(tokio::task::spawn_blocking(move || {
+                let r = follow(&lake, &f, &ingest, &opts, &flag);
+                if r.is_err() {
+                    // One follower's failure stops the others, so the process exits (and is
+                    // restarted) rather than running half-blind.
+                    opts.stop.store(true, Ordering::Relaxed);
+                }
+                (f, r)
+            }));
+        }
+        let stop = opts.stop.clone();
+        let watch_ready = tokio::spawn(async move {
+            loop {
+                if flags.iter().all(|f| f.load(Ordering::Relaxed)) {
+                    ready.store(true, Ordering::Relaxed);
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.context("a follower thread stopped unexpectedly")?);
+        }
+        watch_ready.abort();
+        if let Some(m) = maintainer {
+            let _ = tokio::task::spawn_blocking(move || m.stop(std::time::Duration::from_secs(5)))
+                .await;
+        }
+        http_stop.cancel();
+        anyhow::Ok(results)
+    })?;
+    let mut failed = None;
+    let mut done = Vec::new();
+    for (f, r) in summaries {
+        match r {
+            Ok(s) => {
+                eprintln!(
+                    "{}: followed {} files ({} rotations, {} rotated copies read)",
+                    f.display(),
+                    s.files.len(),
+                    s.rotations,
+                    s.swept
+                );
+                done.extend(s.files.into_iter().filter(|s| s.events + s.rejected > 0));
+            }
+            Err(e) => {
+                eprintln!("error: following {}: {e}", f.display());
+                failed = Some(f);
+            }
+        }
+    }
+    print_summary(&done);
+    if let Some(f) = failed {
+        bail!(
+            "following {} stopped; what was committed stays in the lake and a restart resumes after it",
+            f.display()
+        );
+    }
+    Ok(())
 }

@@ -465,6 +465,7 @@ mod tests {
                         "AUDITLAKE_SINCE",
                         "AUDITLAKE_UNTIL",
                         "AUDITLAKE_QUERY_CLUSTER",
+                        "AUDITLAKE_METRICS_LISTEN",
                     ];
                     assert!(
                         SHARED.contains(&env.as_str()),

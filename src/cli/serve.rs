@@ -44,7 +44,9 @@ pub struct Args {
     /// Server private key (PEM).
     #[arg(long, env = "AUDITLAKE_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// CA bundle (PEM) that client certificates must chain to (mTLS).
+    /// CA bundle (PEM) that client certificates must chain to (mTLS);
+    /// reloaded when it changes (a file that does not load keeps the CA
+    /// before in force, with a warning).
     #[arg(long, env = "AUDITLAKE_CLIENT_CA")]
     client_ca: Option<PathBuf>,
     /// Allowed client certificate name (CN or SAN), optionally mapped to
@@ -58,7 +60,8 @@ pub struct Args {
         value_name = "NAME[=CLUSTER]"
     )]
     mtls_allow: Vec<String>,
-    /// Bearer tokens: one `TOKEN CLUSTER` per line.
+    /// Bearer tokens: one `TOKEN CLUSTER` per line; reloaded when the file
+    /// changes (one that does not load keeps the tokens before).
     #[arg(long, env = "AUDITLAKE_TOKEN_FILE")]
     token_file: Option<PathBuf>,
     /// Serve plain HTTP (no TLS). For tests and sidecars only.
@@ -206,6 +209,7 @@ pub fn run(a: Args) -> Result<()> {
             tls,
             paths: a.paths,
             tls_reload: Duration::from_secs(2),
+            token_file: a.token_file.clone(),
         },
         auth,
         wal_dir,

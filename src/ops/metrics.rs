@@ -56,6 +56,17 @@ pub struct Metrics {
     pub retention_partitions: IntCounter,
     pub vacuum_files: IntCounter,
     pub vacuum_bytes: IntCounter,
+    /// `ingest --follow`: followed files whose writer was done with them (rotated, deleted or
+    /// truncated), each read to its end.
+    pub follow_rotations: IntCounter,
+    /// `ingest --follow`: rotated copies read by a sweep (at start-up, and after a rotation).
+    pub follow_backups: IntCounter,
+    /// `ingest --follow`: bytes of the followed files not read yet.
+    pub follow_unread_bytes: IntGaugeVec,
+    /// `ingest --follow`: rotated copies a sweep could not read.
+    pub follow_errors: IntCounter,
+    /// `serve`: credential files (client CA, token file) that changed but did not load.
+    pub credential_reload_errors: IntCounter,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -219,6 +230,29 @@ impl Metrics {
                 "auditlake_vacuum_bytes_deleted_total",
                 "Bytes background vacuum deleted",
             ),
+            follow_rotations: c(
+                "auditlake_follow_rotations_total",
+                "Followed files found rotated, deleted or truncated, then read to their end",
+            ),
+            follow_backups: c(
+                "auditlake_follow_backups_read_total",
+                "Rotated copies of a followed file read by a sweep (start-up, after rotations)",
+            ),
+            follow_unread_bytes: must(IntGaugeVec::new(
+                Opts::new(
+                    "auditlake_follow_unread_bytes",
+                    "Bytes of a followed file written but not read yet, by the path followed",
+                ),
+                &["path"],
+            )),
+            follow_errors: c(
+                "auditlake_follow_errors_total",
+                "Rotated copies of a followed file that could not be read (see the log)",
+            ),
+            credential_reload_errors: c(
+                "auditlake_credential_reload_errors_total",
+                "Client CA or token files that changed but did not load (the ones before stay in force)",
+            ),
             registry,
         };
         for col in [
@@ -255,6 +289,11 @@ impl Metrics {
             Box::new(m.retention_partitions.clone()),
             Box::new(m.vacuum_files.clone()),
             Box::new(m.vacuum_bytes.clone()),
+            Box::new(m.follow_rotations.clone()),
+            Box::new(m.follow_backups.clone()),
+            Box::new(m.follow_unread_bytes.clone()),
+            Box::new(m.follow_errors.clone()),
+            Box::new(m.credential_reload_errors.clone()),
         ] {
             must(m.registry.register(col));
         }

@@ -28,7 +28,7 @@ use crate::sources::file::{Chunk, FileError, FileReader, UnitFlaw};
 use arrow::record_batch::RecordBatch;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -85,6 +85,8 @@ pub struct FileSummary {
     /// An unterminated last line left for the next run (still being
     /// written), by position.
     pub unterminated: Option<u64>,
+    /// How a followed file's read ended.
+    pub follow_end: Option<crate::sources::file::FollowEnd>,
     pub elapsed: Duration,
 }
 
@@ -116,8 +118,40 @@ pub fn ingest_file(
     path: &Path,
     opts: &IngestOptions,
 ) -> Result<FileSummary, IngestError> {
+    ingest_reader(lake, FileReader::open(path)?, opts, &Live::default())
+}
+
+/// How a long-running read commits and reports (`ingest --follow`); the
+/// default is a one-off run's: commit when a segment is full and at the end.
+#[derive(Clone)]
+pub struct Live {
+    pub policy: Policy,
+    pub metrics: Option<Arc<crate::ops::metrics::Metrics>>,
+    /// The path followed, whose unread bytes are reported in `metrics`.
+    pub watch: Option<PathBuf>,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Live {
+            policy: Policy::WHEN_FULL,
+            metrics: None,
+            watch: None,
+        }
+    }
+}
+
+/// Ingest what `reader` reads into the lake, resuming after what earlier
+/// runs committed of its source.
+pub fn ingest_reader(
+    lake: &Lake,
+    mut reader: FileReader,
+    opts: &IngestOptions,
+    live: &Live,
+) -> Result<FileSummary, IngestError> {
     let started = Instant::now();
-    let mut reader = FileReader::open(path)?;
+    let path = reader.path().to_path_buf();
+    let path = path.as_path();
     let display = path.display().to_string();
     let Some(first) = reader.first_line() else {
         return Ok(FileSummary {
@@ -194,6 +228,7 @@ pub fn ingest_file(
             &out_rx,
             &source,
             state,
+            live,
             &mut summary,
             &bar,
             &raw_count,
@@ -211,6 +246,7 @@ pub fn ingest_file(
     })?;
     summary.raw_bytes = raw_count.load(Ordering::Relaxed);
     summary.unterminated = reader.unterminated();
+    summary.follow_end = reader.follow_end();
     summary.elapsed = started.elapsed();
     Ok(summary)
 }
@@ -265,23 +301,60 @@ fn progress_counts(events: u64, rejected: u64) -> String {
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn write_loop(
     lake: &Lake,
     rx: &Receiver<Result<Processed, IngestError>>,
     source: &str,
     state: SourceState,
+    live: &Live,
     summary: &mut FileSummary,
     bar: &indicatif::ProgressBar,
     raw_count: &Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<(), IngestError> {
     let mut order = Reorder::default();
     let mut next_pos = state.committed_through + 1;
-    let mut c = Committer::new(lake, source, state, Resume::Last, Policy::WHEN_FULL);
+    let mut c = Committer::new(lake, source, state, Resume::Last, live.policy);
     let mut seen_rejects = 0u64;
-    for msg in rx.iter() {
-        let p = msg?;
+    // A second handle on the followed file, for its size.
+    let live_len = live
+        .watch
+        .as_ref()
+        .and_then(|_| std::fs::File::open(&summary.path).ok());
+    loop {
+        // A followed file can go quiet with a segment open: it is committed
+        // when due by age, whether or not more arrives.
+        let wait = c
+            .age_left()
+            .unwrap_or(Duration::MAX)
+            .clamp(Duration::from_millis(5), Duration::from_secs(1));
+        let got = rx.recv_timeout(wait);
+        if let (Some(m), Some(watch)) = (&live.metrics, &live.watch) {
+            // The file's size, not the path's: a rotated file is read on
+            // after its path names the next one.
+            let read = raw_count.load(Ordering::Relaxed);
+            let written = live_len
+                .as_ref()
+                .map_or(read, |f| f.metadata().map_or(read, |m| m.len()));
+            m.follow_unread_bytes
+                .with_label_values(&[&watch.display().to_string()])
+                .set(written.saturating_sub(read) as i64);
+        }
+        let p = match got {
+            Ok(msg) => msg?,
+            Err(RecvTimeoutError::Timeout) => {
+                if c.due() {
+                    add(summary, live, c.commit()?);
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         order.push(p.seq, p);
         while let Some(p) = order.pop() {
+            if let Some(m) = &live.metrics {
+                m.events_received.inc_by(p.events);
+            }
             summary.events += p.events;
             summary.skipped += p.skipped;
             for (k, n) in p.untrusted {
@@ -298,7 +371,7 @@ fn write_loop(
             }
             next_pos = last + 1;
             if c.due() {
-                add(summary, c.commit()?);
+                add(summary, live, c.commit()?);
             }
             bar.set_position(raw_count.load(Ordering::Relaxed));
             bar.set_message(progress_counts(summary.events, seen_rejects));
@@ -309,12 +382,18 @@ fn write_loop(
             path: PathBuf::new(),
         });
     }
-    add(summary, c.commit()?);
+    add(summary, live, c.commit()?);
     Ok(())
 }
 
-fn add(summary: &mut FileSummary, done: Option<Committed>) {
+fn add(summary: &mut FileSummary, live: &Live, done: Option<Committed>) {
     if let Some(done) = done {
+        if let Some(m) = &live.metrics {
+            m.rows_committed.inc_by(done.info.rows);
+            m.files_committed.inc_by(done.info.files as u64);
+            m.dead_letters.inc_by(done.info.rejected);
+            m.flush_latency.observe(done.took.as_secs_f64());
+        }
         summary.rows += done.info.rows;
         summary.rejected += done.info.rejected;
         summary.files += done.info.files;

@@ -7,6 +7,8 @@
 //!
 //! Drivers, separate where they truly differ:
 //! - [`file`]: log files → lake (threads: reader, workers, writer; file reordering).
+//! - [`follow`]: a live log file → lake across its rotations ([`file`] per file, sweeps of the
+//!   rotated copies).
 //! - [`webhook`]: the webhook's log → lake (replay, the log's durability watch, trim).
 //! - [`serve`]: the webhook receiver wired together (server, log, [`webhook`], metrics).
 //! - [`kafka`]: Kafka partitions → lake, offsets committed after the lake commit (rebalance
@@ -16,6 +18,7 @@
 pub mod assemble;
 pub mod commit;
 pub mod file;
+pub mod follow;
 pub mod kafka;
 pub mod maintain;
 pub mod reorder;

@@ -16,14 +16,24 @@
 //! a line still being written: unless it already parses as JSON it is not
 //! consumed, and the next run reads it whole. Standard input and gzip files
 //! are finished streams, so their last line is taken as it is.
+//!
+//! *Following* ([`FileReader::follow`], `ingest --follow`): at the end of
+//! what is written, the reader waits for more instead of ending. A line
+//! still being written is kept aside and completed when the rest arrives.
+//! The file ends when the writer is done with it: its path names another
+//! file (lumberjack renamed it and opened a new one), is gone, or the file
+//! shrank below what was read (copytruncate). The reader then reads on to
+//! the end, since what was written before the rename is final, and only
+//! then ends. Positions stay line numbers, so a restart resumes exactly.
 
 use flate2::read::MultiGzDecoder;
 use serde_json::value::RawValue;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Lines longer than this are dead-lettered with their first bytes only.
 pub const MAX_LINE_BYTES: usize = 64 << 20;
@@ -47,6 +57,8 @@ pub enum FileError {
     },
     #[error("{path}: multi-line JSON document over {max} bytes; convert it to JSON lines first (e.g. `jq -c '.items[]'`)", max = MAX_DOCUMENT_BYTES)]
     DocumentTooLarge { path: PathBuf },
+    #[error("{path}: gzip, or a multi-line JSON document, is a finished file and not a live log; --follow takes the file the apiserver appends JSON lines to (ingest this one without --follow)")]
+    NotFollowable { path: PathBuf },
 }
 
 /// Why a unit was rejected before decoding.
@@ -129,6 +141,46 @@ enum Mode {
     Document(Vec<(u64, String)>),
 }
 
+/// How a live file is followed (`ingest --follow`).
+#[derive(Clone, Debug)]
+pub struct Follow {
+    /// How long to wait at the end of what is written before looking again.
+    pub poll: Duration,
+    /// Set to end the read at the next chunk boundary (shutdown); what was
+    /// not committed is read again after the restart.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// A followed file: the file it is, to tell when its path names another.
+struct Followed {
+    how: Follow,
+    /// Device and inode of the open file.
+    id: (u64, u64),
+    /// The writer is done with the file: read on to the end, then end.
+    ended: bool,
+}
+
+/// What the end of what is written means for the read.
+enum AtEnd {
+    /// The input's real end (not followed, or its writer is done with it).
+    Real,
+    /// Read again (after a wait, unless there were lines to hand out).
+    Again,
+    /// Stop reading (shutdown).
+    Stop,
+}
+
+/// Why a followed file is over, once [`FileReader::next_chunk`] returned `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowEnd {
+    /// Still being written: the read was stopped (shutdown).
+    Stopped,
+    /// The path names another file now, or nothing (rotation, deletion).
+    Replaced,
+    /// The file is shorter than what was read (copytruncate).
+    Truncated,
+}
+
 /// Reads one file or standard input as chunks.
 pub struct FileReader {
     path: PathBuf,
@@ -151,12 +203,21 @@ pub struct FileReader {
     finished: bool,
     /// Position of an unterminated last line left for the next run.
     unterminated: Option<u64>,
+    /// Set when the file is followed.
+    followed: Option<Followed>,
+    /// A followed file's line still being written: what was read of it.
+    partial: Option<Line>,
+    /// How a followed file's read ended.
+    end: Option<FollowEnd>,
+    /// The opened file's metadata (taken by [`FileReader::follow`]).
+    file_meta: Option<std::fs::Metadata>,
 }
 
 impl FileReader {
     /// Open `path` (`-` = standard input).
     pub fn open(path: &Path) -> Result<FileReader, FileError> {
         let count = Arc::new(AtomicU64::new(0));
+        let mut opened = None;
         let (raw, raw_len): (Box<dyn Read + Send>, Option<u64>) = if path == Path::new("-") {
             (Box::new(io::stdin()), None)
         } else {
@@ -164,8 +225,9 @@ impl FileReader {
                 path: path.to_path_buf(),
                 source,
             })?;
-            let len = f.metadata().ok().map(|m| m.len());
-            (Box::new(f), len)
+            let meta = f.metadata().ok();
+            opened = meta.clone();
+            (Box::new(f), meta.map(|m| m.len()))
         };
         let mut raw = BufReader::with_capacity(
             256 << 10,
@@ -200,13 +262,113 @@ impl FileReader {
             pushed: Default::default(),
             finished: compressed || path == Path::new("-"),
             unterminated: None,
+            followed: None,
+            partial: None,
+            end: None,
+            file_meta: opened,
         };
         r.detect_mode()?;
         Ok(r)
     }
 
+    /// Open a live plain file to follow as it grows, until its writer is
+    /// done with it (see the module's comment). `Ok(None)`: not ready to be
+    /// followed yet, because it has no complete first line (just created,
+    /// or missing: `NotFound` is not an error here), so it has no source
+    /// identity yet; look again later.
+    pub fn follow(path: &Path, how: Follow) -> Result<Option<FileReader>, FileError> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(FileError::Open {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        if meta.len() == 0 {
+            return Ok(None);
+        }
+        // A first line still being written is no identity, and one that
+        // opens with `{` would pass for the start of a multi-line document.
+        match has_whole_first_line(path) {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(FileError::Open {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        }
+        let mut r = match FileReader::open(path) {
+            Ok(r) => r,
+            // Renamed away between the two looks: the caller looks again.
+            Err(FileError::Open { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        if r.compressed || matches!(r.mode, Mode::Document(_)) {
+            return Err(FileError::NotFollowable {
+                path: path.to_path_buf(),
+            });
+        }
+        // The first line names the source: it must be whole.
+        let whole = r
+            .pushed
+            .iter()
+            .any(|l| l.read.terminated && !trim_ascii(&l.bytes).is_empty());
+        if r.first_line.is_none() || !whole {
+            return Ok(None);
+        }
+        // The identity of the file that was opened (not of the path, which
+        // may already name another).
+        let meta = r.file_meta.take().unwrap_or(meta);
+        r.followed = Some(Followed {
+            how,
+            id: (meta.dev(), meta.ino()),
+            ended: false,
+        });
+        Ok(Some(r))
+    }
+
+    /// How a followed file's read ended (`None` before its end, or when the
+    /// file is not followed).
+    pub fn follow_end(&self) -> Option<FollowEnd> {
+        self.end
+    }
+
+    /// Whether the writer is done with this followed file (it was rotated,
+    /// deleted or truncated), looking at its path now.
+    fn writer_is_done(&self) -> Result<Option<FollowEnd>, FileError> {
+        use std::os::unix::fs::MetadataExt;
+        let Some(f) = &self.followed else {
+            return Ok(None);
+        };
+        match std::fs::metadata(&self.path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Some(FollowEnd::Replaced)),
+            Err(e) => Err(self.read_err(e)),
+            Ok(m) if (m.dev(), m.ino()) != f.id => Ok(Some(FollowEnd::Replaced)),
+            Ok(m) if m.len() < self.raw_bytes.load(Ordering::Relaxed) => {
+                Ok(Some(FollowEnd::Truncated))
+            }
+            Ok(_) => Ok(None),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Read as a finished stream: its writer is done with it (a rotated
+    /// copy), so an unterminated last line is taken as it is.
+    pub fn finished(mut self) -> Self {
+        self.finished = true;
+        self
     }
 
     /// The first non-blank line (identifies the source), if any.
@@ -286,7 +448,68 @@ impl FileReader {
             bytes.extend_from_slice(&line.bytes);
             return Ok(line.read);
         }
+        if let Some(part) = self.partial.take() {
+            // The rest of a followed line that was still being written.
+            bytes.extend_from_slice(&part.bytes);
+            let cap = MAX_LINE_BYTES.saturating_sub(part.bytes.len());
+            let rest =
+                read_line_capped(&mut *self.reader, bytes, cap).map_err(|e| self.read_err(e))?;
+            return Ok(LineRead {
+                consumed: part.read.consumed + rest.consumed,
+                truncated: part.read.truncated || rest.truncated,
+                terminated: rest.terminated,
+            });
+        }
         read_line_capped(&mut *self.reader, bytes, MAX_LINE_BYTES).map_err(|e| self.read_err(e))
+    }
+
+    /// At the end of what is written of a followed file (`read` stopped
+    /// there, its bytes at `bytes[a..]`): the line still being written is
+    /// kept aside, to be completed by the next read, and the reader waits
+    /// unless it has lines to hand out (`has_lines`).
+    fn at_written_end(
+        &mut self,
+        bytes: &mut Vec<u8>,
+        a: usize,
+        read: LineRead,
+        has_lines: bool,
+    ) -> Result<AtEnd, FileError> {
+        let Some(f) = &self.followed else {
+            return Ok(AtEnd::Real);
+        };
+        if f.ended {
+            return Ok(AtEnd::Real);
+        }
+        let (stop, poll) = (f.how.stop.load(Ordering::Relaxed), f.how.poll);
+        if stop {
+            // Shutdown: the lines not committed are read again after the
+            // restart, the one being written too.
+            self.end = Some(FollowEnd::Stopped);
+            bytes.truncate(a);
+            return Ok(AtEnd::Stop);
+        }
+        if read.consumed > 0 {
+            self.partial = Some(Line {
+                bytes: bytes[a..].to_vec(),
+                read,
+            });
+            bytes.truncate(a);
+        }
+        if let Some(end) = self.writer_is_done()? {
+            // What was written before the rename (or the truncation) is all
+            // there will be: read on to the end, which is final, and take a
+            // last line without its newline as it is.
+            self.end = Some(end);
+            self.finished = true;
+            if let Some(f) = &mut self.followed {
+                f.ended = true;
+            }
+            return Ok(AtEnd::Again);
+        }
+        if !has_lines {
+            std::thread::sleep(poll);
+        }
+        Ok(AtEnd::Again)
     }
 
     /// The next chunk, or `None` at the end of input.
@@ -315,6 +538,13 @@ impl FileReader {
         if self.eof {
             return Ok(None);
         }
+        if let Some(f) = &self.followed {
+            if f.how.stop.load(Ordering::Relaxed) {
+                self.end = Some(FollowEnd::Stopped);
+                self.eof = true;
+                return Ok(None);
+            }
+        }
         let mut chunk = Chunk {
             seq: self.seq,
             ..Default::default()
@@ -325,6 +555,18 @@ impl FileReader {
         while spans.len() < CHUNK_UNITS && bytes.len() < CHUNK_BYTES {
             let a = bytes.len();
             let read = self.next_line(&mut bytes)?;
+            if read.consumed == 0 || !read.terminated {
+                let has_lines = chunk.last_pos > 0;
+                match self.at_written_end(&mut bytes, a, read, has_lines)? {
+                    AtEnd::Real => {}
+                    AtEnd::Again if has_lines => break, // hand out what was read first
+                    AtEnd::Again => continue,
+                    AtEnd::Stop => {
+                        self.eof = true;
+                        break;
+                    }
+                }
+            }
             if read.consumed == 0 {
                 self.eof = true;
                 break;
@@ -398,6 +640,33 @@ impl FileReader {
         };
         self.seq += 1;
         Ok(Some(chunk))
+    }
+}
+
+/// Whether the file starts with a whole non-blank line (or is gzip, which
+/// the caller refuses to follow), reading at most [`MAX_LINE_BYTES`].
+fn has_whole_first_line(path: &Path) -> io::Result<bool> {
+    let mut f = BufReader::with_capacity(64 << 10, File::open(path)?);
+    let mut seen_text = false;
+    let mut read = 0usize;
+    loop {
+        let buf = f.fill_buf()?;
+        if buf.is_empty() || read > MAX_LINE_BYTES {
+            // A first line over the cap is dead-lettered, as in any file.
+            return Ok(read > MAX_LINE_BYTES);
+        }
+        if read == 0 && buf.starts_with(&[0x1f, 0x8b]) {
+            return Ok(true);
+        }
+        for &b in buf {
+            if b == b'\n' && seen_text {
+                return Ok(true);
+            }
+            seen_text |= !b.is_ascii_whitespace();
+        }
+        let n = buf.len();
+        read += n;
+        f.consume(n);
     }
 }
 
@@ -814,5 +1083,126 @@ mod tests {
         let c = r.next_chunk().expect("read").expect("chunk");
         assert_eq!(c.units.iter().map(|u| u.0).collect::<Vec<_>>(), vec![3, 4]);
         assert_eq!(c.last_pos, 4);
+    }
+
+    fn follow_how(stop: &Arc<AtomicBool>) -> Follow {
+        Follow {
+            poll: Duration::from_millis(5),
+            stop: stop.clone(),
+        }
+    }
+
+    /// The units' (position, text) of a followed read, and how it ended.
+    type Followed = (Vec<(u64, String)>, Option<FollowEnd>);
+
+    /// Reads a followed file on a thread.
+    fn follow_on_thread(mut r: FileReader) -> std::thread::JoinHandle<Followed> {
+        std::thread::spawn(move || {
+            let mut got = vec![];
+            while let Some(c) = r.next_chunk().expect("read") {
+                got.extend((0..c.units.len()).map(|i| {
+                    let (p, t, _) = c.unit(i);
+                    (p, t.to_string())
+                }));
+            }
+            (got, r.follow_end())
+        })
+    }
+
+    fn append(path: &Path, text: &str) {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .expect("open for append");
+        std::io::Write::write_all(&mut f, text.as_bytes()).expect("append");
+    }
+
+    fn pause() {
+        std::thread::sleep(Duration::from_millis(60));
+    }
+
+    /// A line written in two parts is read whole; what is written before the
+    /// rename is read (even the unterminated last line: the writer is done),
+    /// and the read ends only then. Nothing of the new file is read.
+    #[test]
+    fn a_followed_file_is_read_whole_until_its_rotation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("audit.log");
+        std::fs::write(&p, "{\"n\":1}\n{\"n\":").expect("write");
+        let stop = Arc::new(AtomicBool::new(false));
+        let r = FileReader::follow(&p, follow_how(&stop))
+            .expect("follow")
+            .expect("ready");
+        let t = follow_on_thread(r);
+        pause();
+        append(&p, "2}\n");
+        pause();
+        append(&p, "{\"n\":3}\n{\"n\":4}");
+        std::fs::rename(&p, dir.path().join("audit-1.log")).expect("rotate");
+        std::fs::write(&p, "{\"n\":5}\n").expect("new file");
+        let (got, end) = t.join().expect("reader");
+        let texts: Vec<_> = got.iter().map(|(p, t)| (*p, t.as_str())).collect();
+        assert_eq!(
+            texts,
+            vec![
+                (1, "{\"n\":1}"),
+                (2, "{\"n\":2}"),
+                (3, "{\"n\":3}"),
+                (4, "{\"n\":4}")
+            ]
+        );
+        assert_eq!(end, Some(FollowEnd::Replaced));
+    }
+
+    /// Shutdown ends the read at once; a line still being written is not
+    /// handed out (the restart reads it whole). A file that shrank below what
+    /// was read (copytruncate) ends too.
+    #[test]
+    fn a_followed_read_ends_on_stop_and_on_truncation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("audit.log");
+        std::fs::write(&p, "{\"n\":1}\n{\"n\":2, \"half").expect("write");
+        let stop = Arc::new(AtomicBool::new(false));
+        let r = FileReader::follow(&p, follow_how(&stop))
+            .expect("follow")
+            .expect("ready");
+        let t = follow_on_thread(r);
+        pause();
+        stop.store(true, Ordering::Relaxed);
+        let (got, end) = t.join().expect("reader");
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(end, Some(FollowEnd::Stopped));
+
+        let stop = Arc::new(AtomicBool::new(false));
+        std::fs::write(&p, "{\"n\":1}\n{\"n\":2}\n").expect("write");
+        let r = FileReader::follow(&p, follow_how(&stop))
+            .expect("follow")
+            .expect("ready");
+        let t = follow_on_thread(r);
+        pause();
+        std::fs::write(&p, "").expect("truncate");
+        let (got, end) = t.join().expect("reader");
+        assert_eq!(got.len(), 2);
+        assert_eq!(end, Some(FollowEnd::Truncated));
+    }
+
+    /// A file without a whole first line has no identity yet: not followed.
+    #[test]
+    fn a_file_is_followed_once_its_first_line_is_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("audit.log");
+        let stop = Arc::new(AtomicBool::new(false));
+        let ready = |p: &Path| {
+            FileReader::follow(p, follow_how(&stop))
+                .expect("follow")
+                .is_some()
+        };
+        assert!(!ready(&p), "missing");
+        std::fs::write(&p, "").expect("write");
+        assert!(!ready(&p), "empty");
+        std::fs::write(&p, "\n{\"n\":1").expect("write");
+        assert!(!ready(&p), "first line still being written");
+        append(&p, "}\n");
+        assert!(ready(&p));
     }
 }

@@ -16,6 +16,12 @@
 //! arriving at `--min-body-rate` after `--body-grace`; slower ones get 408.
 //! Gzip is inflated on a blocking thread, never on the async runtime: a
 //! review saw `/healthz` take 11 s while 32 gzip bombs inflated there.
+//!
+//! Credentials change without a restart: the server certificate and key, the
+//! client CA and the token file are looked at every `tls_reload` (2 s) and
+//! reloaded when one changed (cert-manager and Secret volumes replace them in
+//! place). A file that changed but does not load keeps the old one in force,
+//! with a warning, so a half-written file never locks every client out.
 
 use crate::buffer::wal::{Wal, WalError};
 use crate::ops::metrics::Metrics;
@@ -193,6 +199,15 @@ pub struct ReloadingCert {
 
 fn mtime(p: &Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// What says a credential file changed: its modification time and size (a rewrite within one
+/// tick of a coarse clock still changes the size, mostly).
+pub type FileStamp = (SystemTime, u64);
+
+pub fn stamp(p: &Path) -> Option<FileStamp> {
+    let m = std::fs::metadata(p).ok()?;
+    Some((m.modified().ok()?, m.len()))
 }
 
 fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, WebhookError> {
@@ -385,7 +400,8 @@ pub struct App {
     /// Permits of `inflight` in all.
     permits: usize,
     pub sink: Sink,
-    pub auth: Auth,
+    /// Replaced as a whole when the token file changes.
+    pub auth: RwLock<Auth>,
     pub metrics: Arc<Metrics>,
     pub ready: Arc<AtomicBool>,
     pub limits: BodyLimits,
@@ -420,10 +436,35 @@ impl App {
             share_permits,
             permits: total,
             sink,
-            auth,
+            auth: RwLock::new(auth),
             metrics,
             ready,
             limits,
+        }
+    }
+
+    /// Take the tokens of `file` if it changed since `known` (its modification time and size);
+    /// returns what is known now. A file that does not load keeps the tokens in force.
+    pub fn reload_tokens(&self, file: &Path, known: Option<FileStamp>) -> Option<FileStamp> {
+        let now = stamp(file);
+        if now == known {
+            return known;
+        }
+        match load_tokens(file) {
+            Ok(tokens) => {
+                let n = tokens.len();
+                if let Ok(mut auth) = self.auth.write() {
+                    auth.tokens = tokens;
+                }
+                tracing::info!(file = %file.display(), tokens = n, "token file reloaded");
+                now
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "token file changed but could not be loaded; the tokens before stay in force");
+                self.metrics.credential_reload_errors.inc();
+                // Looked at again when it changes again.
+                now
+            }
         }
     }
 
@@ -500,12 +541,67 @@ impl Budget {
     }
 }
 
+/// The TLS acceptor, rebuilt when the client CA changes (the server certificate reloads
+/// through its [`ReloadingCert`]). A connection takes the acceptor in force when it arrives.
+struct ReloadingTls {
+    settings: TlsSettings,
+    resolver: Arc<ReloadingCert>,
+    acceptor: RwLock<(tokio_rustls::TlsAcceptor, Option<FileStamp>)>,
+}
+
+impl ReloadingTls {
+    fn new(settings: TlsSettings) -> Result<ReloadingTls, WebhookError> {
+        let resolver = ReloadingCert::new(&settings.cert, &settings.key)?;
+        let ca = settings.client_ca.as_deref().and_then(stamp);
+        let config = server_config(&settings, resolver.clone())?;
+        Ok(ReloadingTls {
+            acceptor: RwLock::new((tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca)),
+            settings,
+            resolver,
+        })
+    }
+
+    fn current(&self) -> Option<tokio_rustls::TlsAcceptor> {
+        self.acceptor.read().ok().map(|a| a.0.clone())
+    }
+
+    fn refresh(&self, metrics: &Metrics) {
+        self.resolver.refresh();
+        let Some(ca) = &self.settings.client_ca else {
+            return;
+        };
+        let now = stamp(ca);
+        let known = self.acceptor.read().ok().and_then(|a| a.1);
+        if now == known {
+            return;
+        }
+        match server_config(&self.settings, self.resolver.clone()) {
+            Ok(config) => {
+                if let Ok(mut a) = self.acceptor.write() {
+                    *a = (tokio_rustls::TlsAcceptor::from(Arc::new(config)), now);
+                }
+                tracing::info!(ca = %ca.display(), "client CA reloaded");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "client CA changed but could not be loaded; the CA before stays in force");
+                metrics.credential_reload_errors.inc();
+                if let Ok(mut a) = self.acceptor.write() {
+                    a.1 = now;
+                }
+            }
+        }
+    }
+}
+
 /// Server settings.
 pub struct ServerSettings {
     pub listen: SocketAddr,
     pub tls: Option<TlsSettings>,
     pub paths: Vec<String>,
+    /// How often the credential files are looked at (certificate, key, client CA, tokens).
     pub tls_reload: Duration,
+    /// The token file, reloaded when it changes.
+    pub token_file: Option<PathBuf>,
 }
 
 /// Accept connections until `cancel` fires, then finish in-flight requests.
@@ -514,25 +610,30 @@ pub async fn serve(
     app: Arc<App>,
     cancel: CancellationToken,
 ) -> Result<(), WebhookError> {
-    let acceptor = match &settings.tls {
-        Some(tls) => {
-            let resolver = ReloadingCert::new(&tls.cert, &tls.key)?;
-            let config = server_config(tls, resolver.clone())?;
-            let reload = resolver.clone();
-            let every = settings.tls_reload;
-            let stop = cancel.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(every) => reload.refresh(),
-                        _ = stop.cancelled() => return,
-                    }
-                }
-            });
-            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
-        }
+    let tls = match settings.tls {
+        Some(t) => Some(Arc::new(ReloadingTls::new(t)?)),
         None => None,
     };
+    {
+        let (tls, app, token_file) = (tls.clone(), app.clone(), settings.token_file.clone());
+        let mut tokens = token_file.as_deref().and_then(stamp);
+        let every = settings.tls_reload;
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.cancelled() => return,
+                }
+                if let Some(t) = &tls {
+                    t.refresh(&app.metrics);
+                }
+                if let Some(f) = &token_file {
+                    tokens = app.reload_tokens(f, tokens);
+                }
+            }
+        });
+    }
     let mut router = Router::new().merge(crate::ops::routes(
         app.metrics.clone(),
         app.ready.clone(),
@@ -556,9 +657,9 @@ pub async fn serve(
     // Tests and scripts read this line to learn the port.
     println!(
         "listening on {}://{local}",
-        if acceptor.is_some() { "https" } else { "http" }
+        if tls.is_some() { "https" } else { "http" }
     );
-    tracing::info!(%local, tls = acceptor.is_some(), "webhook listening");
+    tracing::info!(%local, tls = tls.is_some(), "webhook listening");
     let tracker = TaskTracker::new();
     loop {
         let (tcp, peer) = tokio::select! {
@@ -573,12 +674,15 @@ pub async fn serve(
             },
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+        let acceptor = tls.as_ref().map(|t| t.current());
         let router = router.clone();
         let cancel = cancel.clone();
         tracker.spawn(async move {
             match acceptor {
-                Some(acceptor) => {
+                // The acceptor's lock was poisoned (a panic while it was replaced): refuse
+                // rather than fall back to plain HTTP.
+                Some(None) => {}
+                Some(Some(acceptor)) => {
                     let tls =
                         match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
                             .await
@@ -824,10 +928,11 @@ async fn ingest(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let cluster = match app
-        .auth
-        .authenticate(&conn, headers.get(header::AUTHORIZATION))
-    {
+    let authenticated = match app.auth.read() {
+        Ok(auth) => auth.authenticate(&conn, headers.get(header::AUTHORIZATION)),
+        Err(_) => Err(StatusCode::INTERNAL_SERVER_ERROR),
+    };
+    let cluster = match authenticated {
         Ok(c) => c,
         Err(code) => return answer(&app, code, "authentication required"),
     };

@@ -206,3 +206,22 @@ pub fn signal(child: &std::process::Child, signal: &str) {
         "kill {signal} {pid} failed"
     );
 }
+
+/// GET over plain HTTP/1.0 (the metrics endpoints of `consume` and `ingest --follow`): the
+/// whole response, status line first.
+pub fn http_get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_once('/').expect("path");
+    let mut s = std::net::TcpStream::connect(host).expect("connect");
+    write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").expect("request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("response");
+    out
+}
+
+/// A port free on loopback now.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
