@@ -163,15 +163,13 @@ pub fn run(a: Args) -> Result<()> {
         let metrics = Arc::new(auditlake::ops::metrics::Metrics::new());
         let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let http_stop = tokio_util::sync::CancellationToken::new();
-        let addr = auditlake::ops::serve(
+        super::serve_ops(
             metrics_listen,
             metrics.clone(),
             ready.clone(),
             http_stop.clone(),
         )
-        .await
-        .with_context(|| format!("cannot listen on --metrics-listen {metrics_listen}"))?;
-        tracing::info!(%addr, "metrics listening");
+        .await?;
         let maintainer = auditlake::pipeline::maintain::spawn(root, maintenance, metrics.clone())?;
         let r = auditlake::pipeline::kafka::run(lake, opts, metrics, ready, shutdown).await;
         // Maintenance is not on the offsets' path: it stops once the pipeline has drained.

@@ -301,15 +301,13 @@ fn follow(a: Args, write: WriteOptions) -> Result<()> {
         let shutdown = super::cancel_on_signal()?;
         let ready = Arc::new(AtomicBool::new(false));
         let http_stop = tokio_util::sync::CancellationToken::new();
-        let addr = auditlake::ops::serve(
+        super::serve_ops(
             metrics_listen,
             metrics.clone(),
             ready.clone(),
             http_stop.clone(),
         )
-        .await
-        .with_context(|| format!("cannot listen on --metrics-listen {metrics_listen}"))?;
-        tracing::info!(%addr, "metrics listening");
+        .await?;
         let maintainer = auditlake::pipeline::maintain::spawn(
             lake.location().to_path_buf(),
             maintenance,

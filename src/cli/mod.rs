@@ -403,6 +403,21 @@ pub fn cancel_on_signal() -> Result<CancellationToken> {
     Ok(token)
 }
 
+/// `/metrics`, `/healthz` and `/readyz` on `listen` (`--metrics-listen`) until `stop`, for the
+/// long-running commands without a server of their own (`consume`, `ingest --follow`).
+pub async fn serve_ops(
+    listen: std::net::SocketAddr,
+    metrics: std::sync::Arc<auditlake::ops::metrics::Metrics>,
+    ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: CancellationToken,
+) -> Result<std::net::SocketAddr> {
+    let addr = auditlake::ops::serve(listen, metrics, ready, stop)
+        .await
+        .with_context(|| format!("cannot listen on --metrics-listen {listen}"))?;
+    tracing::info!(%addr, "metrics listening");
+    Ok(addr)
+}
+
 pub fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }

@@ -1095,8 +1095,11 @@ mod tests {
     /// The units' (position, text) of a followed read, and how it ended.
     type Followed = (Vec<(u64, String)>, Option<FollowEnd>);
 
-    /// Reads a followed file on a thread.
-    fn follow_on_thread(mut r: FileReader) -> std::thread::JoinHandle<Followed> {
+    /// Follows `p` (which must be ready) on a thread until `stop` or its end.
+    fn follow_on_thread(p: &Path, stop: &Arc<AtomicBool>) -> std::thread::JoinHandle<Followed> {
+        let mut r = FileReader::follow(p, follow_how(stop))
+            .expect("follow")
+            .expect("ready");
         std::thread::spawn(move || {
             let mut got = vec![];
             while let Some(c) = r.next_chunk().expect("read") {
@@ -1130,10 +1133,7 @@ mod tests {
         let p = dir.path().join("audit.log");
         std::fs::write(&p, "{\"n\":1}\n{\"n\":").expect("write");
         let stop = Arc::new(AtomicBool::new(false));
-        let r = FileReader::follow(&p, follow_how(&stop))
-            .expect("follow")
-            .expect("ready");
-        let t = follow_on_thread(r);
+        let t = follow_on_thread(&p, &stop);
         pause();
         append(&p, "2}\n");
         pause();
@@ -1163,10 +1163,7 @@ mod tests {
         let p = dir.path().join("audit.log");
         std::fs::write(&p, "{\"n\":1}\n{\"n\":2, \"half").expect("write");
         let stop = Arc::new(AtomicBool::new(false));
-        let r = FileReader::follow(&p, follow_how(&stop))
-            .expect("follow")
-            .expect("ready");
-        let t = follow_on_thread(r);
+        let t = follow_on_thread(&p, &stop);
         pause();
         stop.store(true, Ordering::Relaxed);
         let (got, end) = t.join().expect("reader");
@@ -1175,10 +1172,7 @@ mod tests {
 
         let stop = Arc::new(AtomicBool::new(false));
         std::fs::write(&p, "{\"n\":1}\n{\"n\":2}\n").expect("write");
-        let r = FileReader::follow(&p, follow_how(&stop))
-            .expect("follow")
-            .expect("ready");
-        let t = follow_on_thread(r);
+        let t = follow_on_thread(&p, &stop);
         pause();
         std::fs::write(&p, "").expect("truncate");
         let (got, end) = t.join().expect("reader");
