@@ -316,11 +316,16 @@ fn write_loop(
     let mut next_pos = state.committed_through + 1;
     let mut c = Committer::new(lake, source, state, Resume::Last, live.policy);
     let mut seen_rejects = 0u64;
-    // A second handle on the followed file, for its size.
-    let live_len = live
-        .watch
-        .as_ref()
-        .and_then(|_| std::fs::File::open(&summary.path).ok());
+    // A followed file's unread bytes: its gauge, and a second handle on it for its size (the
+    // file's, not the path's: a rotated file is read on after its path names the next one).
+    let unread = match (&live.metrics, &live.watch) {
+        (Some(m), Some(watch)) => Some((
+            m.follow_unread_bytes
+                .with_label_values(&[&watch.display().to_string()]),
+            std::fs::File::open(&summary.path).ok(),
+        )),
+        _ => None,
+    };
     loop {
         // A followed file can go quiet with a segment open: it is committed
         // when due by age, whether or not more arrives.
@@ -329,16 +334,12 @@ fn write_loop(
             .unwrap_or(Duration::MAX)
             .clamp(Duration::from_millis(5), Duration::from_secs(1));
         let got = rx.recv_timeout(wait);
-        if let (Some(m), Some(watch)) = (&live.metrics, &live.watch) {
-            // The file's size, not the path's: a rotated file is read on
-            // after its path names the next one.
+        if let Some((gauge, file)) = &unread {
             let read = raw_count.load(Ordering::Relaxed);
-            let written = live_len
+            let written = file
                 .as_ref()
                 .map_or(read, |f| f.metadata().map_or(read, |m| m.len()));
-            m.follow_unread_bytes
-                .with_label_values(&[&watch.display().to_string()])
-                .set(written.saturating_sub(read) as i64);
+            gauge.set(written.saturating_sub(read) as i64);
         }
         let p = match got {
             Ok(msg) => msg?,

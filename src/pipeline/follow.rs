@@ -104,7 +104,6 @@ pub fn follow(
         };
         waiting_logged = false;
         tracing::info!(path = %path.display(), "following");
-        let first = reader.first_line().map(|l| l.to_vec()).unwrap_or_default();
         let s = ingest_reader(lake, reader, ingest, &live)?;
         let end = s.follow_end;
         tracing::info!(
@@ -115,26 +114,18 @@ pub fn follow(
             end = ?end,
             "followed file read"
         );
-        out.files.push(s);
-        match end {
-            Some(FollowEnd::Replaced) => {
-                out.rotations += 1;
-                done.insert(source_id(&ingest.cluster, &first));
-                if let Some(m) = &opts.live.metrics {
-                    m.follow_rotations.inc();
-                }
+        if matches!(end, Some(FollowEnd::Replaced | FollowEnd::Truncated)) {
+            out.rotations += 1;
+            if let Some(m) = &opts.live.metrics {
+                m.follow_rotations.inc();
             }
-            Some(FollowEnd::Truncated) => {
-                // Its copy (copytruncate) holds the lines past the truncation point too: it is
-                // not done, the sweep resumes it.
-                out.rotations += 1;
-                if let Some(m) = &opts.live.metrics {
-                    m.follow_rotations.inc();
-                }
-            }
-            // Stopped (shutdown).
-            Some(FollowEnd::Stopped) | None => {}
         }
+        // A truncated file's copy (copytruncate) holds the lines past the truncation point
+        // too: it is not done, the sweep resumes it. A stopped one is not done either.
+        if end == Some(FollowEnd::Replaced) {
+            done.insert(s.source.clone());
+        }
+        out.files.push(s);
     }
     Ok(out)
 }

@@ -209,26 +209,29 @@ pub struct FileReader {
     partial: Option<Line>,
     /// How a followed file's read ended.
     end: Option<FollowEnd>,
-    /// The opened file's metadata (taken by [`FileReader::follow`]).
-    file_meta: Option<std::fs::Metadata>,
 }
 
 impl FileReader {
     /// Open `path` (`-` = standard input).
     pub fn open(path: &Path) -> Result<FileReader, FileError> {
+        if path == Path::new("-") {
+            return FileReader::from_input(path, Box::new(io::stdin()), None);
+        }
+        let f = File::open(path).map_err(|source| FileError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let len = f.metadata().ok().map(|m| m.len());
+        FileReader::from_input(path, Box::new(f), len)
+    }
+
+    /// A reader of `raw`, named `path`, of `raw_len` bytes when known.
+    fn from_input(
+        path: &Path,
+        raw: Box<dyn Read + Send>,
+        raw_len: Option<u64>,
+    ) -> Result<FileReader, FileError> {
         let count = Arc::new(AtomicU64::new(0));
-        let mut opened = None;
-        let (raw, raw_len): (Box<dyn Read + Send>, Option<u64>) = if path == Path::new("-") {
-            (Box::new(io::stdin()), None)
-        } else {
-            let f = File::open(path).map_err(|source| FileError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            let meta = f.metadata().ok();
-            opened = meta.clone();
-            (Box::new(f), meta.map(|m| m.len()))
-        };
         let mut raw = BufReader::with_capacity(
             256 << 10,
             Counting {
@@ -265,7 +268,6 @@ impl FileReader {
             followed: None,
             partial: None,
             end: None,
-            file_meta: opened,
         };
         r.detect_mode()?;
         Ok(r)
@@ -278,56 +280,28 @@ impl FileReader {
     /// identity yet; look again later.
     pub fn follow(path: &Path, how: Follow) -> Result<Option<FileReader>, FileError> {
         use std::os::unix::fs::MetadataExt;
-        let meta = match std::fs::metadata(path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(FileError::Open {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
+        let open_err = |source| FileError::Open {
+            path: path.to_path_buf(),
+            source,
         };
-        if meta.len() == 0 {
-            return Ok(None);
-        }
+        // One handle for every look: the path may name another file at any moment.
+        let f = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(open_err(e)),
+        };
+        let meta = f.metadata().map_err(open_err)?;
         // A first line still being written is no identity, and one that
         // opens with `{` would pass for the start of a multi-line document.
-        match has_whole_first_line(path) {
-            Ok(true) => {}
-            Ok(false) => return Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(FileError::Open {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
+        if !has_whole_first_line(&f).map_err(open_err)? {
+            return Ok(None);
         }
-        let mut r = match FileReader::open(path) {
-            Ok(r) => r,
-            // Renamed away between the two looks: the caller looks again.
-            Err(FileError::Open { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                return Ok(None)
-            }
-            Err(e) => return Err(e),
-        };
+        let mut r = FileReader::from_input(path, Box::new(f), Some(meta.len()))?;
         if r.compressed || matches!(r.mode, Mode::Document(_)) {
             return Err(FileError::NotFollowable {
                 path: path.to_path_buf(),
             });
         }
-        // The first line names the source: it must be whole.
-        let whole = r
-            .pushed
-            .iter()
-            .any(|l| l.read.terminated && !trim_ascii(&l.bytes).is_empty());
-        if r.first_line.is_none() || !whole {
-            return Ok(None);
-        }
-        // The identity of the file that was opened (not of the path, which
-        // may already name another).
-        let meta = r.file_meta.take().unwrap_or(meta);
         r.followed = Some(Followed {
             how,
             id: (meta.dev(), meta.ino()),
@@ -644,29 +618,36 @@ impl FileReader {
 }
 
 /// Whether the file starts with a whole non-blank line (or is gzip, which
-/// the caller refuses to follow), reading at most [`MAX_LINE_BYTES`].
-fn has_whole_first_line(path: &Path) -> io::Result<bool> {
-    let mut f = BufReader::with_capacity(64 << 10, File::open(path)?);
+/// the caller refuses to follow), reading at most [`MAX_LINE_BYTES`] at
+/// offsets, so the handle's position stays at the start.
+fn has_whole_first_line(f: &File) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 64 << 10];
     let mut seen_text = false;
     let mut read = 0usize;
     loop {
-        let buf = f.fill_buf()?;
-        if buf.is_empty() || read > MAX_LINE_BYTES {
+        if read > MAX_LINE_BYTES {
             // A first line over the cap is dead-lettered, as in any file.
-            return Ok(read > MAX_LINE_BYTES);
-        }
-        if read == 0 && buf.starts_with(&[0x1f, 0x8b]) {
             return Ok(true);
         }
-        for &b in buf {
+        let n = match f.read_at(&mut buf, read as u64) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(false);
+        }
+        if read == 0 && buf[..n].starts_with(&[0x1f, 0x8b]) {
+            return Ok(true);
+        }
+        for &b in &buf[..n] {
             if b == b'\n' && seen_text {
                 return Ok(true);
             }
             seen_text |= !b.is_ascii_whitespace();
         }
-        let n = buf.len();
         read += n;
-        f.consume(n);
     }
 }
 

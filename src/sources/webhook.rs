@@ -194,18 +194,18 @@ impl Auth {
 pub struct ReloadingCert {
     cert: PathBuf,
     key: PathBuf,
-    current: RwLock<(Arc<CertifiedKey>, Option<SystemTime>)>,
-}
-
-fn mtime(p: &Path) -> Option<SystemTime> {
-    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+    /// The pair in force, and the stamps of the two files it was loaded from.
+    current: RwLock<(Arc<CertifiedKey>, PairStamp)>,
 }
 
 /// What says a credential file changed: its modification time and size (a rewrite within one
 /// tick of a coarse clock still changes the size, mostly).
-pub type FileStamp = (SystemTime, u64);
+type FileStamp = (SystemTime, u64);
 
-pub fn stamp(p: &Path) -> Option<FileStamp> {
+/// The stamps of a certificate and its key.
+type PairStamp = (Option<FileStamp>, Option<FileStamp>);
+
+fn stamp(p: &Path) -> Option<FileStamp> {
     let m = std::fs::metadata(p).ok()?;
     Some((m.modified().ok()?, m.len()))
 }
@@ -252,14 +252,14 @@ impl ReloadingCert {
         Ok(Arc::new(ReloadingCert {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
-            current: RwLock::new((ck, mtime(cert).max(mtime(key)))),
+            current: RwLock::new((ck, (stamp(cert), stamp(key)))),
         }))
     }
 
     /// Reload if either file changed; keeps the old pair on error.
     pub fn refresh(&self) {
-        let now = mtime(&self.cert).max(mtime(&self.key));
-        let known = self.current.read().map(|c| c.1).unwrap_or(None);
+        let now = (stamp(&self.cert), stamp(&self.key));
+        let known = self.current.read().map(|c| c.1).unwrap_or((None, None));
         if now == known {
             return;
         }
@@ -445,7 +445,7 @@ impl App {
 
     /// Take the tokens of `file` if it changed since `known` (its modification time and size);
     /// returns what is known now. A file that does not load keeps the tokens in force.
-    pub fn reload_tokens(&self, file: &Path, known: Option<FileStamp>) -> Option<FileStamp> {
+    fn reload_tokens(&self, file: &Path, known: Option<FileStamp>) -> Option<FileStamp> {
         let now = stamp(file);
         if now == known {
             return known;
