@@ -39,5 +39,7 @@ bash tests/kafka.sh fetch >/dev/null
 # SeaweedFS, built once from the Go module proxy, for the tests of lakes on an S3-compatible
 # store (tests/s3.rs; tests/s3.sh says why this server).
 bash tests/s3.sh fetch >/dev/null
+# helm and the manifest validator, built once from the Go module proxy, for tests/helm.rs.
+bash tests/helm.sh fetch >/dev/null
 
 cargo test --release --all-targets "$@"

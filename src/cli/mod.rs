@@ -22,6 +22,7 @@ pub mod report;
 pub mod retention;
 pub mod schema;
 pub mod serve;
+pub mod shell;
 pub mod verify;
 
 use anyhow::{Context, Result};
@@ -82,6 +83,7 @@ pub enum Command {
     Gen(gen::Args),
     Ingest(ingest::Args),
     Query(query::Args),
+    Shell(shell::Args),
     Explain(explain::Args),
     Serve(Box<serve::Args>),
     Consume(consume::Args),
@@ -125,6 +127,7 @@ impl Command {
             Command::Gen(_) => "gen",
             Command::Ingest(_) => "ingest",
             Command::Query(_) => "query",
+            Command::Shell(_) => "shell",
             Command::Explain(_) => "explain",
             Command::Serve(_) => "serve",
             Command::Consume(_) => "consume",
@@ -150,6 +153,7 @@ impl Command {
             Command::Gen(a) => gen::run(a),
             Command::Ingest(a) => ingest::run(a),
             Command::Query(a) => query::run(a),
+            Command::Shell(a) => shell::run(a),
             Command::Explain(a) => explain::run(a),
             Command::Serve(a) => serve::run(*a),
             Command::Consume(a) => consume::run(a),
@@ -481,6 +485,7 @@ mod tests {
                         "AUDITLAKE_UNTIL",
                         "AUDITLAKE_QUERY_CLUSTER",
                         "AUDITLAKE_METRICS_LISTEN",
+                        "AUDITLAKE_MEMORY_LIMIT",
                     ];
                     assert!(
                         SHARED.contains(&env.as_str()),

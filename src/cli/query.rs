@@ -99,13 +99,13 @@ pub struct WindowArgs {
     /// (`2026-11-20T09:00:00Z`), a date (`2026-11-20`) or a span back from
     /// now (`15m`, `24h`, `7d`).
     #[arg(long, env = "AUDITLAKE_SINCE")]
-    since: Option<String>,
+    pub(super) since: Option<String>,
     /// Only rows received before this time (same forms as --since).
     #[arg(long, env = "AUDITLAKE_UNTIL")]
-    until: Option<String>,
+    pub(super) until: Option<String>,
     /// Only rows of this cluster.
     #[arg(long = "cluster", env = "AUDITLAKE_QUERY_CLUSTER")]
-    cluster: Option<String>,
+    pub(super) cluster: Option<String>,
 }
 
 impl WindowArgs {
@@ -175,6 +175,7 @@ pub fn run(a: Args) -> Result<()> {
     let limits = query::TableLimits {
         rows: cap(a.max_rows, 40),
         width: cap(a.max_width, 60),
+        show_all: None,
     };
     let text = match (&a.file, a.sql.as_deref()) {
         (Some(f), _) if f.as_os_str() == "-" => Some(read_stdin()?),

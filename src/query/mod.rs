@@ -509,7 +509,10 @@ impl LakeQuery {
                         (_, 0) => Ok(()),
                         (r, o) => writeln!(
                             out,
-                            "{r} rows, {kept_rows} shown; {o} more not shown (--max-rows 0 shows all; --format csv or json is never capped)"
+                            "{r} rows, {kept_rows} shown; {o} more not shown ({})",
+                            limits.show_all.unwrap_or(
+                                "--max-rows 0 shows all; --format csv or json is never capped"
+                            )
                         ),
                     })
                     .map_err(arrow::error::ArrowError::from)?;
@@ -560,6 +563,8 @@ pub struct TableLimits {
     pub rows: Option<usize>,
     /// Cells cut to this many characters, with `…` (`None`: whole).
     pub width: Option<usize>,
+    /// How to see every row, said under a capped table (`None`: `auditlake query`'s flags).
+    pub show_all: Option<&'static str>,
 }
 
 /// `batches` with every cell as text of at most `width` characters.
