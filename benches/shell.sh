@@ -7,11 +7,12 @@
 # The project VM's speed drifts by up to 2x between periods, so the two are compared only
 # within a round; the order alternates from round to round.
 #
-# Usage: bash benches/shell.sh [-r ROUNDS] [-l LAKE] [-q Q,...] [BINARY]
+# Usage: bash benches/shell.sh [-r ROUNDS] [-l LAKE] [-q Q,...] [-s SINCE] [-u UNTIL] [BINARY]
 #   -r  rounds (default 3)
 #   -l  lake (default: the 10M-event lake of benches/query.sh, ~/.cache/auditlake-bench/L10M,
 #       built the same way if missing)
 #   -q  named queries, comma-separated (default: five that take no parameter)
+#   -s, -u  the window (default: one day of that lake, 2026-11-21)
 #   BINARY  the auditlake executable (default: builds --release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,12 +21,16 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 ROUNDS=3
 LAKE="$HOME/.cache/auditlake-bench/L10M"
 QUERIES="events-deleted,denied-per-actor,exec-attach-portforward,anonymous-allowed,proxy-summary"
-while getopts "r:l:q:" opt; do
+SINCE=2026-11-21T00:00:00Z
+UNTIL=2026-11-22T00:00:00Z
+while getopts "r:l:q:s:u:" opt; do
   case "$opt" in
     r) ROUNDS="$OPTARG" ;;
     l) LAKE="$OPTARG" ;;
     q) QUERIES="$OPTARG" ;;
-    *) echo "usage: bash benches/shell.sh [-r ROUNDS] [-l LAKE] [-q Q,...] [BINARY]" >&2; exit 2 ;;
+    s) SINCE="$OPTARG" ;;
+    u) UNTIL="$OPTARG" ;;
+    *) echo "usage: bash benches/shell.sh [-r ROUNDS] [-l LAKE] [-q Q,...] [-s SINCE] [-u UNTIL] [BINARY]" >&2; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
@@ -40,7 +45,7 @@ if [ ! -d "$LAKE" ]; then
   "$BIN" gen --events 10000000 --seed 7 -o - | "$BIN" ingest --lake "$LAKE" --cluster bench - 2>/dev/null
 fi
 
-WINDOW=(--since 2026-11-21T00:00:00Z --until 2026-11-22T00:00:00Z)
+WINDOW=(--since "$SINCE" --until "$UNTIL")
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 IFS=, read -r -a QS <<<"$QUERIES"
@@ -74,3 +79,4 @@ for r in $(seq 1 "$ROUNDS"); do
   printf '| %s | %s | %.2f | %.2f | %.3f |\n' "$r" "$first" "$t_shell" "$t_processes" \
     "$(echo "$t_processes / $t_shell" | bc -l)"
 done
+echo "answers: $(wc -l <"$WORK/shell.out") lines of CSV for ${#QS[@]} queries, the same from both"

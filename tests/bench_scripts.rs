@@ -379,3 +379,58 @@ fn follow_bench_compares_follow_with_ingest() {
     assert_eq!(runs.iter().filter(|r| r.contains("| follow |")).count(), 2);
     assert!(stdout.contains("follow / ingest wall: "), "{stdout}");
 }
+
+/// `benches/shell.sh` on a small lake: one row per round with both timings, and the shell's
+/// answers equal to the separate processes' (the script fails otherwise) and not just headers.
+#[test]
+fn shell_bench_compares_the_shell_with_processes() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let work = tempfile::tempdir().expect("tempdir");
+    let lake = work.path().join("lake");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let built = Command::new("bash")
+        .arg("-c")
+        .arg(r#""$0" gen --events 4000 --seed 7 -o - | "$0" ingest --lake "$1" --cluster bench -"#)
+        .arg(bin())
+        .arg(&lake)
+        .output()
+        .expect("gen | ingest");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let out = Command::new("bash")
+        .arg(format!("{root}/benches/shell.sh"))
+        .args(["-r", "2", "-q", "events-deleted,denied-per-actor", "-l"])
+        .arg(&lake)
+        .args(["-s", "2000-01-01T00:00:00Z", "-u", "2100-01-01T00:00:00Z"])
+        .arg(bin())
+        .output()
+        .expect("bash benches/shell.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rounds: Vec<Vec<&str>> = stdout
+        .lines()
+        .filter(|l| l.starts_with("| 1 |") || l.starts_with("| 2 |"))
+        .map(|l| l.split('|').map(str::trim).collect())
+        .collect();
+    assert_eq!(rounds.len(), 2, "{stdout}");
+    for r in &rounds {
+        for col in [3, 4] {
+            let s: f64 = r[col].parse().expect("seconds");
+            assert!(s > 0.0, "{stdout}");
+        }
+    }
+    let lines: usize = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("answers: "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("answers line");
+    assert!(lines > 2, "only headers: {stdout}");
+}
