@@ -37,12 +37,8 @@ while getopts "n:r:m:w:" opt; do
   esac
 done
 shift $((OPTIND - 1))
-BIN="${1:-}"
-if [ -z "$BIN" ]; then
-  cargo build --release --bin auditlake --quiet
-  BIN="$CARGO_TARGET_DIR/release/auditlake"
-fi
-[ -x "$BIN" ] || { echo "benches/follow.sh: $BIN is not an executable" >&2; exit 2; }
+source benches/lib.sh
+bench_binary benches/follow.sh "${1:-}"
 if [ -z "$WORK" ]; then
   WORK="$(mktemp -d)"
   trap 'rm -rf "$WORK"' EXIT

@@ -43,12 +43,8 @@ while getopts "n:r:w:d:q:" opt; do
   esac
 done
 shift $((OPTIND - 1))
-BIN="${1:-}"
-if [ -z "$BIN" ]; then
-  cargo build --release --bin auditlake --quiet
-  BIN="$CARGO_TARGET_DIR/release/auditlake"
-fi
-[ -x "$BIN" ] || { echo "benches/query.sh: $BIN is not an executable" >&2; exit 2; }
+source benches/lib.sh
+bench_binary benches/query.sh "${1:-}"
 PY="${AUDITLAKE_BENCH_PYTHON:-$HOME/.cache/auditlake/venv/bin/python}"
 if [ "$DUCK_TIMEOUT" != 0 ] && ! "$PY" -c 'import duckdb' 2>/dev/null; then
   echo "benches/query.sh: $PY cannot import duckdb; run tests/run.sh once, set AUDITLAKE_BENCH_PYTHON, or pass -d 0" >&2

@@ -29,12 +29,8 @@ while getopts "n:r:w:" opt; do
   esac
 done
 shift $((OPTIND - 1))
-BIN="${1:-}"
-if [ -z "$BIN" ]; then
-  cargo build --release --bin auditlake --quiet
-  BIN="$CARGO_TARGET_DIR/release/auditlake"
-fi
-[ -x "$BIN" ] || { echo "benches/s3.sh: $BIN is not an executable" >&2; exit 2; }
+source benches/lib.sh
+bench_binary benches/s3.sh "${1:-}"
 if [ -z "$WORK" ]; then
   WORK="$(mktemp -d)"
   trap 'bash tests/s3.sh stop "$WORK/s3" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT

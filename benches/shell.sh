@@ -34,12 +34,8 @@ while getopts "r:l:q:s:u:" opt; do
   esac
 done
 shift $((OPTIND - 1))
-BIN="${1:-}"
-if [ -z "$BIN" ]; then
-  cargo build --release --bin auditlake --quiet
-  BIN="$CARGO_TARGET_DIR/release/auditlake"
-fi
-[ -x "$BIN" ] || { echo "benches/shell.sh: $BIN is not an executable" >&2; exit 2; }
+source benches/lib.sh
+bench_binary benches/shell.sh "${1:-}"
 if [ ! -d "$LAKE" ]; then
   echo "benches/shell.sh: building $LAKE (10M events, seed 7)" >&2
   "$BIN" gen --events 10000000 --seed 7 -o - | "$BIN" ingest --lake "$LAKE" --cluster bench - 2>/dev/null

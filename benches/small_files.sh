@@ -49,11 +49,8 @@ while getopts "n:s:r:w:q:c" opt; do
   esac
 done
 shift $((OPTIND - 1))
-BIN="${1:-}"
-if [ -z "$BIN" ]; then
-  cargo build --release --bin auditlake --quiet
-  BIN="$CARGO_TARGET_DIR/release/auditlake"
-fi
+source benches/lib.sh
+bench_binary benches/small_files.sh "${1:-}"
 mkdir -p "$WORK"
 BIG="$WORK/lake-$EVENTS"
 SMALL="$WORK/lake-$EVENTS-serve-$ROWS"

@@ -27,11 +27,8 @@ while getopts "l:r:w:" opt; do
   esac
 done
 shift $((OPTIND - 1))
-BIN="${1:-}"
-if [ -z "$BIN" ]; then
-  cargo build --release --bin auditlake --quiet
-  BIN="$CARGO_TARGET_DIR/release/auditlake"
-fi
+source benches/lib.sh
+bench_binary benches/verify.sh "${1:-}"
 if [ ! -d "$LAKE" ]; then
   echo "benches/verify.sh: no lake at $LAKE; build one with benches/query.sh or pass -l" >&2
   exit 2
