@@ -34,7 +34,7 @@ const EXAMPLES: &str = "Examples:\n  auditlake shell --lake L\n  auditlake shell
 
 const HELP: &str = "\
 SQL statements end with `;` (Enter before it continues the statement). Relations: audit,
-audit_events, requests (and lake.* without the shell's window). Shell commands:
+audit_events, requests, audit_id_reuse (and lake.* without the shell's window). Shell commands:
   .tables                      the relations, one line each
   .schema [TABLE]              columns of TABLE (default requests), types and descriptions
   .named                       the named queries and their parameters
@@ -89,10 +89,8 @@ struct Settings {
     output: Option<(PathBuf, std::fs::File)>,
     rows: Option<usize>,
     width: Option<usize>,
-    window: Window,
-    since: Option<String>,
-    until: Option<String>,
-    cluster: Option<String>,
+    /// The shell's window, with the strings it was typed as.
+    window: WindowSpec,
 }
 
 impl Settings {
@@ -176,10 +174,12 @@ pub fn run(a: Args) -> Result<()> {
         output: None,
         rows: Some(40),
         width: Some(60),
-        window,
-        since: a.window.since.clone(),
-        until: a.window.until.clone(),
-        cluster: a.window.cluster.clone(),
+        window: WindowSpec {
+            window,
+            since: a.window.since.clone(),
+            until: a.window.until.clone(),
+            cluster: a.window.cluster.clone(),
+        },
     };
     let mut pending = String::new();
     // In a script, errors name the line their statement starts on.
@@ -345,22 +345,17 @@ fn command(
                 ("audit", "every stored row (retried deliveries included)"),
                 ("audit_events", "one row per event: the same event delivered twice counts once"),
                 ("requests", "one row per request: its last stage, with the identity of the stage that carried impersonation"),
+                ("audit_id_reuse", "the requests whose audit ID another request also carried (a client may set it)"),
             ] {
-                println!("{t:<13} {what}");
+                println!("{t:<15} {what}");
             }
         }
         ".schema" => schema(rest.first().copied().unwrap_or("requests"), rt, lq)?,
         ".mode" => {
-            s.format = match rest.first().copied() {
-                Some("table") => OutputFormat::Table,
-                Some("csv") => OutputFormat::Csv,
-                Some("json") => OutputFormat::Json,
-                Some("line") => OutputFormat::Line,
-                other => anyhow::bail!(
-                    "`.mode {}`: the modes are table, csv, json and line",
-                    other.unwrap_or("")
-                ),
-            }
+            let v = rest.first().copied().unwrap_or("");
+            s.format = <OutputFormat as clap::ValueEnum>::from_str(v, true).map_err(|_| {
+                anyhow::anyhow!("`.mode {v}`: the modes are table, csv, json and line")
+            })?;
         }
         ".timer" => {
             s.timer = match rest.first().copied() {
@@ -403,13 +398,14 @@ fn command(
             if !flags.is_empty() {
                 let w = window_with(s, &flags)?;
                 rt.block_on(lq.set_window(&w.window))?;
-                (s.window, s.since, s.until, s.cluster) = (w.window, w.since, w.until, w.cluster);
+                s.window = w;
             }
+            let w = &s.window;
             println!(
                 "since {}, until {}, cluster {}",
-                s.since.as_deref().unwrap_or("(none)"),
-                s.until.as_deref().unwrap_or("(none)"),
-                s.cluster.as_deref().unwrap_or("(all)")
+                w.since.as_deref().unwrap_or("(none)"),
+                w.until.as_deref().unwrap_or("(none)"),
+                w.cluster.as_deref().unwrap_or("(all)")
             );
         }
         ".named" => {
@@ -440,7 +436,7 @@ fn command(
             let run = statement(&sql, rt, lq, s, interrupt);
             // The named query may have widened the relations (history queries): back to the
             // shell's window for what follows.
-            rt.block_on(lq.set_window(&s.window))?;
+            rt.block_on(lq.set_window(&s.window.window))?;
             run?;
         }
         other => anyhow::bail!("unknown command `{other}` (`.help` lists them)"),
@@ -487,7 +483,8 @@ fn split_flags<'a>(words: &[&'a str]) -> Result<(Flags<'a>, Vec<&'a str>)> {
 
 /// The shell's window with `flags` applied (an empty value clears one).
 fn window_with(s: &Settings, flags: &[(&str, &str)]) -> Result<WindowSpec> {
-    let (mut since, mut until, mut cluster) = (s.since.clone(), s.until.clone(), s.cluster.clone());
+    let w = &s.window;
+    let (mut since, mut until, mut cluster) = (w.since.clone(), w.until.clone(), w.cluster.clone());
     for &(name, value) in flags {
         let v = (!value.is_empty()).then(|| value.to_string());
         match name {
@@ -525,7 +522,8 @@ fn schema(table: &str, rt: &tokio::runtime::Runtime, lq: &LakeQuery) -> Result<(
         .block_on(lq.context().table_provider(table))
         .map_err(|_| {
             anyhow::anyhow!(
-                "no relation `{table}`: the relations are audit, audit_events and requests"
+                "no relation `{table}`: the relations are {}",
+                query::RELATIONS.join(", ")
             )
         })?;
     for f in provider.schema().fields() {
@@ -607,7 +605,7 @@ const COMMANDS: &[&str] = &[
     ".timer",
     ".window",
 ];
-const TABLES: &[&str] = &["audit", "audit_events", "requests"];
+const TABLES: &[&str] = &query::RELATIONS;
 const KEYWORDS: &[&str] = &[
     "SELECT", "FROM", "WHERE", "GROUP", "BY", "ORDER", "LIMIT", "HAVING", "DISTINCT", "COUNT",
     "AND", "OR", "NOT", "LIKE", "ILIKE", "IN", "IS", "NULL", "AS", "ASC", "DESC", "JOIN", "LEFT",
