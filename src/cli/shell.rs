@@ -341,12 +341,7 @@ fn command(
         ".quit" | ".exit" => return Ok(Flow::Quit),
         ".help" => println!("{HELP}"),
         ".tables" => {
-            for (t, what) in [
-                ("audit", "every stored row (retried deliveries included)"),
-                ("audit_events", "one row per event: the same event delivered twice counts once"),
-                ("requests", "one row per request: its last stage, with the identity of the stage that carried impersonation"),
-                ("audit_id_reuse", "the requests whose audit ID another request also carried (a client may set it)"),
-            ] {
+            for (t, what) in query::RELATIONS.iter().zip(query::RELATION_MEANINGS) {
                 println!("{t:<15} {what}");
             }
         }
@@ -386,7 +381,10 @@ fn command(
                 let path = PathBuf::from(path);
                 let f = std::fs::File::create(&path)
                     .with_context(|| format!("cannot create {}", path.display()))?;
-                eprintln!("results to {} (`.output` alone: back to the terminal)", path.display());
+                eprintln!(
+                    "results to {} (`.output` alone: back to the terminal)",
+                    path.display()
+                );
                 s.output = Some((path, f));
             }
         },

@@ -145,6 +145,15 @@ impl From<datafusion::error::DataFusionError> for QueryError {
 /// The relations a query sees (each also as `lake.NAME`, without the window).
 pub const RELATIONS: [&str; 4] = ["audit", "audit_events", "requests", "audit_id_reuse"];
 
+/// What each of [`RELATIONS`] holds, in the same order (`auditlake shell`'s `.tables`): one
+/// length for both, so a relation added to one cannot be missing from the other.
+pub const RELATION_MEANINGS: [&str; RELATIONS.len()] = [
+    "every stored row (retried deliveries included)",
+    "one row per event: the same event delivered twice counts once",
+    "one row per request: its last stage, with the identity of the stage that carried impersonation",
+    "the requests whose audit ID another request also carried (a client may set it)",
+];
+
 /// How a lake is opened for queries.
 #[derive(Debug, Clone)]
 pub struct OpenOptions {

@@ -505,7 +505,7 @@ struct ScanPlan {
 /// Decoding into plain strings and filtering them were about 20% of
 /// secrets-by-humans on 10M events (`extend_from_dictionary`,
 /// `filter_record_batch`).
-pub fn read_schema() -> SchemaRef {
+fn read_schema() -> SchemaRef {
     let fields: Vec<Field> = record_schema()
         .fields()
         .iter()
