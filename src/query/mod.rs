@@ -323,7 +323,15 @@ impl LakeQuery {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(opts.memory_limit)))
             .build_arc()?;
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        // `JoinFilters` runs last: it reads the dynamic filters that the
+        // filter pushdown rules have just placed.
+        let state = datafusion::execution::SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(relations::JoinFilters))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         let live = match opts.as_of {
             None => crate::sinks::lake::live_files(&abs).map_err(QueryError::Lake)?,
             Some(at) => files_as_of(&abs, at)?.1,

@@ -57,6 +57,11 @@
 //!   the other columns). Another request at the same microsecond is
 //!   computed too and dropped above the scan.
 //!
+//! Filters that operators derive while the query runs (DataFusion's
+//! dynamic filters, such as a hash join's on its probe side's keys) are one
+//! more candidate pass of `requests`, under the same rule: see
+//! [`RelationExec`] and [`JoinFilters`].
+//!
 //! Partitions are read with string columns as string views
 //! ([`read_schema`]): no string is copied until a row is emitted, and then
 //! into the record schema's types, so every relation keeps `audit`'s schema.
@@ -68,6 +73,8 @@ use arrow::compute::{cast, interleave};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::common::{Column, DFSchema};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -83,12 +90,24 @@ use datafusion::logical_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     TableProviderFilterPushDown, TableType, Volatility,
 };
+use datafusion::physical_expr::expressions::DynamicFilterPhysicalExpr;
+use datafusion::physical_expr::expressions::Literal;
+use datafusion::physical_expr::utils::{collect_columns, reassign_expr_columns};
+use datafusion::physical_expr::DynamicFilterTracking;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr_common::physical_expr::snapshot_physical_expr;
 use datafusion::physical_optimizer::filter_pushdown::FilterPushdown;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::filter_pushdown::{
+    ChildPushdownResult, FilterPushdownPhase, FilterPushdownPropagation,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
-use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
+};
+use datafusion::scalar::ScalarValue;
 use futures::{StreamExt, TryStreamExt};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -399,14 +418,170 @@ impl TableProvider for Relation {
                 }) as Arc<dyn PartitionStream>
             })
             .collect();
-        Ok(Arc::new(StreamingTableExec::try_new(
+        let inner = Arc::new(StreamingTableExec::try_new(
             projected,
             streams,
             None,
             Vec::new(),
             false,
             None,
-        )?))
+        )?);
+        Ok(Arc::new(RelationExec { inner, plan }))
+    }
+}
+
+/// The scan of a relation: its lanes (a `StreamingTableExec`), and a
+/// receiver for the filters that operators above derive while the query
+/// runs. A hash join's build side becomes a filter on the probe side's join
+/// keys (`DataFusion`'s dynamic filters); `requests` uses such a filter as
+/// one more candidate pass (`ScanPlan::candidates`), so a join against a
+/// few keys reads the few requests that carry them. Without it, tokens-minted
+/// computed every request of the lake to count the uses of a few hundred
+/// credentials. The filters stay with the operators that made them too
+/// (reported as not pushed down): they only let the scan skip work.
+#[derive(Debug)]
+struct RelationExec {
+    inner: Arc<StreamingTableExec>,
+    plan: Arc<ScanPlan>,
+}
+
+impl DisplayAs for RelationExec {
+    fn fmt_as(&self, t: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "RelationExec: relation={:?}, ", self.plan.kind)?;
+        self.inner.fmt_as(t, f)
+    }
+}
+
+impl ExecutionPlan for RelationExec {
+    fn name(&self) -> &str {
+        "RelationExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.inner.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        Vec::new()
+    }
+
+    /// The dynamic filters held: a hash join computes its filter only when
+    /// it finds the filter among its probe side's expressions.
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        let held = match self.plan.dynamic.lock() {
+            Ok(h) => h.clone(),
+            Err(_) => Vec::new(),
+        };
+        for e in &held {
+            if f(e)? == TreeNodeRecursion::Stop {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.is_empty() {
+            Ok(self)
+        } else {
+            Err(DataFusionError::Internal(
+                "a relation scan has no children".into(),
+            ))
+        }
+    }
+
+    fn handle_child_pushdown_result(
+        &self,
+        _phase: FilterPushdownPhase,
+        result: ChildPushdownResult,
+        _config: &ConfigOptions,
+    ) -> Result<FilterPushdownPropagation<Arc<dyn ExecutionPlan>>> {
+        let dynamic: Vec<Arc<dyn PhysicalExpr>> = result
+            .parent_filters
+            .iter()
+            .map(|f| f.filter.clone())
+            .filter(|f| DynamicFilterTracking::classify(f).contains_dynamic_filter())
+            .collect();
+        if !dynamic.is_empty() {
+            if let Ok(mut held) = self.plan.dynamic.lock() {
+                *held = dynamic;
+            }
+        }
+        Ok(FilterPushdownPropagation::all_unsupported(result))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        ctx: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        self.inner.execute(partition, ctx)
+    }
+}
+
+/// Tells each relation scan which hash joins' dynamic filters it may wait
+/// for. A hash join fills its filter once its build side is complete, and
+/// reads its probe side only after that, but the operators between may
+/// start the probe side early (a repartition pulls its input as soon as it
+/// is polled), and then the scan saw the filter still `true`. Waiting is
+/// safe only for a filter whose producer does not need this scan's rows to
+/// complete it: a join's filter on a scan of its probe side (the build side
+/// is another subtree), reached only through operators that pass rows on
+/// as they are. A TopK's filter, for one, completes only after this scan's
+/// rows, so it is used as it stands and never waited for.
+#[derive(Debug, Default)]
+pub struct JoinFilters;
+
+impl JoinFilters {
+    fn tag(plan: &Arc<dyn ExecutionPlan>, waits: &[Arc<dyn PhysicalExpr>]) {
+        if let Some(r) = plan.downcast_ref::<RelationExec>() {
+            if let Ok(mut held) = r.plan.join_waits.lock() {
+                held.extend(waits.iter().cloned());
+            }
+            return;
+        }
+        let children = plan.children();
+        if plan.name() == "HashJoinExec" && children.len() == 2 {
+            Self::tag(children[0], &[]);
+            Self::tag(children[1], &plan.dynamic_expressions_produced());
+            return;
+        }
+        let through = matches!(
+            plan.name(),
+            "RepartitionExec"
+                | "ProjectionExec"
+                | "CoalesceBatchesExec"
+                | "CooperativeExec"
+                | "FilterExec"
+        );
+        for c in children {
+            Self::tag(c, if through { waits } else { &[] });
+        }
+    }
+}
+
+impl PhysicalOptimizerRule for JoinFilters {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Self::tag(&plan, &[]);
+        Ok(plan)
+    }
+
+    fn name(&self) -> &str {
+        "auditlake_join_filters"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
     }
 }
 
@@ -481,6 +656,14 @@ struct ScanPlan {
     candidates: Vec<Expr>,
     /// Set once a candidate pass matched most of a partition.
     candidates_off: AtomicBool,
+    /// Filters the operators above derive at run time (see
+    /// [`RelationExec`]), and whether they stopped paying.
+    dynamic: std::sync::Mutex<Vec<Arc<dyn PhysicalExpr>>>,
+    dynamic_off: AtomicBool,
+    /// The dynamic filters of the hash joins whose probe side this scan
+    /// feeds (see [`JoinFilters`]): each partition waits until they are
+    /// complete before it is read.
+    join_waits: std::sync::Mutex<Vec<Arc<dyn PhysicalExpr>>>,
     /// `Reused`: every partition of the scan, and (once the first lane
     /// asks) the hashes of `(cluster, audit_id)` that more than one request
     /// carries.
@@ -595,6 +778,9 @@ impl ScanPlan {
             rows: conjunction(pushed.rows),
             candidates: pushed.candidates,
             candidates_off: AtomicBool::new(false),
+            dynamic: std::sync::Mutex::new(Vec::new()),
+            dynamic_off: AtomicBool::new(false),
+            join_waits: std::sync::Mutex::new(Vec::new()),
             parts,
             reused: tokio::sync::OnceCell::new(),
             reuse_buckets: 1,
@@ -688,7 +874,25 @@ impl ScanPlan {
     ) -> Result<Option<Candidates>> {
         let filters_on =
             !self.candidates.is_empty() && !self.candidates_off.load(Ordering::Relaxed);
-        if self.kind != Kind::Reused && !filters_on {
+        let waits = match self.join_waits.lock() {
+            Ok(w) => w.clone(),
+            Err(_) => Vec::new(),
+        };
+        // Only for a filter this scan holds: a join computes (and
+        // completes) its filter only when a scan of its probe side holds it.
+        let held: HashSet<u64> = match self.dynamic.lock() {
+            Ok(h) => h.iter().filter_map(|e| e.expression_id()).collect(),
+            Err(_) => HashSet::new(),
+        };
+        for w in &waits {
+            if let Some(d) = w.downcast_ref::<DynamicFilterPhysicalExpr>() {
+                if d.expression_id().is_some_and(|id| held.contains(&id)) {
+                    d.wait_complete().await;
+                }
+            }
+        }
+        let dynamic = self.dynamic_filters()?;
+        if self.kind != Kind::Reused && !filters_on && dynamic.is_empty() {
             return Ok(None);
         }
         let received = self.work[self.key[2]];
@@ -697,7 +901,7 @@ impl ScanPlan {
         if self.kind == Kind::Reused {
             let reused = self.reused.get_or_try_init(|| self.reused_ids(ctx)).await?;
             let (k, t) = self.rows_of_reused(part, reused, ctx).await?;
-            let done = k.is_empty() || !filters_on;
+            let done = k.is_empty() || (!filters_on && dynamic.is_empty());
             keys = Some(k);
             times = Some(Arc::new(t));
             if done {
@@ -708,36 +912,58 @@ impl ScanPlan {
             }
         }
         let filters: &[Expr] = if filters_on { &self.candidates } else { &[] };
-        for c in filters {
-            let mut filter = match &self.rows {
-                Some(r) => r.clone().and(c.clone()),
-                None => c.clone(),
+        let passes = filters
+            .iter()
+            .map(|c| (Some(c), None))
+            .chain(dynamic.iter().map(|d| (None, Some(d))));
+        for (c, d) in passes {
+            let mut filter = match (&self.rows, c) {
+                (Some(r), Some(c)) => Some(r.clone().and(c.clone())),
+                (r, c) => r.clone().or_else(|| c.cloned()),
             };
             if let Some(t) = &times {
-                filter = received_in(t.clone()).and(filter);
+                let pre = received_in(t.clone());
+                filter = Some(match filter {
+                    Some(f) => pre.and(f),
+                    None => pre,
+                });
             }
             let mut cols = vec![received];
-            for n in names(&filter) {
+            for n in filter.iter().flat_map(names) {
                 cols.push(stored_index(&n)?);
+            }
+            if let Some((_, on)) = d {
+                for n in on {
+                    cols.push(stored_index(n)?);
+                }
             }
             cols.sort_unstable();
             cols.dedup();
-            let (batches, tested) = self.read(part, &cols, Some(&filter), ctx).await?;
+            let (batches, tested) = self.read(part, &cols, filter.as_ref(), ctx).await?;
             let at = cols.iter().position(|&c| c == received).unwrap_or(0);
             let mut found = Times::default();
             let mut matched = 0usize;
             for b in &batches {
-                matched += b.num_rows();
                 let ts =
                     typed::<arrow::array::TimestampMicrosecondArray>(b, at, "request_received_at")?;
+                let pass = match d {
+                    Some((expr, on)) => Some(self.evaluate(expr, on, &cols, b)?),
+                    None => None,
+                };
                 for i in 0..b.num_rows() {
-                    found.insert(ts.is_valid(i).then(|| ts.value(i)));
+                    if pass.as_ref().is_none_or(|p| p.is_valid(i) && p.value(i)) {
+                        matched += 1;
+                        found.insert(ts.is_valid(i).then(|| ts.value(i)));
+                    }
                 }
             }
             // A filter that most rows pass saves nothing and costs a pass:
             // the rest of the scan goes without.
             if matched as u64 * 2 > tested {
-                self.candidates_off.store(true, Ordering::Relaxed);
+                match d {
+                    None => self.candidates_off.store(true, Ordering::Relaxed),
+                    Some(_) => self.dynamic_off.store(true, Ordering::Relaxed),
+                }
             }
             let none = found.is_empty();
             times = Some(Arc::new(found));
@@ -749,6 +975,98 @@ impl ScanPlan {
             keys,
             times: times.unwrap_or_default(),
         }))
+    }
+
+    /// The run-time filters (see [`RelationExec`]) that a candidate pass
+    /// can use now, each with the columns it reads. `requests` only; a
+    /// filter is used when it holds on one row of every request it keeps:
+    /// besides key columns, only identity columns (the identity row) or
+    /// only others (the last row). A hash join's filter is `true` until its
+    /// build side is complete, and the probe side is read only after that.
+    fn dynamic_filters(&self) -> Result<Vec<RunTimeFilter>> {
+        if self.kind != Kind::Requests || self.dynamic_off.load(Ordering::Relaxed) {
+            return Ok(Vec::new());
+        }
+        let held = match self.dynamic.lock() {
+            Ok(h) => h.clone(),
+            Err(_) => return Ok(Vec::new()),
+        };
+        let mut out = Vec::new();
+        for f in held {
+            let now = snapshot_physical_expr(f)?;
+            if now
+                .downcast_ref::<Literal>()
+                .is_some_and(|l| l.value() == &ScalarValue::Boolean(Some(true)))
+            {
+                continue;
+            }
+            let mut on: Vec<String> = collect_columns(&now)
+                .into_iter()
+                .map(|c| c.name().to_string())
+                .collect();
+            on.sort_unstable();
+            on.dedup();
+            let stored = |n: &String| {
+                !PARTITION_COLUMNS.contains(&n.as_str())
+                    && self.out_schema.field_with_name(n).is_ok()
+                    && record_schema().field_with_name(n).is_ok()
+            };
+            let non_key: Vec<&String> = on
+                .iter()
+                .filter(|n| !REQUEST_KEY.contains(&n.as_str()))
+                .collect();
+            let one_row = non_key
+                .iter()
+                .all(|n| IDENTITY_COLUMNS.contains(&n.as_str()))
+                || non_key
+                    .iter()
+                    .all(|n| !IDENTITY_COLUMNS.contains(&n.as_str()));
+            if !on.is_empty() && on.iter().all(stored) && one_row {
+                out.push((now, on));
+            }
+        }
+        Ok(out)
+    }
+
+    /// `expr` (a filter on the relation's columns `on`) on the rows of `b`,
+    /// whose columns are the stored columns `cols`: they are given the
+    /// relation's types first (`b` holds string views).
+    fn evaluate(
+        &self,
+        expr: &Arc<dyn PhysicalExpr>,
+        on: &[String],
+        cols: &[usize],
+        b: &RecordBatch,
+    ) -> Result<BooleanArray> {
+        let mut fields = Vec::with_capacity(on.len());
+        let mut arrays = Vec::with_capacity(on.len());
+        for n in on {
+            let field = self.out_schema.field_with_name(n)?;
+            let i = stored_index(n)?;
+            let at = cols
+                .iter()
+                .position(|&c| c == i)
+                .ok_or_else(|| DataFusionError::Internal(format!("{n} not read")))?;
+            let col = b.column(at);
+            arrays.push(if col.data_type() == field.data_type() {
+                col.clone()
+            } else {
+                cast(col, field.data_type())?
+            });
+            fields.push(field.clone());
+        }
+        let schema = Schema::new(fields);
+        let batch = RecordBatch::try_new_with_options(
+            Arc::new(schema.clone()),
+            arrays,
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(b.num_rows())),
+        )?;
+        let expr = reassign_expr_columns(expr.clone(), &schema)?;
+        let mask = expr.evaluate(&batch)?.into_array(b.num_rows())?;
+        mask.as_any()
+            .downcast_ref::<BooleanArray>()
+            .cloned()
+            .ok_or_else(|| DataFusionError::Internal("a run-time filter is not boolean".into()))
     }
 
     /// Hashes of the `(cluster, audit_id)` pairs that more than one request
@@ -1269,6 +1587,10 @@ fn note_key(first: &mut HashMap<u64, u64, BuildIdentity>, multi: &mut KeySet, id
         }
     }
 }
+
+/// A run-time filter as a candidate pass uses it: its snapshot, and the
+/// relation columns it reads.
+type RunTimeFilter = (Arc<dyn PhysicalExpr>, Vec<String>);
 
 /// What the candidate passes found in one partition.
 #[derive(Debug, Default)]
