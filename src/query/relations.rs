@@ -276,6 +276,38 @@ fn names(e: &Expr) -> HashSet<String> {
         .collect()
 }
 
+/// Which row of a request a filter on a relation row of `requests` must
+/// hold on, by its columns: every row (key columns only), the identity row
+/// (besides keys, identity columns only) or the last row (besides keys,
+/// other columns only). `None` when it mixes identity and other columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RowOf {
+    Every,
+    Identity,
+    Last,
+}
+
+fn row_of<S: AsRef<str>>(cols: impl IntoIterator<Item = S>) -> Option<RowOf> {
+    let (mut identity, mut other) = (false, false);
+    for c in cols {
+        let c = c.as_ref();
+        if REQUEST_KEY.contains(&c) {
+            continue;
+        }
+        if IDENTITY_COLUMNS.contains(&c) {
+            identity = true;
+        } else {
+            other = true;
+        }
+    }
+    match (identity, other) {
+        (false, false) => Some(RowOf::Every),
+        (true, false) => Some(RowOf::Identity),
+        (false, true) => Some(RowOf::Last),
+        (true, true) => None,
+    }
+}
+
 /// How the conjuncts of a scan's filters are used (see the module doc).
 #[derive(Debug, Default)]
 struct Pushed {
@@ -288,10 +320,6 @@ struct Pushed {
 }
 
 fn classify(kind: Kind, filters: &[Expr]) -> Result<Pushed> {
-    let key: HashSet<&str> = match kind {
-        Kind::Requests | Kind::Reused => REQUEST_KEY.iter().copied().collect(),
-        Kind::Events => REQUEST_KEY.iter().chain(EVENT_KEY_EXTRA).copied().collect(),
-    };
     let mut p = Pushed::default();
     let (mut identity, mut request) = (Vec::new(), Vec::new());
     for f in filters {
@@ -322,23 +350,12 @@ fn classify(kind: Kind, filters: &[Expr]) -> Result<Pushed> {
                         p.rows.push(c);
                     }
                 }
-                Kind::Requests | Kind::Reused => {
-                    let non_key: Vec<&String> =
-                        cols.iter().filter(|n| !key.contains(n.as_str())).collect();
-                    if non_key.is_empty() {
-                        p.rows.push(c);
-                    } else if non_key
-                        .iter()
-                        .all(|n| IDENTITY_COLUMNS.contains(&n.as_str()))
-                    {
-                        identity.push(c);
-                    } else if non_key
-                        .iter()
-                        .all(|n| !IDENTITY_COLUMNS.contains(&n.as_str()))
-                    {
-                        request.push(c);
-                    }
-                }
+                Kind::Requests | Kind::Reused => match row_of(&cols) {
+                    Some(RowOf::Every) => p.rows.push(c),
+                    Some(RowOf::Identity) => identity.push(c),
+                    Some(RowOf::Last) => request.push(c),
+                    None => {}
+                },
             }
         }
     }
@@ -526,15 +543,17 @@ impl ExecutionPlan for RelationExec {
 }
 
 /// Tells each relation scan which hash joins' dynamic filters it may wait
-/// for. A hash join fills its filter once its build side is complete, and
-/// reads its probe side only after that, but the operators between may
-/// start the probe side early (a repartition pulls its input as soon as it
-/// is polled), and then the scan saw the filter still `true`. Waiting is
-/// safe only for a filter whose producer does not need this scan's rows to
-/// complete it: a join's filter on a scan of its probe side (the build side
-/// is another subtree), reached only through operators that pass rows on
-/// as they are. A TopK's filter, for one, completes only after this scan's
-/// rows, so it is used as it stands and never waited for.
+/// for. A hash join fills its filter once its build side is complete and
+/// polls its probe side only after that; the wait makes that order certain
+/// for the scan rather than left to the operators between (whether any of
+/// them starts the probe side early was not measured: the filter was seen
+/// `true` at every partition only while `RelationExec` did not show it to
+/// the join, which then never computed it). Waiting is safe only for a
+/// filter whose producer does not need this scan's rows to complete it: a
+/// join's filter on a scan of its probe side (the build side is another
+/// subtree), reached only through operators that pass rows on as they
+/// are. A TopK's filter, for one, completes only after this scan's rows, so
+/// it is used as it stands and never waited for.
 #[derive(Debug, Default)]
 pub struct JoinFilters;
 
@@ -979,10 +998,9 @@ impl ScanPlan {
 
     /// The run-time filters (see [`RelationExec`]) that a candidate pass
     /// can use now, each with the columns it reads. `requests` only; a
-    /// filter is used when it holds on one row of every request it keeps:
-    /// besides key columns, only identity columns (the identity row) or
-    /// only others (the last row). A hash join's filter is `true` until its
-    /// build side is complete, and the probe side is read only after that.
+    /// filter is used when it holds on one row of every request it keeps
+    /// ([`row_of`]). A filter that is still `true` (a hash join's before
+    /// its build side is complete) is skipped.
     fn dynamic_filters(&self) -> Result<Vec<RunTimeFilter>> {
         if self.kind != Kind::Requests || self.dynamic_off.load(Ordering::Relaxed) {
             return Ok(Vec::new());
@@ -1011,17 +1029,7 @@ impl ScanPlan {
                     && self.out_schema.field_with_name(n).is_ok()
                     && record_schema().field_with_name(n).is_ok()
             };
-            let non_key: Vec<&String> = on
-                .iter()
-                .filter(|n| !REQUEST_KEY.contains(&n.as_str()))
-                .collect();
-            let one_row = non_key
-                .iter()
-                .all(|n| IDENTITY_COLUMNS.contains(&n.as_str()))
-                || non_key
-                    .iter()
-                    .all(|n| !IDENTITY_COLUMNS.contains(&n.as_str()));
-            if !on.is_empty() && on.iter().all(stored) && one_row {
+            if !on.is_empty() && on.iter().all(stored) && row_of(&on).is_some() {
                 out.push((now, on));
             }
         }
@@ -1933,7 +1941,7 @@ impl PartitionStream for Lane {
 
 #[cfg(test)]
 mod tests {
-    use super::{held_bytes, Times};
+    use super::{held_bytes, row_of, RowOf, Times};
     use arrow::array::{ArrayRef, RecordBatch, StringViewArray};
     use std::sync::Arc;
 
@@ -1958,6 +1966,23 @@ mod tests {
         let other = views(1000, "y");
         let both = held_bytes(&[whole, other.clone()]);
         assert_eq!(both, one + held_bytes(&[other]));
+    }
+
+    #[test]
+    fn row_of_names_the_row_a_filter_holds_on() {
+        for (cols, want) in [
+            (&["cluster", "verb"][..], Some(RowOf::Every)),
+            (&[][..], Some(RowOf::Every)),
+            (&["cluster", "credential_id"][..], Some(RowOf::Identity)),
+            (
+                &["actor_kind", "impersonated_username"][..],
+                Some(RowOf::Identity),
+            ),
+            (&["verb", "resource"][..], Some(RowOf::Last)),
+            (&["resource", "actor_kind"][..], None),
+        ] {
+            assert_eq!(row_of(cols), want, "{cols:?}");
+        }
     }
 
     #[test]
