@@ -110,6 +110,8 @@ pub struct Args {
     profiles: ProfileArgs,
     #[command(flatten)]
     maintenance: super::MaintenanceArgs,
+    #[command(flatten)]
+    sort: super::SortArgs,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -150,6 +152,7 @@ pub fn run(a: Args) -> Result<()> {
     };
     let write = WriteOptions {
         row_group_rows: a.row_group_rows as usize,
+        sort_bytes: a.sort.bytes(),
         ..WriteOptions::default()
     };
     let lake = Lake::open(&a.lake, write)

@@ -48,6 +48,8 @@ pub struct Args {
     profiles: ProfileArgs,
     #[command(flatten)]
     workers: WorkerArgs,
+    #[command(flatten)]
+    sort: super::SortArgs,
     /// Rows per Parquet row group.
     #[arg(long, env = "AUDITLAKE_ROW_GROUP_ROWS", default_value_t = 131_072,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -92,6 +94,7 @@ pub fn run(a: Args) -> Result<()> {
     let write = WriteOptions {
         row_group_rows: a.row_group_rows as usize,
         segment_rows: a.segment_rows as usize,
+        sort_bytes: a.sort.bytes(),
         ..WriteOptions::default()
     };
     if a.follow {

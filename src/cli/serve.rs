@@ -134,6 +134,8 @@ pub struct Args {
     pub(super) kafka: KafkaClientArgs,
     #[command(flatten)]
     maintenance: MaintenanceArgs,
+    #[command(flatten)]
+    sort: super::SortArgs,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -192,7 +194,11 @@ pub fn run(a: Args) -> Result<()> {
     // The relay keeps no state: no lake, no log.
     let (lake, wal_dir, source) = match (&relay, a.lake) {
         (None, Some(dir)) => {
-            let lake = Lake::open(&dir, WriteOptions::default())
+            let write = WriteOptions {
+                sort_bytes: a.sort.bytes(),
+                ..WriteOptions::default()
+            };
+            let lake = Lake::open(&dir, write)
                 .with_context(|| format!("cannot open lake {}", dir.display()))?;
             // LAKE/_wal; for a lake on an object store, the working directory on this machine
             // (lake/store.rs), which should then be a persistent volume.
