@@ -1488,21 +1488,24 @@ fn rows_tested(plan: &dyn ExecutionPlan) -> Option<u64> {
         // by resource (the rows of other resources skipped by page) looked
         // like one most rows pass, the candidate passes were turned off, and
         // secrets-by-humans read every row: 1.5-1.8x slower, 2x the memory.
-        let skipped: usize = m
-            .iter()
-            .filter_map(|metric| match metric.value() {
-                datafusion::physical_plan::metrics::MetricValue::PruningMetrics {
-                    name,
-                    pruning_metrics,
-                } if name.as_ref() == "page_index_rows_pruned" => Some(pruning_metrics.pruned()),
-                _ => None,
-            })
-            .sum();
-        return Some((pruned + matched + skipped) as u64);
+        return Some((pruned + matched + page_rows_skipped(&m)) as u64);
     }
     plan.children()
         .into_iter()
         .find_map(|c| rows_tested(c.as_ref()))
+}
+
+/// Rows of the pages the page index skipped, in one scan's metrics.
+fn page_rows_skipped(m: &datafusion::physical_plan::metrics::MetricsSet) -> usize {
+    m.iter()
+        .filter_map(|metric| match metric.value() {
+            datafusion::physical_plan::metrics::MetricValue::PruningMetrics {
+                name,
+                pruning_metrics,
+            } if name.as_ref() == "page_index_rows_pruned" => Some(pruning_metrics.pruned()),
+            _ => None,
+        })
+        .sum()
 }
 
 /// The key columns of one batch.
@@ -2030,17 +2033,7 @@ mod tests {
         let mut find = vec![plan.clone()];
         while let Some(p) = find.pop() {
             if let Some(m) = p.metrics() {
-                for metric in m.iter() {
-                    if let datafusion::physical_plan::metrics::MetricValue::PruningMetrics {
-                        name,
-                        pruning_metrics,
-                    } = metric.value()
-                    {
-                        if name.as_ref() == "page_index_rows_pruned" {
-                            skipped += pruning_metrics.pruned();
-                        }
-                    }
-                }
+                skipped += super::page_rows_skipped(&m);
             }
             find.extend(p.children().into_iter().cloned());
         }

@@ -760,20 +760,16 @@ impl Segment {
                 let tmp = self.lake.tmp_path(&self.source, "parquet");
                 let f = Hashed::create(&tmp)?;
                 let props = writer_properties(&self.lake.opts, &self.source);
-                let mut writer =
+                let writer =
                     ParquetFile::try_new(f, record_schema(), props, self.lake.encoders.clone())
+                        .and_then(|w| match self.lake.opts.sort_bytes {
+                            0 => Ok(w),
+                            _ => w.sorted_by(&ROW_ORDER),
+                        })
                         .map_err(|source| LakeError::Parquet {
                             path: tmp.clone(),
                             source,
                         })?;
-                if self.lake.opts.sort_bytes > 0 {
-                    writer = writer
-                        .sorted_by(&ROW_ORDER)
-                        .map_err(|source| LakeError::Parquet {
-                            path: tmp.clone(),
-                            source,
-                        })?;
-                }
                 self.open.entry(part).or_insert(OpenFile {
                     tmp,
                     writer,
@@ -1038,10 +1034,20 @@ mod tests {
     use super::*;
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
+    /// The audit IDs of `b`'s rows, in order.
+    fn audit_ids(b: &RecordBatch) -> Vec<String> {
+        use arrow::array::AsArray;
+        let id = b.column_by_name("audit_id").expect("audit_id");
+        let id = arrow::compute::cast(id, &arrow::datatypes::DataType::Utf8).expect("cast");
+        id.as_string::<i32>()
+            .iter()
+            .map(|v| v.unwrap_or("").to_string())
+            .collect()
+    }
+
     /// Whether every row group of the Parquet file at `path` is sorted by
     /// [`ROW_ORDER`], and the audit IDs of its rows in stored order.
     fn stored_order(path: &Path) -> (bool, Vec<String>) {
-        use arrow::array::AsArray;
         use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
         let groups = SerializedFileReader::new(File::open(path).expect("open"))
             .expect("readable")
@@ -1070,13 +1076,7 @@ mod tests {
                 .expect("converter");
                 let rows = conv.convert_columns(&keys).expect("rows");
                 sorted &= (1..rows.num_rows()).all(|i| rows.row(i - 1) <= rows.row(i));
-                let id = b.column_by_name("audit_id").expect("audit_id");
-                let id = arrow::compute::cast(id, &arrow::datatypes::DataType::Utf8).expect("cast");
-                ids.extend(
-                    id.as_string::<i32>()
-                        .iter()
-                        .map(|v| v.unwrap_or("").to_string()),
-                );
+                ids.extend(audit_ids(&b));
             }
         }
         (sorted, ids)
@@ -1088,18 +1088,7 @@ mod tests {
     #[test]
     fn segments_sort_row_groups_within_their_memory() {
         let batch = writer::tests::generated_batch(3000);
-        let written: Vec<String> = {
-            use arrow::array::AsArray;
-            let id = arrow::compute::cast(
-                batch.column_by_name("audit_id").expect("audit_id"),
-                &arrow::datatypes::DataType::Utf8,
-            )
-            .expect("cast");
-            id.as_string::<i32>()
-                .iter()
-                .map(|v| v.unwrap_or("").to_string())
-                .collect()
-        };
+        let written = audit_ids(&batch);
         let parts = [
             batch::PartKey::At {
                 days: 20000,

@@ -371,15 +371,20 @@ pub(crate) mod tests {
         f.into_inner().expect("close")
     }
 
-    #[test]
-    fn parallel_encoding_writes_the_bytes_arrow_writer_writes() {
-        let batch = generated_batch(2000);
-        // Uneven pieces: row groups fill across batch boundaries.
-        let batches = vec![
+    /// 2000 rows in uneven pieces: 700-row groups fill across batch
+    /// boundaries.
+    fn uneven_pieces(batch: &RecordBatch) -> Vec<RecordBatch> {
+        vec![
             batch.slice(0, 333),
             batch.slice(333, 1200),
             batch.slice(1533, 467),
-        ];
+        ]
+    }
+
+    #[test]
+    fn parallel_encoding_writes_the_bytes_arrow_writer_writes() {
+        let batch = generated_batch(2000);
+        let batches = uneven_pieces(&batch);
         let expected = with_arrow_writer(&batches);
         assert_eq!(with_parquet_file(&batches, 1), expected, "serial");
         assert_eq!(with_parquet_file(&batches, 3), expected, "parallel");
@@ -430,11 +435,7 @@ pub(crate) mod tests {
     #[test]
     fn a_sorted_file_holds_each_row_group_sorted() {
         let batch = generated_batch(2000);
-        let batches = vec![
-            batch.slice(0, 333),
-            batch.slice(333, 1200),
-            batch.slice(1533, 467),
-        ];
+        let batches = uneven_pieces(&batch);
         // Row groups of 700: each is its rows sorted, and nothing else
         // differs from what ArrowWriter writes for those rows.
         let expected = with_arrow_writer(&[
