@@ -10,12 +10,12 @@ Attacks (loopback only, bounded):
          while another client posts 24 batches (with the default grace, and with a 60 s grace
          so that only the per-client budget protects the other client).
 Each run starts a fresh server (plain HTTP, bearer tokens) with the default budget
-(--max-inflight-bytes 256 MiB) and samples its VmRSS every 20 ms. Binaries given together run
+(--max-inflight-bytes 512 MiB) and samples its VmRSS every 20 ms. Binaries given together run
 side by side, interleaved per round. Prints one Markdown table row per run.
 """
 import argparse, gzip, http.client, json, os, socket, subprocess, sys, tempfile, threading, time
 
-BUDGET = 256 << 20
+BUDGET = 512 << 20  # the default --max-inflight-bytes
 TOKEN_A, TOKEN_B = "bench-token-client-a-0123456789", "bench-token-client-b-0123456789"
 
 

@@ -792,3 +792,148 @@ async fn client_ca_and_token_file_reload_when_they_change() {
     assert_eq!(by_cert(&new_client, 5).await, 200);
     server.sigterm();
 }
+
+/// An EventList of `n` events named `{prefix}-{i}`, each carrying a request object of `pad`
+/// bytes (RequestResponse-level events of large objects), with `bad` items replaced by
+/// `{"kind":0}`.
+fn large_list(prefix: &str, n: usize, pad: usize, bad: &[usize]) -> String {
+    let data = "x".repeat(pad);
+    let items: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            if bad.contains(&i) {
+                return serde_json::json!({"kind": 0});
+            }
+            let mut e = event(&format!("{prefix}-{i}"));
+            e["level"] = "RequestResponse".into();
+            e["requestObject"] = serde_json::json!({"kind": "ConfigMap", "data": {"blob": data}});
+            e
+        })
+        .collect();
+    serde_json::json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "metadata": {}, "items": items})
+        .to_string()
+}
+
+/// POST `body` over plain HTTP/1.1 in chunks of `chunk` bytes with no Content-Length, as a
+/// client that streams does; returns the status code.
+fn post_chunked(url: &str, body: &[u8], chunk: usize) -> u16 {
+    use std::io::{Read, Write};
+    let addr = url
+        .trim_start_matches("http://")
+        .replace("localhost", "127.0.0.1");
+    let mut s = std::net::TcpStream::connect(addr.trim_end_matches('/')).expect("connect");
+    write!(
+        s,
+        "POST /audit HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .expect("head");
+    for part in body.chunks(chunk) {
+        write!(s, "{:x}\r\n", part.len()).expect("chunk size");
+        s.write_all(part).expect("chunk");
+        s.write_all(b"\r\n").expect("chunk end");
+    }
+    s.write_all(b"0\r\n\r\n").expect("last chunk");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("answer");
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"))
+}
+
+/// Batches larger than `--spill-body` are streamed into the write-ahead log as they arrive,
+/// never held whole in memory, and every event of them is stored once: kube-apiserver drops
+/// a batch it cannot deliver, and 400 RequestResponse events of large objects pass 100 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_larger_than_memory_are_streamed_into_the_log_and_stored_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let server = Server::start_plain(&lake, &["--spill-body", "1048576"]);
+    let url = server.url.clone();
+    let c = reqwest::Client::new();
+    // Declared longer than --spill-body: straight to disk. One item in the middle is bad.
+    let declared = large_list("declared", 400, 25_000, &[200]);
+    assert!(declared.len() > 8 << 20, "{}", declared.len());
+    let r = c
+        .post(format!("{url}/audit"))
+        .bearer_auth(TOKEN)
+        .body(declared.clone())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    // No length: read into memory up to --spill-body, then the rest to disk.
+    let chunked = large_list("chunked", 300, 20_000, &[]);
+    let u = url.clone();
+    let status = tokio::task::spawn_blocking(move || post_chunked(&u, chunked.as_bytes(), 300_000))
+        .await
+        .expect("chunked client");
+    assert_eq!(status, 200);
+    // A small batch still goes the in-memory way, and one cut short is kept as far as it goes.
+    let small = c
+        .post(format!("{url}/audit"))
+        .bearer_auth(TOKEN)
+        .body(event_list(&["small".into()]))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(small.status(), 200);
+    let cut = large_list("cut", 100, 20_000, &[]);
+    let cut = &cut[..cut.len() * 3 / 4];
+    let r = c
+        .post(format!("{url}/audit"))
+        .bearer_auth(TOKEN)
+        .body(cut.to_string())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    let metrics = c
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("auditlake_webhook_spilled_total 3"),
+        "{metrics}"
+    );
+    server.sigterm();
+
+    let ids = stored_ids(&lake);
+    let count = |p: &str| ids.iter().filter(|i| i.starts_with(p)).count();
+    assert_eq!(count("declared-"), 399);
+    assert_eq!(count("chunked-"), 300);
+    assert_eq!(count("small"), 1);
+    let cut_kept = count("cut-");
+    assert!((70..=75).contains(&cut_kept), "{cut_kept} of the cut batch");
+    assert_eq!(
+        ids.iter().collect::<HashSet<_>>().len(),
+        ids.len(),
+        "no event stored twice"
+    );
+    // The bad item is dead-lettered with its index and where it lies in the body; the cut
+    // batch leaves its broken last item and a note that the list never closed.
+    let rejected = dead_letters(&lake);
+    let bad = rejected
+        .iter()
+        .find(|r| r["item"] == 200)
+        .unwrap_or_else(|| panic!("{rejected:?}"));
+    let at = declared.find(r#"{"kind":0}"#).expect("bad item") as u64;
+    assert_eq!(bad["offset"], at, "{bad}");
+    assert_eq!(bad["text"], r#"{"kind":0}"#);
+    assert!(
+        rejected
+            .iter()
+            .any(|r| r["reason"].as_str().unwrap_or("").contains("cut short")),
+        "{rejected:?}"
+    );
+    // What the lake holds is gone from the log.
+    let large = lake.join("_wal").join("large");
+    let left: Vec<_> = std::fs::read_dir(&large)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?} left in {}", large.display());
+}

@@ -403,4 +403,37 @@ async fn slow_bodies_time_out_and_cannot_starve_other_clients() {
     server.sigterm();
     let stored: HashSet<String> = stored_ids(&lake).into_iter().collect();
     assert_eq!(stored, acked.into_iter().collect::<HashSet<_>>());
+
+    // The same with bodies that stream to disk (over --spill-body): each slow one holds a
+    // file and its buffers' share of the budget, so they still cannot starve client B, and
+    // what they left unfinished is gone from the log.
+    let lake = dir.path().join("lake3");
+    let (server, addr) = start(&lake, &["--body-grace", "60", "--spill-body", "65536"]);
+    let slow: Vec<_> = (0..21)
+        .map(|_| slow_request(&addr, TOKEN_A, 1 << 20))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut acked = vec![];
+    for b in 0..24 {
+        let ids: Vec<String> = (0..20).map(|i| format!("spill-b{b}-i{i}")).collect();
+        let r = c
+            .post(format!("{}/audit", server.url))
+            .bearer_auth(TOKEN)
+            .body(event_list(&ids))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 200, "batch {b} of the other client");
+        acked.extend(ids);
+    }
+    drop(slow);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.sigterm();
+    let stored: HashSet<String> = stored_ids(&lake).into_iter().collect();
+    assert_eq!(stored, acked.into_iter().collect::<HashSet<_>>());
+    let large = lake.join("_wal").join("large");
+    let left: Vec<_> = std::fs::read_dir(&large)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?} left in {}", large.display());
 }

@@ -25,6 +25,18 @@
 //! The active segment is rolled once everything in it is committed, so the
 //! flusher's trim can free it: with the log alone on a small volume, a full
 //! disk otherwise stayed full for good.
+//!
+//! A body too large to hold in memory is *spilled*: the receiver streams
+//! it into `large/<n>.part` ([`Wal::spool`]), fsyncs it, and appends a
+//! record that refers to it ([`Wal::append_spilled`]). The writer renames
+//! the file to `large/<seq>.body` before it writes that record, so a spilled
+//! body is durable, and named by its sequence number, before the record
+//! that makes it visible; the record holds the body's length and CRC. On
+//! open, `.part` files and bodies past the last durable record (a crash
+//! between rename and record) are deleted: neither was acknowledged. A
+//! spilled body is deleted with its record's commit ([`trim`]). The flag is
+//! the top bit of the record's cluster length, so records written before
+//! spilling existed read as they did (cluster names are far below 32 KiB).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
@@ -65,20 +77,152 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
 pub struct Record {
     pub seq: u64,
     pub cluster: String,
+    /// The body, or nothing when it is spilled.
     pub body: Vec<u8>,
+    /// A spilled body: in [`Record::spilled_path`].
+    pub spilled: Option<Spilled>,
 }
 
+/// What a record says of its spilled body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spilled {
+    pub len: u64,
+    pub crc: u32,
+}
+
+/// The top bit of a record's cluster length: its body is spilled.
+const SPILLED_FLAG: u16 = 0x8000;
+/// Bytes of a spilled record's body: the file's length and CRC.
+const SPILLED_BODY: usize = 12;
+
 impl Record {
-    /// Size of the record on disk.
+    /// Size of the record in its segment.
     pub fn frame_len(&self) -> u64 {
-        (HEADER + 10 + self.cluster.len() + self.body.len()) as u64
+        let body = match self.spilled {
+            Some(_) => SPILLED_BODY,
+            None => self.body.len(),
+        };
+        (HEADER + 10 + self.cluster.len() + body) as u64
     }
+
+    /// Bytes the record holds on disk: its frame and its spilled body (what
+    /// the log's back-pressure counts).
+    pub fn stored_len(&self) -> u64 {
+        self.frame_len() + self.spilled.map_or(0, |s| s.len)
+    }
+
+    /// Where the log `dir` keeps this record's spilled body.
+    pub fn spilled_path(&self, dir: &Path) -> PathBuf {
+        spilled_path(dir, self.seq)
+    }
+}
+
+fn large_dir(dir: &Path) -> PathBuf {
+    dir.join("large")
+}
+
+fn spilled_path(dir: &Path, seq: u64) -> PathBuf {
+    large_dir(dir).join(format!("{seq:020}.body"))
 }
 
 struct Append {
     cluster: String,
     body: Vec<u8>,
+    /// A spooled body to rename into place under the record's sequence
+    /// number.
+    spill: Option<(PathBuf, Spilled)>,
     done: oneshot::Sender<Result<u64, WalError>>,
+}
+
+/// A body being spilled: `large/<n>.part`, deleted unless [`finish`]ed.
+///
+/// Its writes are blocking: run it off the async runtime.
+///
+/// [`finish`]: Spool::finish
+pub struct Spool {
+    path: PathBuf,
+    file: Option<io::BufWriter<File>>,
+    len: u64,
+    crc: crc32fast::Hasher,
+    stats: Arc<WalStats>,
+}
+
+/// A spooled body, on disk and fsynced, ready for [`Wal::append_spilled`].
+pub struct Spooled {
+    path: PathBuf,
+    spilled: Spilled,
+}
+
+impl Spooled {
+    pub fn len(&self) -> u64 {
+        self.spilled.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spilled.len == 0
+    }
+}
+
+impl Drop for Spooled {
+    fn drop(&mut self) {
+        // Not appended (refused, or the log closed): nothing refers to it.
+        // After an append the path is gone (renamed) and this is a no-op.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+impl Spool {
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), WalError> {
+        let Some(f) = self.file.as_mut() else {
+            return Err(WalError::Closed);
+        };
+        f.write_all(bytes).map_err(io_err(&self.path))?;
+        self.crc.update(bytes);
+        self.len += bytes.len() as u64;
+        self.stats
+            .spooling
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Flush and fsync the body.
+    pub fn finish(mut self) -> Result<Spooled, WalError> {
+        let Some(f) = self.file.take() else {
+            return Err(WalError::Closed);
+        };
+        let f = f
+            .into_inner()
+            .map_err(|e| io_err(&self.path)(e.into_error()))?;
+        f.sync_all().map_err(io_err(&self.path))?;
+        let spilled = Spilled {
+            len: self.len,
+            crc: self.crc.clone().finalize(),
+        };
+        Ok(Spooled {
+            path: std::mem::take(&mut self.path),
+            spilled,
+        })
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        // Finished or not, its bytes are no longer being spooled (once
+        // appended they count as pending).
+        self.stats.settle_spooling(self.len);
+        if !self.path.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
 }
 
 /// Shared counters, read by metrics and the flusher.
@@ -94,9 +238,23 @@ pub struct WalStats {
     pub committed: AtomicU64,
     /// Bytes moved to `quarantine/` as corrupt when the log was opened.
     pub quarantined: AtomicU64,
+    /// Names of bodies being spooled.
+    spools: AtomicU64,
+    /// Bytes of bodies being spooled, not yet appended: counted against the
+    /// limit with `pending`, so bodies that stream for a long time cannot
+    /// fill the disk past it between them.
+    spooling: AtomicU64,
 }
 
 impl WalStats {
+    fn settle_spooling(&self, n: u64) {
+        let _ = self
+            .spooling
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+                Some(p.saturating_sub(n))
+            });
+    }
+
     /// The flush stage committed (or found already committed) `n` bytes of
     /// records.
     pub fn settle(&self, n: u64) {
@@ -190,13 +348,34 @@ fn decode(payload: &[u8], crc: u32) -> Option<Record> {
         return None;
     }
     let seq = u64::from_le_bytes(payload[0..8].try_into().ok()?);
-    let clen = u16::from_le_bytes([payload[8], payload[9]]) as usize;
+    let raw = u16::from_le_bytes([payload[8], payload[9]]);
+    let clen = (raw & !SPILLED_FLAG) as usize;
     if 10 + clen > payload.len() {
         return None;
     }
     let cluster = String::from_utf8_lossy(&payload[10..10 + clen]).into_owned();
-    let body = payload[10 + clen..].to_vec();
-    Some(Record { seq, cluster, body })
+    let body = &payload[10 + clen..];
+    if raw & SPILLED_FLAG != 0 {
+        if body.len() != SPILLED_BODY {
+            return None;
+        }
+        let spilled = Spilled {
+            len: u64::from_le_bytes(body[0..8].try_into().ok()?),
+            crc: u32::from_le_bytes(body[8..12].try_into().ok()?),
+        };
+        return Some(Record {
+            seq,
+            cluster,
+            body: Vec::new(),
+            spilled: Some(spilled),
+        });
+    }
+    Some(Record {
+        seq,
+        cluster,
+        body: body.to_vec(),
+        spilled: None,
+    })
 }
 
 /// The offset in `bytes` of the first intact frame at or after `from` whose
@@ -212,23 +391,26 @@ fn next_intact(bytes: &[u8], from: usize, after: u64) -> Option<usize> {
 }
 
 /// Scan one segment; repair it if it holds a bad record. Returns the bytes
-/// and last sequence number of its intact records.
+/// and last sequence number of its intact records, and the bytes of their
+/// spilled bodies.
 fn scan_segment(
     dir: &Path,
     path: &Path,
     is_last: bool,
     mut last_seq: u64,
     stats: &WalStats,
-) -> Result<(u64, u64), WalError> {
+) -> Result<(u64, u64, u64), WalError> {
     loop {
         let f = File::open(path).map_err(io_err(path))?;
         let mut r = BufReader::new(f);
         let mut valid = 0u64;
+        let mut spilled = 0u64;
         let bad = loop {
             match read_record(&mut r).map_err(io_err(path))? {
-                None => return Ok((valid, last_seq)),
+                None => return Ok((valid, last_seq, spilled)),
                 Some(Ok(rec)) => {
                     valid += rec.frame_len();
+                    spilled += rec.spilled.map_or(0, |s| s.len);
                     last_seq = rec.seq;
                 }
                 Some(Err(bad)) => break bad,
@@ -243,7 +425,7 @@ fn scan_segment(
             // here was acknowledged.
             tracing::warn!(path = %path.display(), offset = at, bytes = bytes.len() - at, "cutting a torn write at the end of the write-ahead log (never acknowledged)");
             cut(path, &bytes[..at])?;
-            return Ok((valid, last_seq));
+            return Ok((valid, last_seq, spilled));
         }
         let end = resume.unwrap_or(bytes.len());
         let name = path
@@ -293,6 +475,31 @@ fn cut(path: &Path, keep: &[u8]) -> Result<(), WalError> {
     }
 }
 
+/// Delete what no durable record refers to: bodies being spooled when the
+/// process stopped, and bodies renamed into place for a record that never
+/// became durable. Neither was acknowledged.
+fn clean_large(dir: &Path, last_seq: u64) -> Result<(), WalError> {
+    let large = large_dir(dir);
+    let entries = match fs::read_dir(&large) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(&large)(e)),
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let orphan = name.ends_with(".part")
+            || name
+                .strip_suffix(".body")
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|seq| seq > last_seq);
+        if orphan {
+            tracing::info!(path = %e.path().display(), "deleting a spilled body no durable record refers to (never acknowledged)");
+            fs::remove_file(e.path()).map_err(io_err(&e.path()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Make a directory's entries (created, renamed files) durable.
 fn sync_dir(dir: &Path) -> Result<(), WalError> {
     File::open(dir)
@@ -300,14 +507,23 @@ fn sync_dir(dir: &Path) -> Result<(), WalError> {
         .map_err(io_err(dir))
 }
 
-fn encode(seq: u64, cluster: &str, body: &[u8], out: &mut Vec<u8>) {
-    let clen = cluster.len().min(u16::MAX as usize);
+fn encode(seq: u64, cluster: &str, body: &[u8], spilled: Option<Spilled>, out: &mut Vec<u8>) {
+    let clen = cluster.len().min((SPILLED_FLAG - 1) as usize);
+    let mut reference = [0u8; SPILLED_BODY];
+    let (flag, body) = match spilled {
+        Some(s) => {
+            reference[..8].copy_from_slice(&s.len.to_le_bytes());
+            reference[8..].copy_from_slice(&s.crc.to_le_bytes());
+            (SPILLED_FLAG, &reference[..])
+        }
+        None => (0, body),
+    };
     let len = 10 + clen + body.len();
     let start = out.len();
     out.extend_from_slice(&(len as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(&(clen as u16).to_le_bytes());
+    out.extend_from_slice(&(clen as u16 | flag).to_le_bytes());
     out.extend_from_slice(&cluster.as_bytes()[..clen]);
     out.extend_from_slice(body);
     let crc = crc32fast::hash(&out[start + HEADER..]);
@@ -351,11 +567,13 @@ pub fn open(dir: &Path, opts: WalOptions) -> Result<Opened, WalError> {
     let mut total = 0u64;
     let mut tail: Option<(PathBuf, u64)> = None; // (path, valid len)
     for (i, (_, path)) in segs.iter().enumerate() {
-        let (valid, last) = scan_segment(dir, path, i + 1 == segs.len(), last_seq, &stats)?;
+        let (valid, last, spilled) =
+            scan_segment(dir, path, i + 1 == segs.len(), last_seq, &stats)?;
         last_seq = last;
-        total += valid;
+        total += valid + spilled;
         tail = Some((path.clone(), valid));
     }
+    clean_large(dir, last_seq)?;
     // Segments are sized to the budget, so that trimming frees space in
     // steps the budget can use.
     let mut opts = opts;
@@ -411,12 +629,73 @@ impl Wal {
                 limit: self.max_bytes,
             });
         }
-        let (done, wait) = oneshot::channel();
-        let req = Append {
+        self.send(Append {
             cluster: cluster.to_string(),
             body,
-            done,
-        };
+            spill: None,
+            done: oneshot::channel().0,
+        })
+        .await
+    }
+
+    /// Whether `bytes` more would fit under the log's limit now, beside the
+    /// bodies being spooled.
+    pub fn room_for(&self, bytes: u64) -> Result<(), WalError> {
+        let pending = self.stats.pending.load(Ordering::Relaxed)
+            + self.stats.spooling.load(Ordering::Relaxed);
+        if pending + bytes > self.max_bytes {
+            return Err(WalError::Full {
+                bytes: pending,
+                limit: self.max_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Start spilling a body too large for memory (blocking I/O: call off
+    /// the async runtime, as [`Spool::write`]).
+    pub fn spool(&self) -> Result<Spool, WalError> {
+        let large = large_dir(&self.dir);
+        fs::create_dir_all(&large).map_err(io_err(&large))?;
+        let n = self.stats.spools.fetch_add(1, Ordering::Relaxed);
+        let path = large.join(format!("{n}.part"));
+        let file = File::create(&path).map_err(io_err(&path))?;
+        Ok(Spool {
+            path,
+            file: Some(io::BufWriter::with_capacity(1 << 20, file)),
+            len: 0,
+            crc: crc32fast::Hasher::new(),
+            stats: self.stats.clone(),
+        })
+    }
+
+    /// Append a record for a spooled body; resolves once both are durable.
+    pub async fn append_spilled(&self, cluster: &str, body: Spooled) -> Result<u64, WalError> {
+        let pending = self.stats.pending.load(Ordering::Relaxed);
+        if pending + body.spilled.len > self.max_bytes {
+            return Err(WalError::Full {
+                bytes: pending,
+                limit: self.max_bytes,
+            });
+        }
+        let spill = (body.path.clone(), body.spilled);
+        // The file is the writer's to rename from here; `body` deletes it
+        // only if it is still there when this ends (the append failed).
+        let result = self
+            .send(Append {
+                cluster: cluster.to_string(),
+                body: Vec::new(),
+                spill: Some(spill),
+                done: oneshot::channel().0,
+            })
+            .await;
+        drop(body);
+        result
+    }
+
+    async fn send(&self, mut req: Append) -> Result<u64, WalError> {
+        let (done, wait) = oneshot::channel();
+        req.done = done;
         match self.tx.try_send(req) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => return Err(WalError::Busy),
@@ -455,6 +734,30 @@ pub fn trim(dir: &Path, committed: u64, stats: &WalStats) -> Result<u64, WalErro
     stats.committed.fetch_max(committed, Ordering::Relaxed);
     let segs = segments(dir)?;
     let mut removed = 0;
+    let large = large_dir(dir);
+    if let Ok(entries) = fs::read_dir(&large) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let done = name
+                .strip_suffix(".body")
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|seq| seq <= committed);
+            if !done {
+                continue;
+            }
+            let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+            match fs::remove_file(e.path()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(io_err(&e.path())(err)),
+            }
+            removed += len;
+            stats.bytes.fetch_sub(
+                len.min(stats.bytes.load(Ordering::Relaxed)),
+                Ordering::Relaxed,
+            );
+        }
+    }
     for w in segs.windows(2) {
         let (_, path) = &w[0];
         let (next_first, _) = w[1];
@@ -680,22 +983,70 @@ impl Writer {
         }
         buf.clear();
         let first = self.next_seq;
+        // Spilled bodies go into place under their sequence numbers before
+        // the records that make them visible.
+        let renamed = self.place_spilled(batch, first)?;
         for (i, a) in batch.iter().enumerate() {
-            encode(first + i as u64, &a.cluster, &a.body, buf);
+            encode(
+                first + i as u64,
+                &a.cluster,
+                &a.body,
+                a.spill.as_ref().map(|s| s.1),
+                buf,
+            );
         }
-        match self.append(buf) {
-            Ok(()) => {}
+        let result = match self.append(buf) {
+            Ok(()) => Ok(()),
             // Out of space with everything committed: the active segment
             // is what fills the volume; let it go and try once more.
             Err(e) if self.active_committed() => {
                 tracing::warn!(error = %e, "write-ahead log append failed; rolling the committed active segment and retrying");
-                self.roll(true)?;
-                self.append(buf)?;
+                self.roll(true).and_then(|()| self.append(buf))
             }
-            Err(e) => return Err(e),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            // The sequence numbers are used again: no body may stay under
+            // them.
+            for path in renamed {
+                let _ = fs::remove_file(path);
+            }
+            return Err(e);
         }
+        let spilled: u64 = batch
+            .iter()
+            .filter_map(|a| a.spill.as_ref().map(|s| s.1.len))
+            .sum();
+        self.stats.bytes.fetch_add(spilled, Ordering::Relaxed);
+        self.stats.pending.fetch_add(spilled, Ordering::Relaxed);
         self.next_seq += batch.len() as u64;
         Ok(first)
+    }
+
+    /// Rename the batch's spooled bodies to `large/<seq>.body` and make the
+    /// names durable. Returns the new paths.
+    fn place_spilled(&self, batch: &[Append], first: u64) -> Result<Vec<PathBuf>, WalError> {
+        let mut renamed = Vec::new();
+        for (i, a) in batch.iter().enumerate() {
+            let Some((part, _)) = &a.spill else { continue };
+            let to = spilled_path(&self.dir, first + i as u64);
+            if let Err(e) = fs::rename(part, &to) {
+                for path in &renamed {
+                    let _ = fs::remove_file(path);
+                }
+                return Err(io_err(part)(e));
+            }
+            renamed.push(to);
+        }
+        if !renamed.is_empty() {
+            if let Err(e) = sync_dir(&large_dir(&self.dir)) {
+                for path in &renamed {
+                    let _ = fs::remove_file(path);
+                }
+                return Err(e);
+            }
+        }
+        Ok(renamed)
     }
 
     fn append(&mut self, buf: &[u8]) -> Result<(), WalError> {
@@ -961,5 +1312,121 @@ mod tests {
             Ok(_) => panic!("a second writer was allowed"),
         }
         drop(first);
+    }
+
+    /// Spool a body on a blocking thread, as the receiver does.
+    async fn spooled(wal: &Wal, body: &[u8]) -> Spooled {
+        let (wal, body) = (wal.clone(), body.to_vec());
+        tokio::task::spawn_blocking(move || {
+            let mut s = wal.spool().expect("spool");
+            for part in body.chunks(7) {
+                s.write(part).expect("write");
+            }
+            s.finish().expect("finish")
+        })
+        .await
+        .expect("spool task")
+    }
+
+    fn large_files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir.join("large"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn spilled_bodies_are_durable_with_their_record_and_go_with_its_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opened = open(dir.path(), WalOptions::default()).expect("open");
+        let wal = opened.wal.clone();
+        assert_eq!(
+            wal.append("c1", b"small".to_vec()).await.expect("append"),
+            1
+        );
+        let big = b"a spilled body, read back byte for byte".repeat(100);
+        let s = spooled(&wal, &big).await;
+        assert_eq!(s.len(), big.len() as u64);
+        assert_eq!(wal.append_spilled("c2", s).await.expect("append"), 2);
+        assert_eq!(
+            wal.append("c1", b"after".to_vec()).await.expect("append"),
+            3
+        );
+        assert_eq!(large_files(dir.path()), vec![format!("{:020}.body", 2)]);
+        // Back-pressure counts the spilled bytes.
+        let pending = wal.stats().pending.load(Ordering::Relaxed);
+        assert!(pending > big.len() as u64, "{pending}");
+
+        // A body spooled but never appended, and one renamed for a record that never became
+        // durable (a crash between the two), are not kept past a restart.
+        let orphan = spooled(&wal, b"never acknowledged").await;
+        std::mem::forget(orphan);
+        fs::write(spilled_path(dir.path(), 9), b"no record").expect("orphan body");
+        drop((wal, opened.wal));
+        opened.writer.join().expect("join");
+        let opened = open(dir.path(), WalOptions::default()).expect("reopen");
+        assert_eq!(opened.last_seq, 3);
+        assert_eq!(large_files(dir.path()), vec![format!("{:020}.body", 2)]);
+        let mut r = Reader::new(dir.path(), 1);
+        let mut got = Vec::new();
+        while let Some(rec) = r.next(3).expect("read") {
+            got.push(rec);
+        }
+        assert_eq!(got.len(), 3);
+        assert_eq!((got[1].cluster.as_str(), got[1].body.len()), ("c2", 0));
+        let spilled = got[1].spilled.expect("spilled");
+        assert_eq!(spilled.len, big.len() as u64);
+        assert_eq!(spilled.crc, crc32fast::hash(&big));
+        assert_eq!(
+            fs::read(got[1].spilled_path(dir.path())).expect("body"),
+            big
+        );
+        assert_eq!(got[2].body, b"after");
+        assert_eq!(
+            opened.wal.stats().pending.load(Ordering::Relaxed),
+            got.iter().map(Record::stored_len).sum::<u64>(),
+            "reopen counts the spilled bytes as pending"
+        );
+
+        // Committing the record lets its body go.
+        trim(dir.path(), 1, opened.wal.stats()).expect("trim");
+        assert_eq!(large_files(dir.path()).len(), 1);
+        let before = opened.wal.stats().bytes.load(Ordering::Relaxed);
+        trim(dir.path(), 2, opened.wal.stats()).expect("trim");
+        assert!(large_files(dir.path()).is_empty());
+        assert_eq!(
+            before - opened.wal.stats().bytes.load(Ordering::Relaxed),
+            big.len() as u64
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_spilled_body_the_log_cannot_take_is_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = WalOptions {
+            max_bytes: 4096,
+            ..Default::default()
+        };
+        let opened = open(dir.path(), opts).expect("open");
+        let s = spooled(&opened.wal, &[b'x'; 5000]).await;
+        match opened.wal.append_spilled("c", s).await {
+            Err(WalError::Full { .. }) => {}
+            other => panic!("expected Full, got {other:?}"),
+        }
+        assert!(large_files(dir.path()).is_empty());
+        // Dropped unfinished (the body failed): nothing is left either.
+        let (wal, _) = (opened.wal.clone(), ());
+        tokio::task::spawn_blocking(move || {
+            let mut s = wal.spool().expect("spool");
+            s.write(b"half a body").expect("write");
+        })
+        .await
+        .expect("task");
+        assert!(large_files(dir.path()).is_empty());
     }
 }

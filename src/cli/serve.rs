@@ -77,17 +77,27 @@ pub struct Args {
     /// Request paths that accept batches (repeatable).
     #[arg(long = "path", env = "AUDITLAKE_PATHS", value_delimiter = ',', default_values_t = ["/audit".to_string(), "/".to_string()])]
     paths: Vec<String>,
-    /// Largest accepted request body in bytes (413 above); at least 1024.
-    /// kube-apiserver drops a batch it cannot deliver, so this must exceed
-    /// its largest batch: 400 events (--audit-webhook-batch-max-size) of
-    /// RequestResponse objects can pass 64 MiB unless it runs with
-    /// --audit-webhook-truncate-enabled (batches split at 10 MiB). Every
-    /// 413 is logged as an error and counted.
-    #[arg(long, env = "AUDITLAKE_MAX_BODY", default_value_t = 64 << 20,
+    /// Largest accepted request body in bytes, as sent (413 above); at
+    /// least 1024. kube-apiserver drops a batch it cannot deliver, so this
+    /// must exceed its largest batch: 400 events
+    /// (--audit-webhook-batch-max-size) of RequestResponse objects pass
+    /// 100 MiB unless it runs with --audit-webhook-truncate-enabled. Bodies
+    /// over --spill-body are streamed into the write-ahead log as they
+    /// arrive, so this bounds disk (within --wal-max-bytes), not memory.
+    /// Every 413 is logged as an error and counted.
+    #[arg(long, env = "AUDITLAKE_MAX_BODY", default_value_t = 1 << 30,
           value_parser = clap::value_parser!(u64).range(1024..))]
     max_body: u64,
-    /// Largest body after gzip decoding (413 above). Inflated bytes are
-    /// charged to --max-inflight-bytes as they are produced.
+    /// Bodies larger than this many bytes (declared, or as they arrive)
+    /// are written to the write-ahead log as they arrive instead of held
+    /// in memory; 0 holds every body in memory (then --max-inflated-body
+    /// bounds them). Plain bodies to the log only: gzip bodies and bodies
+    /// relayed to Kafka are held in memory.
+    #[arg(long, env = "AUDITLAKE_SPILL_BODY", default_value_t = 8 << 20)]
+    spill_body: u64,
+    /// Largest body held in memory (413 above): a gzip body after
+    /// decoding, and any body relayed to Kafka or not spilled. Its bytes
+    /// are charged to --max-inflight-bytes as they are produced.
     #[arg(long, env = "AUDITLAKE_MAX_INFLATED_BODY", default_value_t = 64 << 20,
           value_parser = clap::value_parser!(u64).range(1024..))]
     max_inflated_body: u64,
@@ -231,6 +241,7 @@ pub fn run(a: Args) -> Result<()> {
         },
         limits: BodyLimits {
             max_body: usize::try_from(a.max_body).unwrap_or(usize::MAX),
+            spill: usize::try_from(a.spill_body).unwrap_or(usize::MAX),
             max_inflated: usize::try_from(a.max_inflated_body).unwrap_or(usize::MAX),
             max_inflight_bytes: a.max_inflight_bytes,
             min_rate: a.min_body_rate,

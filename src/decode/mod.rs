@@ -16,6 +16,7 @@
 
 pub mod envelope;
 pub mod scan;
+pub mod split;
 
 use crate::event::{Event, Spare};
 use serde_json::value::RawValue;
@@ -155,6 +156,19 @@ pub fn decode_unit_in<'a>(
             },
         )),
     }
+}
+
+/// Decode one item of a list (its `index` there), as the items of a list
+/// unit are: one that is itself a list is rejected. For lists read in
+/// pieces by [`split::Splitter`].
+pub fn decode_item_in<'a>(
+    text: &'a str,
+    index: usize,
+    spare: &mut Spare,
+    mut on_event: impl FnMut(Decoded<'a>),
+    mut on_reject: impl FnMut(Rejection<'a>),
+) {
+    decode_list(&[text], index, spare, &mut on_event, &mut on_reject)
 }
 
 /// Why an object that did not parse as an event failed: "not JSON at all"
@@ -382,7 +396,19 @@ fn decode_texts<'a>(
     on_event: &mut impl FnMut(Decoded<'a>),
     on_reject: &mut impl FnMut(Rejection<'a>),
 ) {
+    decode_list(items, 0, spare, on_event, on_reject)
+}
+
+/// The items of a list, the first of them at index `first`.
+fn decode_list<'a>(
+    items: &[&'a str],
+    first: usize,
+    spare: &mut Spare,
+    on_event: &mut impl FnMut(Decoded<'a>),
+    on_reject: &mut impl FnMut(Rejection<'a>),
+) {
     for (i, &text) in items.iter().enumerate() {
+        let i = first + i;
         let mut d = Decoded {
             item: i,
             ..Default::default()

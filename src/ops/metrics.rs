@@ -45,6 +45,10 @@ pub struct Metrics {
     pub too_large: IntCounter,
     /// Bytes those bodies declared or had sent when refused.
     pub too_large_bytes: IntCounter,
+    /// Webhook bodies streamed to the write-ahead log instead of memory,
+    /// and their bytes.
+    pub spilled: IntCounter,
+    pub spilled_bytes: IntCounter,
     /// Background maintenance (pipeline/maintain.rs): runs per task and outcome.
     pub maintenance_runs: IntCounterVec,
     /// Unix time of each task's last successful run.
@@ -188,6 +192,14 @@ impl Metrics {
                 "auditlake_webhook_too_large_bytes_total",
                 "Bytes of the webhook bodies refused with 413 (as declared or read when refused)",
             ),
+            spilled: c(
+                "auditlake_webhook_spilled_total",
+                "Webhook bodies over --spill-body, streamed into the write-ahead log as they arrived instead of held in memory",
+            ),
+            spilled_bytes: c(
+                "auditlake_webhook_spilled_bytes_total",
+                "Bytes of the webhook bodies streamed into the write-ahead log",
+            ),
             maintenance_runs: must(IntCounterVec::new(
                 Opts::new(
                     "auditlake_maintenance_runs_total",
@@ -280,6 +292,8 @@ impl Metrics {
             Box::new(m.untrusted_claims.clone()),
             Box::new(m.too_large.clone()),
             Box::new(m.too_large_bytes.clone()),
+            Box::new(m.spilled.clone()),
+            Box::new(m.spilled_bytes.clone()),
             Box::new(m.maintenance_runs.clone()),
             Box::new(m.maintenance_last_success.clone()),
             Box::new(m.compaction_files_in.clone()),

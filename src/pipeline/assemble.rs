@@ -7,7 +7,7 @@
 //! rejections keep their order.
 
 use crate::decode::envelope::{self, InputFormat};
-use crate::decode::{decode_unit_in, Decoded};
+use crate::decode::{decode_item_in, decode_unit_in, Decoded};
 use crate::event::Spare;
 use crate::profiles::Profiles;
 use crate::resolve::{resolve, ClaimStatus, Resolved};
@@ -98,6 +98,36 @@ impl Assembler {
         labels: &Labels,
         rejects: &mut Vec<RejectRecord>,
     ) -> u64 {
+        self.add_pieces(
+            units.into_iter().map(|(pos, text)| (pos, text, None)),
+            labels,
+            rejects,
+        )
+    }
+
+    /// Add one item of a list read in pieces ([`crate::decode::split`]):
+    /// the `index`-th event of the unit at `pos`. As [`add`] with the
+    /// whole list would treat that item.
+    ///
+    /// [`add`]: Assembler::add
+    pub fn add_item(
+        &mut self,
+        text: &str,
+        pos: u64,
+        index: usize,
+        labels: &Labels,
+        rejects: &mut Vec<RejectRecord>,
+    ) -> u64 {
+        self.add_pieces(std::iter::once((pos, text, Some(index))), labels, rejects)
+    }
+
+    /// Units (`None`) and list items (`Some(index)`) of text, in order.
+    fn add_pieces<'a>(
+        &mut self,
+        units: impl IntoIterator<Item = (u64, &'a str, Option<usize>)>,
+        labels: &Labels,
+        rejects: &mut Vec<RejectRecord>,
+    ) -> u64 {
         let (prefix, origin) = (labels.prefix, labels.origin);
         let mut events = 0u64;
         let mut staged: Vec<Staged<'a>> = Vec::with_capacity(RUN);
@@ -109,7 +139,7 @@ impl Assembler {
             returned: &mut self.returned,
             untrusted: &mut self.untrusted,
         };
-        for (pos, text) in units {
+        for (pos, text, index) in units {
             spare.absorb(runs.returned);
             // Between runs no staged event refers to `src`.
             if staged.is_empty() {
@@ -118,6 +148,37 @@ impl Assembler {
             let a = src.len();
             let _ = write!(src, "{prefix}{pos}");
             let range = a..src.len();
+            if let Some(index) = index {
+                decode_item_in(
+                    text,
+                    index,
+                    spare,
+                    |decoded| {
+                        events += 1;
+                        let src_range = range.clone();
+                        runs.stage(
+                            &mut staged,
+                            Staged {
+                                decoded,
+                                src: src_range,
+                            },
+                            src,
+                        );
+                    },
+                    |rej| {
+                        rejects.push(
+                            RejectRecord::of(
+                                origin,
+                                pos,
+                                rej.error.to_string(),
+                                rej.text.as_bytes(),
+                            )
+                            .item(rej.item, Some(0)),
+                        );
+                    },
+                );
+                continue;
+            }
             match envelope::open(text, labels.format) {
                 None => {}
                 Some(Err(error)) => {

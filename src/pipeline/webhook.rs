@@ -12,10 +12,11 @@
 use super::assemble::{Assembler, Labels};
 use super::commit::{Committer, Policy};
 use crate::buffer::wal::{self, Reader, Wal, WalError};
+use crate::decode::split::{Piece, Splitter};
 use crate::ops::metrics::Metrics;
 use crate::profiles::Profiles;
 use crate::sinks::lake::batch::RowContext;
-use crate::sinks::lake::{Lake, LakeError, RejectRecord, Resume};
+use crate::sinks::lake::{Lake, LakeError, RejectRecord, Resume, Segment};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,7 +116,7 @@ pub async fn run(
             while n < 4096 {
                 let Some(rec) = reader.next(end)? else { break };
                 n += 1;
-                segment_bytes += rec.frame_len();
+                segment_bytes += rec.stored_len();
                 let seg = c.segment(rec.seq, rec.seq);
                 let labels = Labels {
                     prefix: &prefix,
@@ -129,6 +130,25 @@ pub async fn run(
                     // The apiserver posts its own EventLists, nothing else.
                     format: crate::decode::envelope::InputFormat::Kubernetes,
                 };
+                if rec.spilled.is_some() {
+                    let events = add_spilled(
+                        &rec,
+                        wal.dir(),
+                        &mut asm,
+                        &labels,
+                        &mut rejects,
+                        seg,
+                        &metrics,
+                    )?;
+                    metrics.events_received.inc_by(events);
+                    metrics.untrusted_claims.inc_by(super::warn_untrusted(
+                        &mut warned,
+                        asm.take_untrusted(),
+                        256,
+                    ));
+                    last_read = rec.seq;
+                    continue;
+                }
                 // A body that is not UTF-8 is decoded with each bad byte
                 // replaced by NUL, which keeps every offset and is invalid
                 // anywhere in JSON: items holding one are rejected alone
@@ -159,18 +179,7 @@ pub async fn run(
                     asm.take_untrusted(),
                     256,
                 ));
-                for (part, batch) in asm.finish().map_err(|source| FlushError::Arrow {
-                    first: rec.seq,
-                    last: rec.seq,
-                    source,
-                })? {
-                    seg.write(part, &batch)?;
-                }
-                for r in rejects.drain(..) {
-                    metrics.dead_letters.inc();
-                    let bytes = seg.reject(&r)?;
-                    metrics.dead_letter_bytes.inc_by(bytes);
-                }
+                drain(&mut asm, &mut rejects, seg, &metrics, rec.seq)?;
                 last_read = rec.seq;
             }
             Ok(())
@@ -237,6 +246,231 @@ pub async fn run(
             _ = cancel.cancelled(), if !stopping => {}
         }
     }
+}
+
+/// Write what the assembler holds, and the dead letters, into `seg`.
+fn drain(
+    asm: &mut Assembler,
+    rejects: &mut Vec<RejectRecord>,
+    seg: &mut Segment,
+    metrics: &Metrics,
+    seq: u64,
+) -> Result<(), FlushError> {
+    for (part, batch) in asm.finish().map_err(|source| FlushError::Arrow {
+        first: seq,
+        last: seq,
+        source,
+    })? {
+        seg.write(part, &batch)?;
+    }
+    for r in rejects.drain(..) {
+        metrics.dead_letters.inc();
+        let bytes = seg.reject(&r)?;
+        metrics.dead_letter_bytes.inc_by(bytes);
+    }
+    Ok(())
+}
+
+/// Item bytes a spilled body adds to the assembler before they are written
+/// to the segment: bounds the rows held in memory, whatever the body's size.
+const SPILLED_STEP: usize = 8 << 20;
+/// The largest event of a spilled body (the largest body held in memory
+/// before spilling existed); a larger one is dead-lettered by its first bytes.
+const SPILLED_MAX_EVENT: usize = 64 << 20;
+
+/// Decode a spilled body piece by piece ([`Splitter`]), never holding more
+/// than one event's text: its CRC is checked first, since a damaged body
+/// found only at its end would have left rows behind. A missing or damaged
+/// body is dead-lettered with the reason (and moved to `quarantine/`), so the
+/// log moves on. Returns the events decoded.
+fn add_spilled(
+    rec: &wal::Record,
+    dir: &std::path::Path,
+    asm: &mut Assembler,
+    labels: &Labels,
+    rejects: &mut Vec<RejectRecord>,
+    seg: &mut Segment,
+    metrics: &Metrics,
+) -> Result<u64, FlushError> {
+    use std::io::Read;
+    let Some(spilled) = rec.spilled else {
+        return Ok(0);
+    };
+    let path = rec.spilled_path(dir);
+    let fail = |rejects: &mut Vec<RejectRecord>, reason: String| {
+        rejects.push(RejectRecord::of(labels.origin, rec.seq, reason, b""));
+    };
+    match check_spilled(&path, spilled) {
+        Ok(()) => {}
+        Err(problem) => {
+            let kept = quarantine(dir, &path);
+            tracing::error!(path = %path.display(), seq = rec.seq, %problem, quarantine = ?kept, "spilled body cannot be read; dead-lettered");
+            fail(
+                rejects,
+                format!(
+                    "spilled body {} of record {} {problem}{}",
+                    path.display(),
+                    rec.seq,
+                    kept.map(|q| format!("; moved to {}", q.display()))
+                        .unwrap_or_default()
+                ),
+            );
+            drain(asm, rejects, seg, metrics, rec.seq)?;
+            return Ok(0);
+        }
+    }
+    let file = std::fs::File::open(&path).map_err(|source| WalError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let mut file = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut splitter = Splitter::new(SPILLED_MAX_EVENT);
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut events = 0u64;
+    let mut pending = 0usize;
+    let mut failed: Option<FlushError> = None;
+    loop {
+        let n = match file.read(&mut chunk) {
+            Ok(0) => None,
+            Ok(n) => Some(n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(WalError::Io {
+                    path: path.clone(),
+                    source,
+                }
+                .into())
+            }
+        };
+        let mut on_piece = |piece: Piece| {
+            if failed.is_some() {
+                return;
+            }
+            pending += add_piece(piece, rec.seq, asm, labels, rejects, &mut events);
+            if pending >= SPILLED_STEP {
+                pending = 0;
+                if let Err(e) = drain(asm, rejects, seg, metrics, rec.seq) {
+                    failed = Some(e);
+                }
+            }
+        };
+        match n {
+            Some(n) => splitter.push(&chunk[..n], &mut on_piece),
+            None => {
+                splitter.finish(&mut on_piece);
+                break;
+            }
+        }
+        if let Some(e) = failed.take() {
+            return Err(e);
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    drain(asm, rejects, seg, metrics, rec.seq)?;
+    Ok(events)
+}
+
+/// Add one piece of a spilled body; returns the bytes it added.
+fn add_piece(
+    piece: Piece,
+    seq: u64,
+    asm: &mut Assembler,
+    labels: &Labels,
+    rejects: &mut Vec<RejectRecord>,
+    events: &mut u64,
+) -> usize {
+    match piece {
+        Piece::Item {
+            text,
+            offset,
+            index,
+        } => {
+            let repaired;
+            let (str_text, original) = match std::str::from_utf8(text) {
+                Ok(t) => (t, None),
+                Err(_) => {
+                    repaired = crate::decode::nul_for_invalid_utf8(text);
+                    (repaired.as_str(), Some(text))
+                }
+            };
+            let from = rejects.len();
+            *events += match index {
+                Some(i) => asm.add_item(str_text, seq, i, labels, rejects),
+                None => asm.add(str_text, seq, labels, rejects),
+            };
+            for r in &mut rejects[from..] {
+                // Offsets are the body's, not the piece's.
+                let at = r.offset.unwrap_or(0);
+                if let Some(original) = original {
+                    let len = r.length.unwrap_or(0) as usize;
+                    if let Some(bytes) = original.get(at as usize..at as usize + len) {
+                        r.keep(bytes, crate::sinks::lake::KEEP_PER_ITEM);
+                    }
+                }
+                r.offset = Some(offset + at);
+            }
+            text.len()
+        }
+        Piece::Bad {
+            kept,
+            offset,
+            length,
+            xxh3,
+            index,
+            reason,
+        } => {
+            let mut r =
+                RejectRecord::of(labels.origin, seq, reason, kept).item(index, Some(offset));
+            if length > kept.len() as u64 {
+                r.truncated = true;
+                r.length = Some(length);
+                r.xxh3 = Some(format!("{xxh3:016x}"));
+            }
+            rejects.push(r);
+            kept.len()
+        }
+    }
+}
+
+/// Whether a spilled body is there, whole and unchanged.
+fn check_spilled(path: &std::path::Path, spilled: wal::Spilled) -> Result<(), String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| format!("cannot be opened: {e}"))?;
+    let mut crc = crc32fast::Hasher::new();
+    let mut len = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                crc.update(&buf[..n]);
+                len += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("cannot be read: {e}")),
+        }
+    }
+    if len != spilled.len {
+        return Err(format!(
+            "holds {len} bytes, its record says {}",
+            spilled.len
+        ));
+    }
+    if crc.finalize() != spilled.crc {
+        return Err("does not match its record's CRC (damaged on disk)".into());
+    }
+    Ok(())
+}
+
+/// Move a damaged spilled body to `quarantine/`, where it is kept.
+fn quarantine(dir: &std::path::Path, path: &std::path::Path) -> Option<std::path::PathBuf> {
+    let q = dir.join("quarantine");
+    std::fs::create_dir_all(&q).ok()?;
+    let to = q.join(path.file_name()?);
+    std::fs::rename(path, &to).ok()?;
+    Some(to)
 }
 
 #[cfg(test)]
@@ -357,5 +591,150 @@ mod tests {
             .recover("wtest", "test", crate::sinks::lake::Resume::Last)
             .expect("state");
         assert_eq!(again.committed_through, 6, "five records, then one more");
+    }
+
+    /// The lake's audit ids (sorted) and dead letters as (item, offset, reason, text).
+    async fn contents(
+        lake: &std::path::Path,
+    ) -> (
+        Vec<String>,
+        Vec<(Option<usize>, Option<u64>, String, String)>,
+    ) {
+        let q = crate::query::LakeQuery::open(lake, &Default::default())
+            .await
+            .expect("open lake");
+        let b = q
+            .sql("SELECT audit_id FROM audit ORDER BY audit_id")
+            .await
+            .expect("ids");
+        let mut ids = Vec::new();
+        for batch in &b {
+            let col = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)
+                .expect("utf8");
+            let col = col
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .expect("strings");
+            ids.extend(col.iter().map(|v| v.unwrap_or_default().to_string()));
+        }
+        let mut rejects = Vec::new();
+        for e in std::fs::read_dir(lake.join("_rejected"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for line in std::fs::read_to_string(e.path()).expect("read").lines() {
+                let r: RejectRecord = serde_json::from_str(line).expect("dead letter");
+                rejects.push((r.item, r.offset, r.reason, r.text));
+            }
+        }
+        rejects.sort();
+        (ids, rejects)
+    }
+
+    /// Spill `body` into the log as the receiver does.
+    async fn spill(wal: &Wal, cluster: &str, body: &[u8]) {
+        let (w, b) = (wal.clone(), body.to_vec());
+        let spooled = tokio::task::spawn_blocking(move || {
+            let mut s = w.spool().expect("spool");
+            for part in b.chunks(4093) {
+                s.write(part).expect("write");
+            }
+            s.finish().expect("finish")
+        })
+        .await
+        .expect("task");
+        wal.append_spilled(cluster, spooled).await.expect("append");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_spilled_body_is_stored_as_the_same_body_in_memory_would_be() {
+        // Generated lists with damage: a bad item, a nested list, a byte that is not UTF-8,
+        // and a body cut short.
+        let mut bodies = batches(3, 120, 11);
+        let nested = r#"{"kind":"EventList","items":[]}"#;
+        let b0 = String::from_utf8(bodies[0].clone()).expect("utf8");
+        let b0 = b0.replacen(
+            r#""items":["#,
+            &format!(r#""items":[{{"kind":0}},{nested},"#),
+            1,
+        );
+        bodies[0] = b0.into_bytes();
+        if let Some(at) = bodies[1].windows(7).position(|w| w == b"auditID") {
+            bodies[1][at + 20] = 0xFF;
+        }
+        let cut = bodies[2].len() * 2 / 3;
+        bodies[2].truncate(cut);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut got = Vec::new();
+        for spilled in [false, true] {
+            let lake_dir = dir.path().join(format!("lake-{spilled}"));
+            let lake = Lake::open(&lake_dir, WriteOptions::default()).expect("lake");
+            let opened = open(
+                &dir.path().join(format!("wal-{spilled}")),
+                WalOptions::default(),
+            )
+            .expect("log");
+            for b in &bodies {
+                if spilled {
+                    spill(&opened.wal, "c1", b).await;
+                } else {
+                    opened.wal.append("c1", b.clone()).await.expect("append");
+                }
+            }
+            drain(&lake, opened.wal, Arc::new(Metrics::new())).await;
+            opened.writer.join().expect("log writer");
+            got.push(contents(&lake_dir).await);
+        }
+        let (ids, rejects) = &got[0];
+        assert!(ids.len() > 300, "{}", ids.len());
+        assert!(rejects.len() >= 4, "{rejects:?}");
+        assert_eq!(got[1].0, got[0].0, "the same events");
+        // The same dead letters, item for item, at the same offsets; a body cut short also
+        // says so when it is read in pieces.
+        let (with_note, notes): (Vec<_>, Vec<_>) = got[1]
+            .1
+            .iter()
+            .cloned()
+            .partition(|r| !r.2.contains("cut short"));
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        let items = |v: &[(Option<usize>, Option<u64>, String, String)]| {
+            v.iter()
+                .map(|r| (r.0, r.1, r.3.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(items(&with_note), items(rejects));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_damaged_spilled_body_is_dead_lettered_and_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake_dir = dir.path().join("lake");
+        let lake = Lake::open(&lake_dir, WriteOptions::default()).expect("lake");
+        let wal_dir = dir.path().join("wal");
+        let opened = open(&wal_dir, WalOptions::default()).expect("log");
+        let bodies = batches(2, 50, 12);
+        spill(&opened.wal, "c1", &bodies[0]).await;
+        opened
+            .wal
+            .append("c1", bodies[1].clone())
+            .await
+            .expect("append");
+        // A bit flips on disk after the acknowledgement.
+        let path = wal_dir.join("large").join(format!("{:020}.body", 1));
+        let mut bytes = std::fs::read(&path).expect("body");
+        bytes[100] ^= 1;
+        std::fs::write(&path, &bytes).expect("damage");
+        drain(&lake, opened.wal, Arc::new(Metrics::new())).await;
+        opened.writer.join().expect("log writer");
+        let (ids, rejects) = contents(&lake_dir).await;
+        assert_eq!(ids.len(), 50, "the next record is stored");
+        assert_eq!(rejects.len(), 1, "{rejects:?}");
+        assert!(rejects[0].2.contains("CRC"), "{rejects:?}");
+        assert_eq!(
+            std::fs::read(wal_dir.join("quarantine").join(format!("{:020}.body", 1)))
+                .expect("kept in quarantine"),
+            bytes
+        );
     }
 }

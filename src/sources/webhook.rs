@@ -23,7 +23,7 @@
 //! place). A file that changed but does not load keeps the old one in force,
 //! with a warning, so a half-written file never locks every client out.
 
-use crate::buffer::wal::{Wal, WalError};
+use crate::buffer::wal::{Spooled, Wal, WalError};
 use crate::ops::metrics::Metrics;
 use axum::body::Body;
 use axum::extract::{Extension, State};
@@ -366,7 +366,13 @@ pub enum Sink {
 pub struct BodyLimits {
     /// Largest body as sent (413 above).
     pub max_body: usize,
-    /// Largest body after gzip decoding (413 above).
+    /// Bodies larger than this are streamed into the write-ahead log as
+    /// they arrive rather than held in memory (0: never). Only plain
+    /// bodies to the log: a gzip body and a body relayed to Kafka are held
+    /// in memory, within `max_inflated`.
+    pub spill: usize,
+    /// Largest body held in memory: a gzip body after decoding (and as
+    /// sent), or any body relayed to Kafka (413 above).
     pub max_inflated: usize,
     /// Bytes of bodies held in memory at once, all clients together.
     pub max_inflight_bytes: u64,
@@ -379,7 +385,8 @@ pub struct BodyLimits {
 impl Default for BodyLimits {
     fn default() -> Self {
         BodyLimits {
-            max_body: 64 << 20,
+            max_body: 1 << 30,
+            spill: 8 << 20,
             max_inflated: 64 << 20,
             max_inflight_bytes: 512 << 20,
             min_rate: 16 << 10,
@@ -399,6 +406,9 @@ pub struct App {
     share_permits: usize,
     /// Permits of `inflight` in all.
     permits: usize,
+    /// Permits a spilling body holds: its queued frames and the writer's
+    /// buffer ([`SPILL_BYTES`], or one in-memory body if that is less).
+    spill_units: u32,
     pub sink: Sink,
     /// Replaced as a whole when the token file changes.
     pub auth: RwLock<Auth>,
@@ -415,26 +425,41 @@ impl App {
         ready: Arc<AtomicBool>,
         limits: BodyLimits,
     ) -> App {
-        let total = inflight_permits(limits.max_inflight_bytes, limits.max_body);
-        let one_body = (limits.max_body as u64).div_ceil(INFLIGHT_UNIT) as usize;
+        let mut limits = limits;
+        // Spilling needs the log, and a limit above it.
+        if !matches!(sink, Sink::Wal(_)) || limits.spill >= limits.max_body {
+            limits.spill = 0;
+        }
+        // The largest body read into memory as sent: a plain body to the
+        // log up to where it spills, else (gzip, Kafka) one within
+        // `max_inflated`.
+        let in_memory = limits.max_body.min(limits.max_inflated).max(limits.spill);
+        let total = inflight_permits(limits.max_inflight_bytes, in_memory);
+        let one_body = (in_memory as u64).div_ceil(INFLIGHT_UNIT) as usize;
         let share_permits = (total / 4).max(one_body * 2).min(total);
         // An inflated body must fit in a client's share beside its gzip
         // input, or it could never be taken.
-        let mut limits = limits;
-        let room = (share_permits as u64 * INFLIGHT_UNIT).saturating_sub(limits.max_body as u64);
+        let raw = limits.max_body.min(limits.max_inflated) as u64;
+        let room = (share_permits as u64 * INFLIGHT_UNIT).saturating_sub(raw);
         if (limits.max_inflated as u64) > room {
             tracing::info!(
                 max_inflated = limits.max_inflated,
                 room,
                 "--max-inflated-body lowered to what a client's share of --max-inflight-bytes holds"
             );
-            limits.max_inflated = room.max(limits.max_body as u64) as usize;
+            limits.max_inflated = room.max(raw) as usize;
         }
         App {
             inflight: Arc::new(tokio::sync::Semaphore::new(total)),
             shares: Default::default(),
             share_permits,
             permits: total,
+            spill_units: u32::try_from(
+                one_body
+                    .min(SPILL_BYTES.div_ceil(INFLIGHT_UNIT) as usize)
+                    .max(1),
+            )
+            .unwrap_or(u32::MAX),
             sink,
             auth: RwLock::new(auth),
             metrics,
@@ -797,6 +822,7 @@ fn report_too_large(
     size: u64,
     limit: usize,
     what: &str,
+    flag: &str,
 ) {
     app.metrics.too_large.inc();
     app.metrics.too_large_bytes.inc_by(size);
@@ -805,8 +831,8 @@ fn report_too_large(
         client = %conn.peer.map_or_else(|| "unknown".to_string(), |p| p.to_string()),
         size,
         limit,
-        "refused a {what} of at least {size} bytes with 413 (limit {limit}); kube-apiserver retries, \
-         then DROPS EVERY EVENT of the batch. Raise --max-body/--max-inflated-body, or start \
+        "refused a {what} of at least {size} bytes with 413 (limit {limit}, {flag}); kube-apiserver retries, \
+         then DROPS EVERY EVENT of the batch. Raise {flag}, or start \
          kube-apiserver with --audit-webhook-truncate-enabled (batches split at \
          --audit-webhook-truncate-max-batch-size, 10 MiB by default)"
     );
@@ -886,37 +912,232 @@ fn gunzip(data: Vec<u8>, cap: usize, budget: &mut Budget) -> Result<Vec<u8>, Inf
 /// Read a body of at most `max` bytes, at `min_rate` after `grace`.
 enum BodyRead {
     Done(Vec<u8>),
-    TooLarge { seen: u64 },
-    TooSlow { seen: u64 },
+    /// Over `max`: what was read before the frame that passed it, and all
+    /// of it with that frame (which is given back in `kept`'s tail).
+    TooLarge {
+        kept: Vec<u8>,
+        seen: u64,
+    },
+    TooSlow {
+        seen: u64,
+    },
     Broken,
 }
 
-async fn read_body(body: &mut Body, max: usize, capacity: usize, limits: &BodyLimits) -> BodyRead {
-    let started = tokio::time::Instant::now();
-    let mut buf: Vec<u8> = Vec::with_capacity(capacity.min(max));
-    loop {
-        // The latest moment the next bytes may arrive: by then the body
-        // must average `min_rate` since `grace`.
-        let due = started
-            + limits.grace
-            + Duration::from_secs_f64(buf.len() as f64 / limits.min_rate.max(1) as f64);
-        let frame = match tokio::time::timeout_at(due, body.frame()).await {
-            Err(_) => {
-                return BodyRead::TooSlow {
-                    seen: buf.len() as u64,
+/// How fast a body must arrive: by `grace`, then at `min_rate` on average.
+struct Pace {
+    started: tokio::time::Instant,
+    grace: Duration,
+    min_rate: u64,
+}
+
+impl Pace {
+    fn new(limits: &BodyLimits) -> Pace {
+        Pace {
+            started: tokio::time::Instant::now(),
+            grace: limits.grace,
+            min_rate: limits.min_rate,
+        }
+    }
+
+    /// The latest moment the next bytes may arrive after `seen` bytes: by
+    /// then the body must average `min_rate` since `grace`.
+    fn due(&self, seen: u64) -> tokio::time::Instant {
+        self.started
+            + self.grace
+            + Duration::from_secs_f64(seen as f64 / self.min_rate.max(1) as f64)
+    }
+
+    /// The next frame's data (`Ok(None)` at the end).
+    async fn next(&self, body: &mut Body, seen: u64) -> Result<Option<bytes::Bytes>, BodyRead> {
+        loop {
+            match tokio::time::timeout_at(self.due(seen), body.frame()).await {
+                Err(_) => return Err(BodyRead::TooSlow { seen }),
+                Ok(None) => return Ok(None),
+                Ok(Some(Err(_))) => return Err(BodyRead::Broken),
+                Ok(Some(Ok(f))) => {
+                    if let Ok(data) = f.into_data() {
+                        return Ok(Some(data));
+                    }
+                    // Trailers: nothing to keep.
                 }
             }
+        }
+    }
+}
+
+async fn read_body(body: &mut Body, max: usize, capacity: usize, pace: &Pace) -> BodyRead {
+    let mut buf: Vec<u8> = Vec::with_capacity(capacity.min(max));
+    loop {
+        let data = match pace.next(body, buf.len() as u64).await {
+            Ok(Some(d)) => d,
             Ok(None) => return BodyRead::Done(buf),
-            Ok(Some(Err(_))) => return BodyRead::Broken,
-            Ok(Some(Ok(f))) => f,
+            Err(e) => return e,
         };
-        if let Some(data) = frame.data_ref() {
-            if buf.len() + data.len() > max {
-                return BodyRead::TooLarge {
-                    seen: (buf.len() + data.len()) as u64,
-                };
+        if buf.len() + data.len() > max {
+            let seen = (buf.len() + data.len()) as u64;
+            buf.extend_from_slice(&data);
+            return BodyRead::TooLarge { kept: buf, seen };
+        }
+        buf.extend_from_slice(&data);
+    }
+}
+
+/// Bytes of the in-flight budget a spilling body holds: the frames queued
+/// for the writer and its buffer.
+const SPILL_BYTES: u64 = 4 << 20;
+/// Frames queued between the connection and the blocking writer.
+const SPILL_QUEUE: usize = 8;
+
+/// Answer 408 for a body that arrives too slowly.
+fn too_slow(app: &App, cluster: &str, seen: u64) -> Response {
+    app.metrics.body_timeouts.inc();
+    tracing::warn!(
+        cluster,
+        seen,
+        "request body arriving too slowly; answering 408"
+    );
+    let mut r = answer(
+        app,
+        StatusCode::REQUEST_TIMEOUT,
+        "request body arrived too slowly",
+    );
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// Stream a large body into the write-ahead log as it arrives, after the
+/// `first` bytes already read, then append its record: 2xx once both are
+/// fsynced. Memory held: the queue of frames and the writer's buffer,
+/// whatever the body's size.
+#[allow(clippy::too_many_arguments)]
+async fn spill_body(
+    app: &App,
+    cluster: &str,
+    conn: &ConnIdentity,
+    first: Vec<u8>,
+    mut body: Body,
+    pace: &Pace,
+    declared: Option<u64>,
+    budget: Budget,
+    started: Instant,
+) -> Response {
+    let Sink::Wal(wal) = &app.sink else {
+        return answer(app, StatusCode::INTERNAL_SERVER_ERROR, "no log to spill to");
+    };
+    let max = app.limits.max_body;
+    if let Err(e) = wal.room_for(declared.unwrap_or(first.len() as u64)) {
+        tracing::warn!(error = %e, "refusing batch");
+        return answer(app, StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+    }
+    enum Msg {
+        Data(bytes::Bytes),
+        End,
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(SPILL_QUEUE);
+    let log = wal.clone();
+    let mut seen = first.len() as u64;
+    // The writer: blocking file I/O off the runtime. Without `End` (the
+    // body failed) the spool is dropped, which deletes its file.
+    let writer = tokio::task::spawn_blocking(move || -> Result<Option<Spooled>, WalError> {
+        let mut spool = log.spool()?;
+        spool.write(&first)?;
+        drop(first);
+        while let Some(msg) = rx.blocking_recv() {
+            match msg {
+                Msg::Data(d) => spool.write(&d)?,
+                Msg::End => return spool.finish().map(Some),
             }
-            buf.extend_from_slice(data);
+        }
+        Ok(None)
+    });
+    // The log filled up while this body streamed (others were appended,
+    // or bodies stream side by side).
+    let mut full = None;
+    let read = loop {
+        match pace.next(&mut body, seen).await {
+            Ok(Some(d)) => {
+                seen += d.len() as u64;
+                if let Err(e) = wal.room_for(d.len() as u64) {
+                    full = Some(e);
+                    break Ok(());
+                }
+                if seen > max as u64 {
+                    break Err(BodyRead::TooLarge {
+                        kept: Vec::new(),
+                        seen,
+                    });
+                }
+                if tx.send(Msg::Data(d)).await.is_err() {
+                    // The writer stopped: its error is below.
+                    break Ok(());
+                }
+            }
+            Ok(None) => {
+                let _ = tx.send(Msg::End).await;
+                break Ok(());
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    drop(tx);
+    let written = writer.await;
+    drop(budget);
+    app.note_inflight();
+    match read {
+        Err(BodyRead::TooLarge { seen, .. }) => {
+            report_too_large(app, cluster, conn, seen, max, "body", "--max-body");
+            return too_large(app, body, seen).await;
+        }
+        Err(BodyRead::TooSlow { seen }) => return too_slow(app, cluster, seen),
+        Err(_) => return answer(app, StatusCode::BAD_REQUEST, "body could not be read"),
+        Ok(()) => {}
+    }
+    if let Some(e) = full {
+        tracing::warn!(error = %e, "refusing batch while it streams: the write-ahead log is full");
+        let mut r = answer(app, StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+        // The rest of the body is not read.
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
+    let spooled = match written {
+        Ok(Ok(Some(s))) => s,
+        Ok(Ok(None)) => return answer(app, StatusCode::BAD_REQUEST, "body could not be read"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "refusing batch: cannot spill it to the write-ahead log");
+            return answer(app, StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the spill writer stopped; refusing batch");
+            return answer(
+                app,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "write-ahead log unavailable",
+            );
+        }
+    };
+    let n = spooled.len();
+    match wal.append_spilled(cluster, spooled).await {
+        Ok(seq) => {
+            app.metrics.spilled.inc();
+            app.metrics.spilled_bytes.inc_by(n);
+            app.metrics.bytes_received.inc_by(n);
+            app.metrics
+                .ack_latency
+                .observe(started.elapsed().as_secs_f64());
+            tracing::info!(
+                cluster,
+                bytes = n,
+                seq,
+                "large batch streamed into the write-ahead log"
+            );
+            answer(app, StatusCode::OK, "stored")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "refusing batch");
+            answer(app, StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
         }
     }
 }
@@ -941,14 +1162,66 @@ async fn ingest(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limits.max_body as u64) {
+    let gzipped = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    // Plain bodies to the log past `spill` go to disk as they arrive; the
+    // rest are held in memory, within `max_inflated`.
+    let spill = if gzipped { 0 } else { limits.spill };
+    let (in_memory, limit_flag) = if spill > 0 {
+        (spill, "--max-body")
+    } else {
+        (
+            limits.max_body.min(limits.max_inflated),
+            if limits.max_inflated < limits.max_body {
+                "--max-inflated-body"
+            } else {
+                "--max-body"
+            },
+        )
+    };
+    let hard = if spill > 0 {
+        limits.max_body
+    } else {
+        in_memory
+    };
+    if declared.is_some_and(|n| n > hard as u64) {
         let size = declared.unwrap_or(0);
-        report_too_large(&app, &cluster, &conn, size, limits.max_body, "body");
+        report_too_large(&app, &cluster, &conn, size, hard, "body", limit_flag);
         return too_large(&app, body, size).await;
     }
+    let pace = Pace::new(limits);
+    let mut body = body;
+    if spill > 0 && declared.is_some_and(|n| n > spill as u64) {
+        // Known to be large: straight to disk, with only a stream's
+        // buffers charged to memory.
+        let Some(budget) = app
+            .reserve(&cluster, app.spill_units, Duration::from_secs(2))
+            .await
+        else {
+            return answer(
+                &app,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many request bytes in flight",
+            );
+        };
+        return spill_body(
+            &app,
+            &cluster,
+            &conn,
+            Vec::new(),
+            body,
+            &pace,
+            declared,
+            budget,
+            started,
+        )
+        .await;
+    }
     // Reserve memory for the body before reading it (the declared size, or
-    // the limit when the client streams without a length).
-    let size = declared.unwrap_or(limits.max_body as u64);
+    // the in-memory limit when the client streams without a length).
+    let size = declared.unwrap_or(in_memory as u64);
     let reserve = u32::try_from(size.div_ceil(INFLIGHT_UNIT).max(1)).unwrap_or(u32::MAX);
     let Some(mut budget) = app.reserve(&cluster, reserve, Duration::from_secs(2)).await else {
         return answer(
@@ -957,35 +1230,23 @@ async fn ingest(
             "too many request bytes in flight",
         );
     };
-    let mut body = body;
-    let bytes = match read_body(&mut body, limits.max_body, size as usize, limits).await {
+    let bytes = match read_body(&mut body, in_memory, size as usize, &pace).await {
         BodyRead::Done(b) => b,
-        BodyRead::TooLarge { seen } => {
-            report_too_large(&app, &cluster, &conn, seen, limits.max_body, "body");
+        BodyRead::TooLarge { kept, .. } if spill > 0 => {
+            // Longer than it said, or it said nothing: the rest streams to
+            // disk after what was read (and --max-body applies there).
+            return spill_body(
+                &app, &cluster, &conn, kept, body, &pace, declared, budget, started,
+            )
+            .await;
+        }
+        BodyRead::TooLarge { seen, .. } => {
+            report_too_large(&app, &cluster, &conn, seen, in_memory, "body", limit_flag);
             return too_large(&app, body, seen).await;
         }
         BodyRead::Broken => return answer(&app, StatusCode::BAD_REQUEST, "body could not be read"),
-        BodyRead::TooSlow { seen } => {
-            app.metrics.body_timeouts.inc();
-            tracing::warn!(
-                cluster,
-                seen,
-                "request body arriving too slowly; answering 408"
-            );
-            let mut r = answer(
-                &app,
-                StatusCode::REQUEST_TIMEOUT,
-                "request body arrived too slowly",
-            );
-            r.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return r;
-        }
+        BodyRead::TooSlow { seen } => return too_slow(&app, &cluster, seen),
     };
-    let gzipped = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
     let body = if gzipped {
         let cap = limits.max_inflated;
         let inflated = tokio::task::spawn_blocking(move || {
@@ -1007,6 +1268,7 @@ async fn ingest(
                     cap as u64 + 1,
                     cap,
                     "gzip body inflating",
+                    "--max-inflated-body",
                 );
                 return answer(
                     &app,
