@@ -158,14 +158,7 @@ async fn refuses_what_it_must_and_keeps_what_it_accepts() {
         .await
         .expect("readyz");
     assert_eq!(ready.status(), 200);
-    let metrics = good
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(&good, &url).await;
     for want in [
         "auditlake_http_requests_total{code=\"401\"} 2",
         "auditlake_http_requests_total{code=\"413\"} 1",
@@ -888,14 +881,7 @@ async fn batches_larger_than_memory_are_streamed_into_the_log_and_stored_whole()
         .await
         .expect("post");
     assert_eq!(r.status(), 200);
-    let metrics = c
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(&c, &url).await;
     assert!(
         metrics.contains("auditlake_webhook_spilled_total 3"),
         "{metrics}"
@@ -931,9 +917,6 @@ async fn batches_larger_than_memory_are_streamed_into_the_log_and_stored_whole()
         "{rejected:?}"
     );
     // What the lake holds is gone from the log.
-    let large = lake.join("_wal").join("large");
-    let left: Vec<_> = std::fs::read_dir(&large)
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "{left:?} left in {}", large.display());
+    let left = spilled_left(&lake);
+    assert!(left.is_empty(), "{left:?} left in the log");
 }

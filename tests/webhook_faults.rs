@@ -308,14 +308,7 @@ async fn gzip_bombs_get_413_and_do_not_stall_the_server() {
         .await
         .expect("post");
     assert_eq!(r.status(), 200);
-    let metrics = c
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(&c, &server.url).await;
     assert!(
         metrics.contains("auditlake_http_requests_total{code=\"413\"}"),
         "{metrics}"
@@ -380,26 +373,9 @@ async fn slow_bodies_time_out_and_cannot_starve_other_clients() {
     // Fairness: a long grace, so only the budget protects client B.
     let lake = dir.path().join("lake2");
     let (server, addr) = start(&lake, &["--body-grace", "60"]);
-    let slow: Vec<_> = (0..21)
-        .map(|_| slow_request(&addr, TOKEN_A, 1 << 20))
-        .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let c = reqwest::Client::new();
-    let mut acked = vec![];
-    for b in 0..24 {
-        let ids: Vec<String> = (0..20).map(|i| format!("fair-b{b}-i{i}")).collect();
-        let r = c
-            .post(format!("{}/audit", server.url))
-            .bearer_auth(TOKEN)
-            .body(event_list(&ids))
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(r.status(), 200, "batch {b} of the other client");
-        acked.extend(ids);
-    }
-    drop(slow);
+    let acked = starved_or_not(&c, &server.url, &addr, "fair").await;
     server.sigterm();
     let stored: HashSet<String> = stored_ids(&lake).into_iter().collect();
     assert_eq!(stored, acked.into_iter().collect::<HashSet<_>>());
@@ -409,15 +385,26 @@ async fn slow_bodies_time_out_and_cannot_starve_other_clients() {
     // what they left unfinished is gone from the log.
     let lake = dir.path().join("lake3");
     let (server, addr) = start(&lake, &["--body-grace", "60", "--spill-body", "65536"]);
+    let acked = starved_or_not(&c, &server.url, &addr, "spill").await;
+    server.sigterm();
+    let stored: HashSet<String> = stored_ids(&lake).into_iter().collect();
+    assert_eq!(stored, acked.into_iter().collect::<HashSet<_>>());
+    let left = spilled_left(&lake);
+    assert!(left.is_empty(), "{left:?} left in the log");
+}
+
+/// 21 slow connections of client A declaring 1 MiB bodies while client B posts 24 batches,
+/// each of which must be answered 200; returns B's audit ids. The slow ones are closed after.
+async fn starved_or_not(c: &reqwest::Client, url: &str, addr: &str, name: &str) -> Vec<String> {
     let slow: Vec<_> = (0..21)
-        .map(|_| slow_request(&addr, TOKEN_A, 1 << 20))
+        .map(|_| slow_request(addr, TOKEN_A, 1 << 20))
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut acked = vec![];
     for b in 0..24 {
-        let ids: Vec<String> = (0..20).map(|i| format!("spill-b{b}-i{i}")).collect();
+        let ids: Vec<String> = (0..20).map(|i| format!("{name}-b{b}-i{i}")).collect();
         let r = c
-            .post(format!("{}/audit", server.url))
+            .post(format!("{url}/audit"))
             .bearer_auth(TOKEN)
             .body(event_list(&ids))
             .send()
@@ -427,13 +414,7 @@ async fn slow_bodies_time_out_and_cannot_starve_other_clients() {
         acked.extend(ids);
     }
     drop(slow);
+    // The server sees the slow connections close before it is stopped.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    server.sigterm();
-    let stored: HashSet<String> = stored_ids(&lake).into_iter().collect();
-    assert_eq!(stored, acked.into_iter().collect::<HashSet<_>>());
-    let large = lake.join("_wal").join("large");
-    let left: Vec<_> = std::fs::read_dir(&large)
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "{left:?} left in {}", large.display());
+    acked
 }

@@ -148,38 +148,12 @@ impl Assembler {
             let a = src.len();
             let _ = write!(src, "{prefix}{pos}");
             let range = a..src.len();
-            if let Some(index) = index {
-                decode_item_in(
-                    text,
-                    index,
-                    spare,
-                    |decoded| {
-                        events += 1;
-                        let src_range = range.clone();
-                        runs.stage(
-                            &mut staged,
-                            Staged {
-                                decoded,
-                                src: src_range,
-                            },
-                            src,
-                        );
-                    },
-                    |rej| {
-                        rejects.push(
-                            RejectRecord::of(
-                                origin,
-                                pos,
-                                rej.error.to_string(),
-                                rej.text.as_bytes(),
-                            )
-                            .item(rej.item, Some(0)),
-                        );
-                    },
-                );
-                continue;
-            }
-            match envelope::open(text, labels.format) {
+            // A list item is an event, never an envelope.
+            let envelope = match index {
+                Some(_) => None,
+                None => envelope::open(text, labels.format),
+            };
+            match envelope {
                 None => {}
                 Some(Err(error)) => {
                     rejects.push(RejectRecord::of(
@@ -223,32 +197,32 @@ impl Assembler {
                     continue;
                 }
             }
-            decode_unit_in(
-                text,
-                spare,
-                |decoded| {
-                    events += 1;
-                    let src_range = range.clone();
-                    runs.stage(
-                        &mut staged,
-                        Staged {
-                            decoded,
-                            src: src_range,
-                        },
-                        src,
-                    );
-                },
-                |rej| {
-                    // The rejected text lies inside the unit: its offset
-                    // lets a caller map it back to original bytes.
-                    let offset = (rej.text.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
-                    let offset = (offset <= text.len()).then_some(offset as u64);
-                    rejects.push(
-                        RejectRecord::of(origin, pos, rej.error.to_string(), rej.text.as_bytes())
-                            .item(rej.item, offset),
-                    );
-                },
-            );
+            let on_event = |decoded| {
+                events += 1;
+                let src_range = range.clone();
+                runs.stage(
+                    &mut staged,
+                    Staged {
+                        decoded,
+                        src: src_range,
+                    },
+                    src,
+                );
+            };
+            let on_reject = |rej: crate::decode::Rejection| {
+                // The rejected text lies inside the unit: its offset
+                // lets a caller map it back to original bytes.
+                let offset = (rej.text.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+                let offset = (offset <= text.len()).then_some(offset as u64);
+                rejects.push(
+                    RejectRecord::of(origin, pos, rej.error.to_string(), rej.text.as_bytes())
+                        .item(rej.item, offset),
+                );
+            };
+            match index {
+                Some(index) => decode_item_in(text, index, spare, on_event, on_reject),
+                None => decode_unit_in(text, spare, on_event, on_reject),
+            }
         }
         runs.flush(&mut staged, src);
         events

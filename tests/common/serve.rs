@@ -198,6 +198,24 @@ pub async fn post(
         .await
 }
 
+/// The server's `/metrics` text.
+pub async fn metrics_text(c: &reqwest::Client, url: &str) -> String {
+    c.get(format!("{url}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+/// Files left in the write-ahead log's directory of spilled bodies (`serve`'s default log).
+pub fn spilled_left(lake: &Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(lake.join("_wal").join("large"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default()
+}
+
 pub fn stored_ids(lake: &Path) -> Vec<String> {
     sql(lake, "SELECT audit_id FROM audit")[1..]
         .iter()
