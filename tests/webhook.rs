@@ -579,15 +579,6 @@ async fn background_compaction_and_retention_run_beside_the_webhook() {
             .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
             .unwrap_or(0.0)
     };
-    let fetch = |c: reqwest::Client, url: String| async move {
-        c.get(format!("{url}/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text")
-    };
     let server = Server::start(
         &lake,
         &pki,
@@ -608,14 +599,14 @@ async fn background_compaction_and_retention_run_beside_the_webhook() {
         let r = post(&c, &server.url, event_list(&ids)).await.expect("post");
         assert_eq!(r.status(), 200);
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let m = fetch(c.clone(), server.url.clone()).await;
+        let m = metrics_text(&c, &server.url).await;
         compacted = metric(&m, "auditlake_compaction_files_out_total");
         if b >= 100 && compacted >= 1.0 {
             break;
         }
     }
     assert!(compacted >= 1.0, "no background compaction in 200 batches");
-    let m = fetch(c.clone(), server.url.clone()).await;
+    let m = metrics_text(&c, &server.url).await;
     assert!(
         metric(&m, "auditlake_compaction_files_in_total") >= 2.0,
         "{m}"
@@ -659,7 +650,7 @@ async fn background_compaction_and_retention_run_beside_the_webhook() {
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         removed = metric(
-            &fetch(c.clone(), server.url.clone()).await,
+            &metrics_text(&c, &server.url).await,
             "auditlake_retention_partitions_removed_total",
         );
         if removed >= 1.0 {
