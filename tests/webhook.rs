@@ -838,13 +838,13 @@ async fn batches_larger_than_memory_are_streamed_into_the_log_and_stored_whole()
     // Declared longer than --spill-body: straight to disk. One item in the middle is bad.
     let declared = large_list("declared", 400, 25_000, &[200]);
     assert!(declared.len() > 8 << 20, "{}", declared.len());
-    let r = c
-        .post(format!("{url}/audit"))
-        .bearer_auth(TOKEN)
-        .body(declared.clone())
-        .send()
-        .await
-        .expect("post");
+    let post_token = |body: String| {
+        c.post(format!("{url}/audit"))
+            .bearer_auth(TOKEN)
+            .body(body)
+            .send()
+    };
+    let r = post_token(declared.clone()).await.expect("post");
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
     // No length: read into memory up to --spill-body, then the rest to disk.
     let chunked = large_list("chunked", 300, 20_000, &[]);
@@ -854,23 +854,13 @@ async fn batches_larger_than_memory_are_streamed_into_the_log_and_stored_whole()
         .expect("chunked client");
     assert_eq!(status, 200);
     // A small batch still goes the in-memory way, and one cut short is kept as far as it goes.
-    let small = c
-        .post(format!("{url}/audit"))
-        .bearer_auth(TOKEN)
-        .body(event_list(&["small".into()]))
-        .send()
+    let small = post_token(event_list(&["small".into()]))
         .await
         .expect("post");
     assert_eq!(small.status(), 200);
     let cut = large_list("cut", 100, 20_000, &[]);
     let cut = &cut[..cut.len() * 3 / 4];
-    let r = c
-        .post(format!("{url}/audit"))
-        .bearer_auth(TOKEN)
-        .body(cut.to_string())
-        .send()
-        .await
-        .expect("post");
+    let r = post_token(cut.to_string()).await.expect("post");
     assert_eq!(r.status(), 200);
     let metrics = metrics_text(&c, &url).await;
     assert!(

@@ -115,14 +115,68 @@ impl Record {
     pub fn spilled_path(&self, dir: &Path) -> PathBuf {
         spilled_path(dir, self.seq)
     }
+
+    /// Whether this record's spilled body is there, whole and unchanged:
+    /// the problem otherwise, in words for a dead letter.
+    pub fn check_spilled(&self, dir: &Path) -> Result<(), String> {
+        let Some(spilled) = self.spilled else {
+            return Ok(());
+        };
+        let path = self.spilled_path(dir);
+        let mut f = File::open(&path).map_err(|e| format!("cannot be opened: {e}"))?;
+        let mut crc = crc32fast::Hasher::new();
+        let mut len = 0u64;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    crc.update(&buf[..n]);
+                    len += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("cannot be read: {e}")),
+            }
+        }
+        if len != spilled.len {
+            return Err(format!(
+                "holds {len} bytes, its record says {}",
+                spilled.len
+            ));
+        }
+        if crc.finalize() != spilled.crc {
+            return Err("does not match its record's CRC (damaged on disk)".into());
+        }
+        Ok(())
+    }
+
+    /// Move a damaged spilled body to `quarantine/`, where it is kept;
+    /// where it went, if it could be moved.
+    pub fn quarantine_spilled(&self, dir: &Path) -> Option<PathBuf> {
+        let path = self.spilled_path(dir);
+        let q = quarantine_dir(dir);
+        fs::create_dir_all(&q).ok()?;
+        let to = q.join(path.file_name()?);
+        fs::rename(&path, &to).ok()?;
+        Some(to)
+    }
 }
 
 fn large_dir(dir: &Path) -> PathBuf {
     dir.join("large")
 }
 
+fn quarantine_dir(dir: &Path) -> PathBuf {
+    dir.join("quarantine")
+}
+
 fn spilled_path(dir: &Path, seq: u64) -> PathBuf {
     large_dir(dir).join(format!("{seq:020}.body"))
+}
+
+/// The sequence number a file name of `large/` is a spilled body of.
+fn spilled_seq(name: &str) -> Option<u64> {
+    name.strip_suffix(".body")?.parse().ok()
 }
 
 struct Append {
@@ -185,15 +239,6 @@ impl Spool {
         Ok(())
     }
 
-    /// Bytes written so far.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Flush and fsync the body.
     pub fn finish(mut self) -> Result<Spooled, WalError> {
         let Some(f) = self.file.take() else {
@@ -218,7 +263,7 @@ impl Drop for Spool {
     fn drop(&mut self) {
         // Finished or not, its bytes are no longer being spooled (once
         // appended they count as pending).
-        self.stats.settle_spooling(self.len);
+        take_from(&self.stats.spooling, self.len);
         if !self.path.as_os_str().is_empty() {
             let _ = fs::remove_file(&self.path);
         }
@@ -246,23 +291,18 @@ pub struct WalStats {
     spooling: AtomicU64,
 }
 
-impl WalStats {
-    fn settle_spooling(&self, n: u64) {
-        let _ = self
-            .spooling
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
-                Some(p.saturating_sub(n))
-            });
-    }
+/// Take `n` from a counter, stopping at zero.
+fn take_from(counter: &AtomicU64, n: u64) {
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+        Some(p.saturating_sub(n))
+    });
+}
 
+impl WalStats {
     /// The flush stage committed (or found already committed) `n` bytes of
     /// records.
     pub fn settle(&self, n: u64) {
-        let _ = self
-            .pending
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
-                Some(p.saturating_sub(n))
-            });
+        take_from(&self.pending, n);
     }
 }
 
@@ -432,7 +472,7 @@ fn scan_segment(
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
-        let qdir = dir.join("quarantine");
+        let qdir = quarantine_dir(dir);
         fs::create_dir_all(&qdir).map_err(io_err(&qdir))?;
         let qpath = qdir.join(format!("{name}@{at}.bin"));
         write_synced(&qpath, &bytes[at..end])?;
@@ -487,11 +527,8 @@ fn clean_large(dir: &Path, last_seq: u64) -> Result<(), WalError> {
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        let orphan = name.ends_with(".part")
-            || name
-                .strip_suffix(".body")
-                .and_then(|n| n.parse::<u64>().ok())
-                .is_some_and(|seq| seq > last_seq);
+        let orphan =
+            name.ends_with(".part") || spilled_seq(&name).is_some_and(|seq| seq > last_seq);
         if orphan {
             tracing::info!(path = %e.path().display(), "deleting a spilled body no durable record refers to (never acknowledged)");
             fs::remove_file(e.path()).map_err(io_err(&e.path()))?;
@@ -622,20 +659,11 @@ impl Wal {
     /// Append one body; resolves once it is on disk (fsynced). Fails fast
     /// with `Full` or `Busy` instead of queueing without bound.
     pub async fn append(&self, cluster: &str, body: Vec<u8>) -> Result<u64, WalError> {
-        let bytes = self.stats.pending.load(Ordering::Relaxed);
-        if bytes + body.len() as u64 > self.max_bytes {
-            return Err(WalError::Full {
-                bytes,
-                limit: self.max_bytes,
-            });
-        }
-        self.send(Append {
-            cluster: cluster.to_string(),
-            body,
-            spill: None,
-            done: oneshot::channel().0,
-        })
-        .await
+        self.fits(
+            self.stats.pending.load(Ordering::Relaxed),
+            body.len() as u64,
+        )?;
+        self.send(cluster, body, None).await
     }
 
     /// Whether `bytes` more would fit under the log's limit now, beside the
@@ -643,6 +671,11 @@ impl Wal {
     pub fn room_for(&self, bytes: u64) -> Result<(), WalError> {
         let pending = self.stats.pending.load(Ordering::Relaxed)
             + self.stats.spooling.load(Ordering::Relaxed);
+        self.fits(pending, bytes)
+    }
+
+    /// `Full` unless `bytes` more fit beside `pending` under the limit.
+    fn fits(&self, pending: u64, bytes: u64) -> Result<(), WalError> {
         if pending + bytes > self.max_bytes {
             return Err(WalError::Full {
                 bytes: pending,
@@ -671,31 +704,28 @@ impl Wal {
 
     /// Append a record for a spooled body; resolves once both are durable.
     pub async fn append_spilled(&self, cluster: &str, body: Spooled) -> Result<u64, WalError> {
-        let pending = self.stats.pending.load(Ordering::Relaxed);
-        if pending + body.spilled.len > self.max_bytes {
-            return Err(WalError::Full {
-                bytes: pending,
-                limit: self.max_bytes,
-            });
-        }
+        self.fits(self.stats.pending.load(Ordering::Relaxed), body.spilled.len)?;
         let spill = (body.path.clone(), body.spilled);
         // The file is the writer's to rename from here; `body` deletes it
         // only if it is still there when this ends (the append failed).
-        let result = self
-            .send(Append {
-                cluster: cluster.to_string(),
-                body: Vec::new(),
-                spill: Some(spill),
-                done: oneshot::channel().0,
-            })
-            .await;
+        let result = self.send(cluster, Vec::new(), Some(spill)).await;
         drop(body);
         result
     }
 
-    async fn send(&self, mut req: Append) -> Result<u64, WalError> {
+    async fn send(
+        &self,
+        cluster: &str,
+        body: Vec<u8>,
+        spill: Option<(PathBuf, Spilled)>,
+    ) -> Result<u64, WalError> {
         let (done, wait) = oneshot::channel();
-        req.done = done;
+        let req = Append {
+            cluster: cluster.to_string(),
+            body,
+            spill,
+            done,
+        };
         match self.tx.try_send(req) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => return Err(WalError::Busy),
@@ -738,11 +768,7 @@ pub fn trim(dir: &Path, committed: u64, stats: &WalStats) -> Result<u64, WalErro
     if let Ok(entries) = fs::read_dir(&large) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
-            let done = name
-                .strip_suffix(".body")
-                .and_then(|n| n.parse::<u64>().ok())
-                .is_some_and(|seq| seq <= committed);
-            if !done {
+            if spilled_seq(&name).is_none_or(|seq| seq > committed) {
                 continue;
             }
             let len = e.metadata().map(|m| m.len()).unwrap_or(0);
@@ -752,10 +778,7 @@ pub fn trim(dir: &Path, committed: u64, stats: &WalStats) -> Result<u64, WalErro
                 Err(err) => return Err(io_err(&e.path())(err)),
             }
             removed += len;
-            stats.bytes.fetch_sub(
-                len.min(stats.bytes.load(Ordering::Relaxed)),
-                Ordering::Relaxed,
-            );
+            take_from(&stats.bytes, len);
         }
     }
     for w in segs.windows(2) {
@@ -771,10 +794,7 @@ pub fn trim(dir: &Path, committed: u64, stats: &WalStats) -> Result<u64, WalErro
                 Err(e) => return Err(io_err(path)(e)),
             }
             removed += len;
-            stats.bytes.fetch_sub(
-                len.min(stats.bytes.load(Ordering::Relaxed)),
-                Ordering::Relaxed,
-            );
+            take_from(&stats.bytes, len);
             stats.segments.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -1027,26 +1047,27 @@ impl Writer {
     /// names durable. Returns the new paths.
     fn place_spilled(&self, batch: &[Append], first: u64) -> Result<Vec<PathBuf>, WalError> {
         let mut renamed = Vec::new();
-        for (i, a) in batch.iter().enumerate() {
-            let Some((part, _)) = &a.spill else { continue };
-            let to = spilled_path(&self.dir, first + i as u64);
-            if let Err(e) = fs::rename(part, &to) {
+        let mut placed = || -> Result<(), WalError> {
+            for (i, a) in batch.iter().enumerate() {
+                let Some((part, _)) = &a.spill else { continue };
+                let to = spilled_path(&self.dir, first + i as u64);
+                fs::rename(part, &to).map_err(io_err(part))?;
+                renamed.push(to);
+            }
+            if renamed.is_empty() {
+                return Ok(());
+            }
+            sync_dir(&large_dir(&self.dir))
+        };
+        match placed() {
+            Ok(()) => Ok(renamed),
+            Err(e) => {
                 for path in &renamed {
                     let _ = fs::remove_file(path);
                 }
-                return Err(io_err(part)(e));
-            }
-            renamed.push(to);
-        }
-        if !renamed.is_empty() {
-            if let Err(e) = sync_dir(&large_dir(&self.dir)) {
-                for path in &renamed {
-                    let _ = fs::remove_file(path);
-                }
-                return Err(e);
+                Err(e)
             }
         }
-        Ok(renamed)
     }
 
     fn append(&mut self, buf: &[u8]) -> Result<(), WalError> {

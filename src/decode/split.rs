@@ -64,8 +64,9 @@ enum Mode {
     /// Inside a list, between items.
     Gap,
     /// Inside an item that is an object or array (`depth` counts its
-    /// brackets), or a string or another scalar (`scalar`).
-    Item { scalar: bool },
+    /// brackets), or a scalar (`scalar`: `Some(quoted)`, whether it is a
+    /// string).
+    Item { scalar: Option<bool> },
     /// Inside an `EventList` after its `items` array: skipped to its end.
     Tail,
     /// The rest of the body is not JSON: all of it is one bad piece.
@@ -109,8 +110,6 @@ pub struct Splitter {
     hasher: Option<Xxh3>,
     /// Index of the next item in the list.
     index: usize,
-    /// Whether the scalar item being read is a string.
-    quoted: bool,
     key: Key,
     key_bytes: [u8; 6],
     key_len: usize,
@@ -137,7 +136,6 @@ impl Splitter {
             len: 0,
             hasher: None,
             index: 0,
-            quoted: false,
             key: Key::None,
             key_bytes: [0; 6],
             key_len: 0,
@@ -244,11 +242,13 @@ impl Splitter {
                         from = i;
                         if b == b'{' || b == b'[' {
                             self.depth += 1;
-                            self.mode = Mode::Item { scalar: false };
+                            self.mode = Mode::Item { scalar: None };
                         } else {
-                            self.mode = Mode::Item { scalar: true };
-                            self.quoted = b == b'"';
-                            self.in_string = self.quoted;
+                            let quoted = b == b'"';
+                            self.mode = Mode::Item {
+                                scalar: Some(quoted),
+                            };
+                            self.in_string = quoted;
                         }
                     }
                 }
@@ -257,10 +257,10 @@ impl Splitter {
                         i += 1;
                         continue;
                     }
-                    if scalar {
+                    if let Some(quoted) = scalar {
                         // A scalar ends before the next separator, or
                         // right after its closing quote.
-                        if b == b',' || b == b']' || is_space(b) || self.quoted {
+                        if b == b',' || b == b']' || is_space(b) || quoted {
                             self.take(&chunk[from..i]);
                             self.emit(Some(self.index), out);
                             self.index += 1;

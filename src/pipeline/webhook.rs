@@ -130,8 +130,8 @@ pub async fn run(
                     // The apiserver posts its own EventLists, nothing else.
                     format: crate::decode::envelope::InputFormat::Kubernetes,
                 };
-                if rec.spilled.is_some() {
-                    let events = add_spilled(
+                let events = if rec.spilled.is_some() {
+                    add_spilled(
                         &rec,
                         wal.dir(),
                         &mut asm,
@@ -139,47 +139,20 @@ pub async fn run(
                         &mut rejects,
                         seg,
                         &metrics,
-                    )?;
-                    metrics.events_received.inc_by(events);
-                    metrics.untrusted_claims.inc_by(super::warn_untrusted(
-                        &mut warned,
-                        asm.take_untrusted(),
-                        256,
-                    ));
-                    last_read = rec.seq;
-                    continue;
-                }
-                // A body that is not UTF-8 is decoded with each bad byte
-                // replaced by NUL, which keeps every offset and is invalid
-                // anywhere in JSON: items holding one are rejected alone
-                // (the decoder salvages the rest of a list) and their
-                // dead letters are re-cut from the original bytes.
-                let repaired;
-                let (text, original) = match std::str::from_utf8(&rec.body) {
-                    Ok(text) => (text, None),
-                    Err(_) => {
-                        repaired = crate::decode::nul_for_invalid_utf8(&rec.body);
-                        (repaired.as_str(), Some(&rec.body[..]))
-                    }
+                    )?
+                } else {
+                    let events = add_bytes(&rec.body, &mut rejects, |text, rejects| {
+                        asm.add(text, rec.seq, &labels, rejects)
+                    });
+                    drain(&mut asm, &mut rejects, seg, &metrics, rec.seq)?;
+                    events
                 };
-                let from = rejects.len();
-                let events = asm.add(text, rec.seq, &labels, &mut rejects);
-                if let Some(original) = original {
-                    for r in &mut rejects[from..] {
-                        let at = r.offset.unwrap_or(0) as usize;
-                        let len = r.length.unwrap_or(0) as usize;
-                        if let Some(bytes) = original.get(at..at + len) {
-                            r.keep(bytes, crate::sinks::lake::KEEP_PER_ITEM);
-                        }
-                    }
-                }
                 metrics.events_received.inc_by(events);
                 metrics.untrusted_claims.inc_by(super::warn_untrusted(
                     &mut warned,
                     asm.take_untrusted(),
                     256,
                 ));
-                drain(&mut asm, &mut rejects, seg, &metrics, rec.seq)?;
                 last_read = rec.seq;
             }
             Ok(())
@@ -248,6 +221,33 @@ pub async fn run(
     }
 }
 
+/// Decode `bytes` with `add`, returning what it returns.
+///
+/// A body that is not UTF-8 is decoded with each bad byte replaced by NUL,
+/// which keeps every offset and is invalid anywhere in JSON: items holding
+/// one are rejected alone (the decoder salvages the rest of a list) and
+/// their dead letters are re-cut from the original bytes.
+fn add_bytes(
+    bytes: &[u8],
+    rejects: &mut Vec<RejectRecord>,
+    add: impl FnOnce(&str, &mut Vec<RejectRecord>) -> u64,
+) -> u64 {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return add(text, rejects);
+    }
+    let repaired = crate::decode::nul_for_invalid_utf8(bytes);
+    let from = rejects.len();
+    let events = add(&repaired, rejects);
+    for r in &mut rejects[from..] {
+        let at = r.offset.unwrap_or(0) as usize;
+        let len = r.length.unwrap_or(0) as usize;
+        if let Some(original) = bytes.get(at..at + len) {
+            r.keep(original, crate::sinks::lake::KEEP_PER_ITEM);
+        }
+    }
+    events
+}
+
 /// Write what the assembler holds, and the dead letters, into `seg`.
 fn drain(
     asm: &mut Assembler,
@@ -293,37 +293,27 @@ fn add_spilled(
     metrics: &Metrics,
 ) -> Result<u64, FlushError> {
     use std::io::Read;
-    let Some(spilled) = rec.spilled else {
-        return Ok(0);
-    };
     let path = rec.spilled_path(dir);
-    let fail = |rejects: &mut Vec<RejectRecord>, reason: String| {
+    if let Err(problem) = rec.check_spilled(dir) {
+        let kept = rec.quarantine_spilled(dir);
+        tracing::error!(path = %path.display(), seq = rec.seq, %problem, quarantine = ?kept, "spilled body cannot be read; dead-lettered");
+        let reason = format!(
+            "spilled body {} of record {} {problem}{}",
+            path.display(),
+            rec.seq,
+            kept.map(|q| format!("; moved to {}", q.display()))
+                .unwrap_or_default()
+        );
         rejects.push(RejectRecord::of(labels.origin, rec.seq, reason, b""));
-    };
-    match check_spilled(&path, spilled) {
-        Ok(()) => {}
-        Err(problem) => {
-            let kept = quarantine(dir, &path);
-            tracing::error!(path = %path.display(), seq = rec.seq, %problem, quarantine = ?kept, "spilled body cannot be read; dead-lettered");
-            fail(
-                rejects,
-                format!(
-                    "spilled body {} of record {} {problem}{}",
-                    path.display(),
-                    rec.seq,
-                    kept.map(|q| format!("; moved to {}", q.display()))
-                        .unwrap_or_default()
-                ),
-            );
-            drain(asm, rejects, seg, metrics, rec.seq)?;
-            return Ok(0);
-        }
+        drain(asm, rejects, seg, metrics, rec.seq)?;
+        return Ok(0);
     }
-    let file = std::fs::File::open(&path).map_err(|source| WalError::Io {
+    let io = |source| WalError::Io {
         path: path.clone(),
         source,
-    })?;
-    let mut file = std::io::BufReader::with_capacity(1 << 20, file);
+    };
+    // Reads of a whole chunk: a buffered reader would only copy.
+    let mut file = std::fs::File::open(&path).map_err(io)?;
     let mut splitter = Splitter::new(SPILLED_MAX_EVENT);
     let mut chunk = vec![0u8; 1 << 20];
     let mut events = 0u64;
@@ -331,16 +321,8 @@ fn add_spilled(
     let mut failed: Option<FlushError> = None;
     loop {
         let n = match file.read(&mut chunk) {
-            Ok(0) => None,
-            Ok(n) => Some(n),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(source) => {
-                return Err(WalError::Io {
-                    path: path.clone(),
-                    source,
-                }
-                .into())
-            }
+            other => other.map_err(io)?,
         };
         let mut on_piece = |piece: Piece| {
             if failed.is_some() {
@@ -354,19 +336,17 @@ fn add_spilled(
                 }
             }
         };
-        match n {
-            Some(n) => splitter.push(&chunk[..n], &mut on_piece),
-            None => {
-                splitter.finish(&mut on_piece);
-                break;
-            }
+        if n == 0 {
+            splitter.finish(&mut on_piece);
+        } else {
+            splitter.push(&chunk[..n], &mut on_piece);
         }
-        if let Some(e) = failed.take() {
+        if let Some(e) = failed {
             return Err(e);
         }
-    }
-    if let Some(e) = failed {
-        return Err(e);
+        if n == 0 {
+            break;
+        }
     }
     drain(asm, rejects, seg, metrics, rec.seq)?;
     Ok(events)
@@ -387,29 +367,14 @@ fn add_piece(
             offset,
             index,
         } => {
-            let repaired;
-            let (str_text, original) = match std::str::from_utf8(text) {
-                Ok(t) => (t, None),
-                Err(_) => {
-                    repaired = crate::decode::nul_for_invalid_utf8(text);
-                    (repaired.as_str(), Some(text))
-                }
-            };
             let from = rejects.len();
-            *events += match index {
-                Some(i) => asm.add_item(str_text, seq, i, labels, rejects),
-                None => asm.add(str_text, seq, labels, rejects),
-            };
+            *events += add_bytes(text, rejects, |text, rejects| match index {
+                Some(i) => asm.add_item(text, seq, i, labels, rejects),
+                None => asm.add(text, seq, labels, rejects),
+            });
             for r in &mut rejects[from..] {
                 // Offsets are the body's, not the piece's.
-                let at = r.offset.unwrap_or(0);
-                if let Some(original) = original {
-                    let len = r.length.unwrap_or(0) as usize;
-                    if let Some(bytes) = original.get(at as usize..at as usize + len) {
-                        r.keep(bytes, crate::sinks::lake::KEEP_PER_ITEM);
-                    }
-                }
-                r.offset = Some(offset + at);
+                r.offset = Some(offset + r.offset.unwrap_or(0));
             }
             text.len()
         }
@@ -432,45 +397,6 @@ fn add_piece(
             kept.len()
         }
     }
-}
-
-/// Whether a spilled body is there, whole and unchanged.
-fn check_spilled(path: &std::path::Path, spilled: wal::Spilled) -> Result<(), String> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| format!("cannot be opened: {e}"))?;
-    let mut crc = crc32fast::Hasher::new();
-    let mut len = 0u64;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                crc.update(&buf[..n]);
-                len += n as u64;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("cannot be read: {e}")),
-        }
-    }
-    if len != spilled.len {
-        return Err(format!(
-            "holds {len} bytes, its record says {}",
-            spilled.len
-        ));
-    }
-    if crc.finalize() != spilled.crc {
-        return Err("does not match its record's CRC (damaged on disk)".into());
-    }
-    Ok(())
-}
-
-/// Move a damaged spilled body to `quarantine/`, where it is kept.
-fn quarantine(dir: &std::path::Path, path: &std::path::Path) -> Option<std::path::PathBuf> {
-    let q = dir.join("quarantine");
-    std::fs::create_dir_all(&q).ok()?;
-    let to = q.join(path.file_name()?);
-    std::fs::rename(path, &to).ok()?;
-    Some(to)
 }
 
 #[cfg(test)]

@@ -912,8 +912,8 @@ fn gunzip(data: Vec<u8>, cap: usize, budget: &mut Budget) -> Result<Vec<u8>, Inf
 /// Read a body of at most `max` bytes, at `min_rate` after `grace`.
 enum BodyRead {
     Done(Vec<u8>),
-    /// Over `max`: what was read before the frame that passed it, and all
-    /// of it with that frame (which is given back in `kept`'s tail).
+    /// Over `max`: everything read (`kept`, the frame that passed `max`
+    /// included) and its length.
     TooLarge {
         kept: Vec<u8>,
         seen: u64,
@@ -988,6 +988,15 @@ async fn read_body(body: &mut Body, max: usize, capacity: usize, pace: &Pace) ->
 const SPILL_BYTES: u64 = 4 << 20;
 /// Frames queued between the connection and the blocking writer.
 const SPILL_QUEUE: usize = 8;
+
+/// Answer 503 when the in-flight budget has no room for a body in time.
+fn no_room(app: &App) -> Response {
+    answer(
+        app,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many request bytes in flight",
+    )
+}
 
 /// Answer 408 for a body that arrives too slowly.
 fn too_slow(app: &App, cluster: &str, seen: u64) -> Response {
@@ -1169,22 +1178,18 @@ async fn ingest(
     // Plain bodies to the log past `spill` go to disk as they arrive; the
     // rest are held in memory, within `max_inflated`.
     let spill = if gzipped { 0 } else { limits.spill };
-    let (in_memory, limit_flag) = if spill > 0 {
-        (spill, "--max-body")
+    // `in_memory`: the most read into memory; `hard`: the most taken at all
+    // (413 above, naming `limit_flag`).
+    let (in_memory, hard, limit_flag) = if spill > 0 {
+        (spill, limits.max_body, "--max-body")
     } else {
-        (
-            limits.max_body.min(limits.max_inflated),
-            if limits.max_inflated < limits.max_body {
-                "--max-inflated-body"
-            } else {
-                "--max-body"
-            },
-        )
-    };
-    let hard = if spill > 0 {
-        limits.max_body
-    } else {
-        in_memory
+        let held = limits.max_body.min(limits.max_inflated);
+        let flag = if held < limits.max_body {
+            "--max-inflated-body"
+        } else {
+            "--max-body"
+        };
+        (held, held, flag)
     };
     if declared.is_some_and(|n| n > hard as u64) {
         let size = declared.unwrap_or(0);
@@ -1200,11 +1205,7 @@ async fn ingest(
             .reserve(&cluster, app.spill_units, Duration::from_secs(2))
             .await
         else {
-            return answer(
-                &app,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many request bytes in flight",
-            );
+            return no_room(&app);
         };
         return spill_body(
             &app,
@@ -1224,11 +1225,7 @@ async fn ingest(
     let size = declared.unwrap_or(in_memory as u64);
     let reserve = u32::try_from(size.div_ceil(INFLIGHT_UNIT).max(1)).unwrap_or(u32::MAX);
     let Some(mut budget) = app.reserve(&cluster, reserve, Duration::from_secs(2)).await else {
-        return answer(
-            &app,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many request bytes in flight",
-        );
+        return no_room(&app);
     };
     let bytes = match read_body(&mut body, in_memory, size as usize, &pace).await {
         BodyRead::Done(b) => b,
@@ -1278,11 +1275,7 @@ async fn ingest(
             }
             Ok((Err(Inflate::Busy), _)) | Err(_) => {
                 app.note_inflight();
-                return answer(
-                    &app,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "too many request bytes in flight",
-                );
+                return no_room(&app);
             }
         }
     } else {
