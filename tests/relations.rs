@@ -146,8 +146,13 @@ const STATEMENTS: &[&str] = &[
     // Both kinds together, and key columns.
     "SELECT audit_id, actor_username, resource FROM requests WHERE resource = 'secrets' AND actor_kind = 'user'",
     "SELECT audit_id FROM requests WHERE verb = 'delete' AND authn_username LIKE 'system:serviceaccount:%'",
-    // Mixed identity and request columns in one conjunct: not pushed.
+    // Mixed identity and request columns in one disjunction: a pass that
+    // tests each row; two such disjunctions: a pass each.
     "SELECT audit_id FROM requests WHERE actor_username = 'bob@example.com' OR resource = 'pods'",
+    "SELECT audit_id, stage FROM requests WHERE impersonated_username IS NOT NULL OR stage = 'RequestReceived'",
+    "SELECT audit_id FROM requests WHERE (actor_kind = 'user' OR stage = 'ResponseStarted') AND (impersonated_username IS NOT NULL OR response_code = 200)",
+    // A conjunction across kinds inside a disjunction: not pushed.
+    "SELECT audit_id FROM requests WHERE (actor_kind = 'user' AND response_code = 200) OR resource = 'pods'",
     // Partitions and time.
     "SELECT dt, hour, count(*) FROM requests GROUP BY dt, hour",
     "SELECT audit_id FROM requests WHERE hour = '09' AND stage = 'ResponseComplete'",

@@ -534,7 +534,38 @@ impl LakeQuery {
                     })
                     .map_err(arrow::error::ArrowError::from)?;
             }
-            OutputFormat::Csv | OutputFormat::Json | OutputFormat::Line => {
+            OutputFormat::Csv | OutputFormat::Json => {
+                // Each batch is formatted on a blocking thread while the
+                // next one is computed: the last operator of a sorted
+                // answer (the merge) runs on this thread, and formatting
+                // here too left one of two cores idle at the end of every
+                // large answer.
+                let mut stream =
+                    datafusion::physical_plan::execute_stream(plan.clone(), self.ctx.task_ctx())?;
+                let mut pending: Option<tokio::task::JoinHandle<Result<Vec<u8>, QueryError>>> =
+                    None;
+                let mut next = Some(schema.clone());
+                while let Some(batch) = stream.next().await {
+                    let batch = batch?;
+                    rows += batch.num_rows() as u64;
+                    let header = next.take().is_some();
+                    let job =
+                        tokio::task::spawn_blocking(move || encode_batch(format, header, &batch));
+                    if let Some(done) = pending.replace(job) {
+                        write_encoded(out, done.await)?;
+                    }
+                }
+                if let Some(done) = pending {
+                    write_encoded(out, done.await)?;
+                }
+                if let Some(schema) = next {
+                    // A header, even for no rows.
+                    let empty = RecordBatch::new_empty(schema);
+                    out.write_all(&encode_batch(format, true, &empty)?)
+                        .map_err(arrow::error::ArrowError::from)?;
+                }
+            }
+            OutputFormat::Line => {
                 let mut stream =
                     datafusion::physical_plan::execute_stream(plan.clone(), self.ctx.task_ctx())?;
                 let mut sink = BatchSink::new(format, out);
@@ -702,6 +733,40 @@ pub fn render(batches: &[RecordBatch], format: OutputFormat) -> Result<String, Q
     sink.finish()?;
     drop(sink);
     Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// One batch as CSV (with the header if `header`) or JSON lines.
+fn encode_batch(
+    format: OutputFormat,
+    header: bool,
+    batch: &RecordBatch,
+) -> Result<Vec<u8>, QueryError> {
+    let mut buf = Vec::new();
+    match format {
+        OutputFormat::Json => {
+            let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
+            w.write(batch)?;
+            w.finish()?;
+        }
+        _ => {
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(header)
+                .build(&mut buf);
+            w.write(&flatten_nested(batch)?)?;
+        }
+    }
+    Ok(buf)
+}
+
+fn write_encoded(
+    out: &mut dyn std::io::Write,
+    done: Result<Result<Vec<u8>, QueryError>, tokio::task::JoinError>,
+) -> Result<(), QueryError> {
+    let bytes =
+        done.map_err(|e| QueryError::Arrow(arrow::error::ArrowError::ExternalError(Box::new(e))))??;
+    out.write_all(&bytes)
+        .map_err(arrow::error::ArrowError::from)?;
+    Ok(())
 }
 
 /// CSV (header first, nested columns as text) or JSON lines, batch by

@@ -321,7 +321,7 @@ struct Pushed {
 
 fn classify(kind: Kind, filters: &[Expr]) -> Result<Pushed> {
     let mut p = Pushed::default();
-    let (mut identity, mut request) = (Vec::new(), Vec::new());
+    let (mut identity, mut request, mut mixed) = (Vec::new(), Vec::new(), Vec::new());
     for f in filters {
         for c in split_conjunction(f) {
             if c.is_volatile() {
@@ -354,17 +354,43 @@ fn classify(kind: Kind, filters: &[Expr]) -> Result<Pushed> {
                     Some(RowOf::Every) => p.rows.push(c),
                     Some(RowOf::Identity) => identity.push(c),
                     Some(RowOf::Last) => request.push(c),
+                    None if row_testable(&c) => mixed.push(c),
                     None => {}
                 },
             }
         }
     }
-    // One pass per kind of row, whatever the number of conjuncts.
+    // One pass per kind of row, whatever the number of conjuncts; a mixed
+    // disjunction is a pass of its own: two of them may hold on different
+    // rows of one request, so their conjunction tested on one row could
+    // lose it.
     p.candidates = [conjunction(identity), conjunction(request)]
         .into_iter()
         .flatten()
+        .chain(mixed)
         .collect();
     Ok(p)
+}
+
+/// Whether a filter that mixes identity and other columns can still find
+/// the requests that may match by testing each row on its own: it is a
+/// disjunction whose every branch holds on one kind of row (or is such a
+/// disjunction itself). When the request's relation row passes, one branch
+/// is true there, so it is true on the row its columns come from, and so
+/// is the whole disjunction. A conjunction across kinds is not: its parts
+/// may each hold on a different row and on no row together.
+/// (privileged-impersonation's `acted_as_… OR decision_reason LIKE …` read
+/// 4.3M rows on 10M events without this, for 0.34M that pass.)
+fn row_testable(e: &Expr) -> bool {
+    if row_of(names(e)).is_some() {
+        return true;
+    }
+    match e {
+        Expr::BinaryExpr(b) if b.op == datafusion::logical_expr::Operator::Or => {
+            row_testable(&b.left) && row_testable(&b.right)
+        }
+        _ => false,
+    }
 }
 
 #[async_trait]
@@ -673,8 +699,9 @@ struct ScanPlan {
     source: usize,
     rows: Option<Expr>,
     candidates: Vec<Expr>,
-    /// Set once a candidate pass matched most of a partition.
-    candidates_off: AtomicBool,
+    /// One per candidate filter, set once its pass matched most of a
+    /// partition.
+    candidates_off: Vec<AtomicBool>,
     /// Filters the operators above derive at run time (see
     /// [`RelationExec`]), and whether they stopped paying.
     dynamic: std::sync::Mutex<Vec<Arc<dyn PhysicalExpr>>>,
@@ -795,8 +822,12 @@ impl ScanPlan {
             source: work_of("source")?,
             work: need,
             rows: conjunction(pushed.rows),
+            candidates_off: pushed
+                .candidates
+                .iter()
+                .map(|_| AtomicBool::new(false))
+                .collect(),
             candidates: pushed.candidates,
-            candidates_off: AtomicBool::new(false),
             dynamic: std::sync::Mutex::new(Vec::new()),
             dynamic_off: AtomicBool::new(false),
             join_waits: std::sync::Mutex::new(Vec::new()),
@@ -891,8 +922,13 @@ impl ScanPlan {
         part: &Partition,
         ctx: &Arc<TaskContext>,
     ) -> Result<Option<Candidates>> {
-        let filters_on =
-            !self.candidates.is_empty() && !self.candidates_off.load(Ordering::Relaxed);
+        let filters: Vec<(usize, &Expr)> = self
+            .candidates
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.candidates_off[*i].load(Ordering::Relaxed))
+            .collect();
+        let filters_on = !filters.is_empty();
         let waits = match self.join_waits.lock() {
             Ok(w) => w.clone(),
             Err(_) => Vec::new(),
@@ -930,15 +966,14 @@ impl ScanPlan {
                 }));
             }
         }
-        let filters: &[Expr] = if filters_on { &self.candidates } else { &[] };
         let passes = filters
-            .iter()
-            .map(|c| (Some(c), None))
+            .into_iter()
+            .map(|(i, c)| (Some((i, c)), None))
             .chain(dynamic.iter().map(|d| (None, Some(d))));
         for (c, d) in passes {
             let mut filter = match (&self.rows, c) {
-                (Some(r), Some(c)) => Some(r.clone().and(c.clone())),
-                (r, c) => r.clone().or_else(|| c.cloned()),
+                (Some(r), Some((_, c))) => Some(r.clone().and(c.clone())),
+                (r, c) => r.clone().or_else(|| c.map(|(_, c)| c.clone())),
             };
             if let Some(t) = &times {
                 let pre = received_in(t.clone());
@@ -979,9 +1014,9 @@ impl ScanPlan {
             // A filter that most rows pass saves nothing and costs a pass:
             // the rest of the scan goes without.
             if matched as u64 * 2 > tested {
-                match d {
-                    None => self.candidates_off.store(true, Ordering::Relaxed),
-                    Some(_) => self.dynamic_off.store(true, Ordering::Relaxed),
+                match c {
+                    Some((i, _)) => self.candidates_off[i].store(true, Ordering::Relaxed),
+                    None => self.dynamic_off.store(true, Ordering::Relaxed),
                 }
             }
             let none = found.is_empty();
@@ -1959,7 +1994,7 @@ impl PartitionStream for Lane {
 
 #[cfg(test)]
 mod tests {
-    use super::{held_bytes, row_of, RowOf, Times};
+    use super::{held_bytes, row_of, row_testable, RowOf, Times};
     use arrow::array::{ArrayRef, RecordBatch, StringViewArray};
     use std::sync::Arc;
 
@@ -2070,6 +2105,25 @@ mod tests {
             (&["resource", "actor_kind"][..], None),
         ] {
             assert_eq!(row_of(cols), want, "{cols:?}");
+        }
+    }
+
+    #[test]
+    fn row_testable_takes_disjunctions_of_one_kind_per_branch() {
+        use datafusion::prelude::{col, lit};
+        let user = || col("actor_kind").eq(lit("user"));
+        let pods = || col("resource").eq(lit("pods"));
+        let get = || col("verb").eq(lit("get"));
+        for (e, want) in [
+            (user(), true),
+            (user().or(pods()), true),
+            (user().or(pods().and(get())).or(get()), true),
+            (user().and(pods()), false),
+            (user().and(pods()).or(get()), false),
+            (get().or(user().and(pods())), false),
+            (datafusion::logical_expr::not(user().or(pods())), false),
+        ] {
+            assert_eq!(row_testable(&e), want, "{e}");
         }
     }
 
