@@ -237,5 +237,20 @@ fn the_cluster_overview_holds_the_named_queries_answers() {
         ],
         "no request in",
     );
-    fails_with(&["report", "--lake", lake.to_str().unwrap()], "--actor");
+    // Neither --actor nor --cluster: every cluster's overview, whose
+    // tables are the named queries over the whole lake.
+    let all: serde_json::Value =
+        serde_json::from_str(&report(&lake, &["--format", "json"])).expect("json");
+    assert!(all["cluster"].is_null(), "{all}");
+    for t in all["tables"].as_array().expect("tables") {
+        let name = t["title"].as_str().unwrap();
+        let rows = query_csv(&lake, &["--named", name]);
+        assert_eq!(
+            t["total"].as_u64().unwrap() as usize,
+            rows.len() - 1,
+            "{name}"
+        );
+    }
+    let md = report(&lake, &["--format", "md"]);
+    assert!(md.starts_with("# Who acted in every cluster"), "{md}");
 }

@@ -33,12 +33,9 @@ pub struct Args {
     #[arg(long, env = "AUDITLAKE_LAKE")]
     lake: PathBuf,
     /// The actor: a resolved `actor_username` (`auditlake query --named
-    /// who-acted-as-whom` lists them).
-    #[arg(
-        long,
-        env = "AUDITLAKE_REPORT_ACTOR",
-        required_unless_present = "cluster"
-    )]
+    /// who-acted-as-whom` lists them). Without it, the overview of
+    /// --cluster, or of every cluster.
+    #[arg(long, env = "AUDITLAKE_REPORT_ACTOR")]
     actor: Option<String>,
     #[command(flatten)]
     window: WindowArgs,
@@ -67,7 +64,7 @@ pub fn run(a: Args) -> Result<()> {
             let mut lq = query::LakeQuery::open(&a.lake, &query::OpenOptions::default()).await?;
             anyhow::Ok(report::overview(&mut lq, &window, &lake_name, since, until).await?)
         })?;
-        if o.requests == 0 {
+        if o.stored_rows == 0 {
             bail!(
                 "no request in {lake_name} for this cluster and window; `auditlake query --lake {lake_name} \"SELECT cluster, count(*) FROM audit GROUP BY 1\"` lists the clusters"
             );
@@ -79,8 +76,8 @@ pub fn run(a: Args) -> Result<()> {
         };
         return emit(a.output.as_deref(), &text, || {
             format!(
-                "{} requests by {} actors; gathered in {:.2} s",
-                o.requests, o.actors, o.query_seconds
+                "{} rows stored, {} requests through a proxy or impersonation by {} actors; gathered in {:.2} s",
+                o.stored_rows, o.requests, o.actors, o.query_seconds
             )
         });
     };
