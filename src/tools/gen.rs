@@ -74,6 +74,17 @@ const UAS: &[&str] = &[
     "Go-http-client/2.0",
 ];
 
+/// The kinds the generator touches that belong to no namespace.
+const CLUSTER_SCOPED: &[&str] = &[
+    "clusterrolebindings",
+    "clusterroles",
+    "nodes",
+    "namespaces",
+    "persistentvolumes",
+    "certificatesigningrequests",
+    "customresourcedefinitions",
+];
+
 /// Objects of each resource in each namespace.
 const OBJECTS_PER_KIND: u32 = 64;
 
@@ -227,6 +238,13 @@ impl Generator {
         ns: &str,
     ) -> Req {
         let verb = self.pick(verbs);
+        // Cluster-scoped kinds live in no namespace: no `/namespaces/…` in
+        // their URI, no namespace in their objectRef.
+        let ns = if CLUSTER_SCOPED.contains(&resource) {
+            ""
+        } else {
+            ns
+        };
         // Each namespace holds a fixed set of objects per resource, which
         // clients touch again and again.
         let object = self.rng.random_range(0..OBJECTS_PER_KIND).to_string();
@@ -240,10 +258,15 @@ impl Generator {
         } else {
             format!("/apis/{group}/v1")
         };
-        let uri = if verb == "list" || verb == "create" {
-            format!("{base}/namespaces/{ns}/{resource}")
+        let scope = if ns.is_empty() {
+            String::new()
         } else {
-            format!("{base}/namespaces/{ns}/{resource}/{name}")
+            format!("/namespaces/{ns}")
+        };
+        let uri = if verb == "list" || verb == "create" {
+            format!("{base}{scope}/{resource}")
+        } else {
+            format!("{base}{scope}/{resource}/{name}")
         };
         let ip = self.client_ip();
         let ua = self.pick(UAS);
@@ -565,9 +588,21 @@ impl Generator {
                     ns,
                 );
                 r.user = self.human();
-                r.request_object = Some(
-                    json!({"kind": "ClusterRoleBinding", "roleRef": {"kind": "ClusterRole", "name": "cluster-admin"}}),
-                );
+                // The object sent is of the kind the URI names.
+                r.request_object = Some(match res {
+                    "clusterrolebindings" => {
+                        json!({"kind": "ClusterRoleBinding", "roleRef": {"kind": "ClusterRole", "name": "cluster-admin"}})
+                    }
+                    "rolebindings" => {
+                        json!({"kind": "RoleBinding", "roleRef": {"kind": "ClusterRole", "name": "admin"}})
+                    }
+                    "clusterroles" => {
+                        json!({"kind": "ClusterRole", "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]})
+                    }
+                    _ => {
+                        json!({"kind": "Role", "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}]})
+                    }
+                });
                 r.annotations
                     .insert("authorization.k8s.io/decision".into(), json!("allow"));
                 r
