@@ -253,4 +253,25 @@ fn the_cluster_overview_holds_the_named_queries_answers() {
     }
     let md = report(&lake, &["--format", "md"]);
     assert!(md.starts_with("# Who acted in every cluster"), "{md}");
+
+    // A cluster whose requests are all direct: an overview of empty tables, each with its
+    // columns, not an error.
+    let direct = dir.path().join("direct.jsonl");
+    let line = std::fs::read_to_string(fixture("identities.jsonl"))
+        .expect("fixture")
+        .lines()
+        .find(|l| l.contains("\"auditID\":\"id-direct\""))
+        .expect("the fixture's direct request")
+        .to_string();
+    std::fs::write(&direct, line + "\n").expect("write");
+    let only_direct = dir.path().join("direct-lake");
+    ingest(&only_direct, &["--cluster", "quiet"], &[&direct]);
+    let quiet: serde_json::Value =
+        serde_json::from_str(&report(&only_direct, &["--format", "json"])).expect("json");
+    assert_eq!(quiet["stored_rows"], 1, "{quiet}");
+    assert_eq!(quiet["requests"], 0, "{quiet}");
+    for t in quiet["tables"].as_array().expect("tables") {
+        assert_eq!(t["total"], 0, "{t}");
+        assert!(!t["columns"].as_array().expect("columns").is_empty(), "{t}");
+    }
 }

@@ -288,6 +288,102 @@ fn ingest_to_s3_answers_like_a_local_lake_and_tampering_is_named() {
     );
 }
 
+/// The Parquet files under `dir` (a reader's lake cache) whose path names day `dt`.
+fn cached_files_of_day(dir: &Path, dt: &str) -> usize {
+    let mut n = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet")
+                && p.to_string_lossy().contains(&format!("dt={dt}/"))
+            {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// With --since/--until, a query of a lake on the store fetches only the hour partitions the
+/// window can hold and answers as a local lake does; a named query that reads the history
+/// before the window fetches the history too; copies an earlier query left in the cache are not
+/// read by a query whose window excludes them.
+#[test]
+fn a_window_fetches_only_the_partitions_it_can_read() {
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("audit.log");
+    gen_file(&log, 3000, 9);
+    // The fixture holds requests of 2025-01-01; the generator's start on 2026-11-20.
+    let old = fixture("identities.jsonl");
+    let local = dir.path().join("local");
+    ingest(&local, &[], &[&old, &log]);
+    let lake = format!("{}/audit", s3.bucket("window"));
+    let (olds, logs) = (old.display().to_string(), log.display().to_string());
+    s3.run(
+        &dir.path().join("writer"),
+        &["ingest", "--lake", &lake, "--no-progress", &olds, &logs],
+    );
+    let cache = dir.path().join("reader");
+    let window = [
+        "--since",
+        "2026-11-20T00:00:00Z",
+        "--until",
+        "2026-11-21T00:00:00Z",
+    ];
+    let on_store = |args: &[&str]| {
+        let mut all = vec!["query", "--lake", lake.as_str(), "--format", "csv"];
+        all.extend_from_slice(args);
+        csv(&s3.run(&cache, &all))
+    };
+    for q in [
+        "SELECT count(*) AS n FROM audit",
+        "SELECT actor_username, count(*) AS n FROM requests GROUP BY 1 ORDER BY 1",
+    ] {
+        let args: Vec<&str> = window.iter().copied().chain([q]).collect();
+        assert_eq!(query_text(&local, &args), on_store(&args), "{q}");
+    }
+    assert!(cached_files_of_day(&cache, "2026-11-20") > 0);
+    assert_eq!(
+        cached_files_of_day(&cache, "2025-01-01"),
+        0,
+        "a partition outside the window was fetched"
+    );
+    // first-seen-actors reads everything before --until.
+    let args: Vec<&str> = window
+        .iter()
+        .copied()
+        .chain(["--named", "first-seen-actors"])
+        .collect();
+    assert_eq!(query_text(&local, &args), on_store(&args));
+    assert!(cached_files_of_day(&cache, "2025-01-01") > 0);
+    // The 2025 copies are in the cache now; a query of the window does not read them.
+    let q = "SELECT count(*) AS n FROM lake.audit";
+    let fetched: Vec<&str> = window.iter().copied().chain([q]).collect();
+    assert_eq!(
+        on_store(&fetched),
+        query_text(
+            &local,
+            &[
+                window[0],
+                window[1],
+                window[2],
+                window[3],
+                "SELECT count(*) AS n FROM audit"
+            ]
+        ),
+        "lake.audit holds the fetched partitions only"
+    );
+    // Without a window, everything is fetched and answered.
+    assert_eq!(
+        on_store(&["SELECT count(*) AS n FROM audit"]),
+        query_text(&local, &["SELECT count(*) AS n FROM audit"])
+    );
+}
+
 /// `kill -9` of an ingest into the store at several moments, then a full run: every line is
 /// stored exactly once, no object outside the table is left, and `lake verify` passes.
 #[test]

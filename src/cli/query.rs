@@ -160,10 +160,17 @@ pub fn run(a: Args) -> Result<()> {
             query::window::parse_time("--as-of", v, now_us())? / 1000,
         )),
     };
+    // On an object store only the window's partitions are fetched (a named query that reads
+    // the history before the window fetches that too).
+    let fetch_within = match &named {
+        Some(q) if q.needs_history => window.without_since(),
+        _ => window.clone(),
+    };
     let opts = query::OpenOptions {
         memory_limit: usize::try_from(a.memory_limit).unwrap_or(usize::MAX),
         damaged: a.damaged,
         as_of,
+        fetch_within: Some(fetch_within),
         ..Default::default()
     };
     let terminal = std::io::stdout().is_terminal();

@@ -59,9 +59,14 @@ pub fn run(a: Args) -> Result<()> {
     let since = window.since.map(query::window::format_us);
     let until = window.until.map(query::window::format_us);
     let lake_name = a.lake.display().to_string();
+    // On an object store, only the window's partitions are fetched.
+    let opts = query::OpenOptions {
+        fetch_within: Some(window.clone()),
+        ..Default::default()
+    };
     let Some(actor) = a.actor.clone() else {
         let o = runtime()?.block_on(async {
-            let mut lq = query::LakeQuery::open(&a.lake, &query::OpenOptions::default()).await?;
+            let mut lq = query::LakeQuery::open(&a.lake, &opts).await?;
             anyhow::Ok(report::overview(&mut lq, &window, &lake_name, since, until).await?)
         })?;
         if o.stored_rows == 0 {
@@ -82,7 +87,7 @@ pub fn run(a: Args) -> Result<()> {
         });
     };
     let r = runtime()?.block_on(async {
-        let mut lq = query::LakeQuery::open(&a.lake, &query::OpenOptions::default()).await?;
+        let mut lq = query::LakeQuery::open(&a.lake, &opts).await?;
         lq.set_window(&window).await?;
         anyhow::Ok(report::gather(&lq, &actor, &lake_name, since, until).await?)
     })?;

@@ -97,6 +97,8 @@ pub enum QueryError {
     Window(#[from] WindowError),
     #[error("{} damaged Parquet file(s) in the lake; a query over them would silently miss their rows:\n{}\nhint: restore them from a backup or re-ingest their source; `auditlake verify --lake LAKE` lists them, `--damaged skip` queries without them", .0.len(), .0.iter().map(|d| format!("  {}: {}", d.path.display(), d.problem)).collect::<Vec<_>>().join("\n"))]
     Damaged(Vec<crate::sinks::lake::check::Damage>),
+    #[error("this lake on an object store was fetched for {fetched} only, and {asked} reaches outside it, where rows were not fetched; open it with the wider --since/--until")]
+    OutsideFetched { fetched: String, asked: String },
     #[error("explain: {0}")]
     Explain(String),
     #[error("report: {0}")]
@@ -168,6 +170,11 @@ pub struct OpenOptions {
     pub reuse_buckets: u64,
     /// Answer from the table as it stood at a version or a time (time travel).
     pub as_of: Option<AsOf>,
+    /// On an object store: fetch only the hour partitions that can hold rows received in this
+    /// window's `since`..`until` (its cluster plays no part), and answer only within it
+    /// ([`LakeQuery::set_window`] refuses a window that reaches outside). `None`: every
+    /// partition. A directory lake reads what a query needs anyway and ignores it.
+    pub fetch_within: Option<Window>,
 }
 
 /// A past state of the lake's table.
@@ -231,6 +238,7 @@ pub fn files_as_of(root: &Path, as_of: AsOf) -> Result<(u64, Vec<PathBuf>), Quer
 pub fn mirror(
     remote: &crate::sinks::lake::store::Remote,
     as_of: Option<AsOf>,
+    within: Option<&Window>,
 ) -> Result<PathBuf, QueryError> {
     let dir = remote.sync_log().map_err(QueryError::Lake)?;
     // No log under that prefix: a wrong URL or nothing written yet, not an empty answer.
@@ -250,7 +258,10 @@ pub fn mirror(
         .last()
         .copied();
     let version = version.filter(|v| newest.is_some_and(|n| *v <= n));
-    let got = remote.sync_files(version).map_err(QueryError::Lake)?;
+    let keep = |rel: &str| within.is_none_or(|w| partition_may_hold(rel, w));
+    let got = remote
+        .sync_files(version, &keep)
+        .map_err(QueryError::Lake)?;
     if got.downloaded > 0 || got.removed > 0 {
         tracing::info!(
             lake = %remote.url,
@@ -264,6 +275,38 @@ pub fn mirror(
     Ok(dir)
 }
 
+/// Whether every time `inner` admits, `outer` admits too.
+fn window_inside(inner: &Window, outer: &Window) -> bool {
+    outer
+        .since
+        .is_none_or(|s| inner.since.is_some_and(|t| t >= s))
+        && outer
+            .until
+            .is_none_or(|u| inner.until.is_some_and(|t| t <= u))
+}
+
+/// Whether the hour partition that `rel` (`dt=YYYY-MM-DD/hour=HH/…`, lake-relative) names can
+/// hold a row received in `w`'s `since`..`until`. A path that names no partition is kept.
+pub fn partition_may_hold(rel: &str, w: &Window) -> bool {
+    let mut parts = rel.split('/');
+    let (Some(dt), Some(hour)) = (parts.next(), parts.next()) else {
+        return true;
+    };
+    let (Some(dt), Some(hour)) = (dt.strip_prefix("dt="), hour.strip_prefix("hour=")) else {
+        return true;
+    };
+    let start = chrono::NaiveDate::parse_from_str(dt, "%Y-%m-%d")
+        .ok()
+        .zip(hour.parse::<u32>().ok())
+        .and_then(|(d, h)| d.and_hms_opt(h, 0, 0))
+        .map(|t| t.and_utc().timestamp_micros());
+    let Some(start) = start else {
+        return true;
+    };
+    let end = start + 3_600_000_000;
+    w.since.is_none_or(|s| end > s) && w.until.is_none_or(|u| start < u)
+}
+
 impl Default for OpenOptions {
     fn default() -> Self {
         OpenOptions {
@@ -271,6 +314,7 @@ impl Default for OpenOptions {
             damaged: damaged::Damaged::Fail,
             reuse_buckets: 1,
             as_of: None,
+            fetch_within: None,
         }
     }
 }
@@ -281,6 +325,9 @@ pub struct LakeQuery {
     root: PathBuf,
     stats: Arc<ScanStats>,
     window: Window,
+    /// The window whose partitions were fetched from the object store (see
+    /// [`OpenOptions::fetch_within`]).
+    within: Option<Window>,
 }
 
 impl LakeQuery {
@@ -289,9 +336,12 @@ impl LakeQuery {
         // A lake on an object store is queried through its mirror (lake/store.rs): the log and
         // the live files, fetched and checked first.
         let mirrored;
-        let root = match crate::sinks::lake::store::remote(root).map_err(QueryError::Lake)? {
+        let remote = crate::sinks::lake::store::remote(root).map_err(QueryError::Lake)?;
+        // Only a mirror holds part of the table: a directory lake answers every window.
+        let within = remote.as_ref().and(opts.fetch_within.clone());
+        let root = match remote {
             Some(r) => {
-                mirrored = mirror(&r, opts.as_of)?;
+                mirrored = mirror(&r, opts.as_of, within.as_ref())?;
                 mirrored.as_path()
             }
             None => root,
@@ -332,10 +382,17 @@ impl LakeQuery {
             .with_physical_optimizer_rule(Arc::new(relations::JoinFilters))
             .build();
         let ctx = SessionContext::new_with_state(state);
-        let live = match opts.as_of {
+        let mut live = match opts.as_of {
             None => crate::sinks::lake::live_files(&abs).map_err(QueryError::Lake)?,
             Some(at) => files_as_of(&abs, at)?.1,
         };
+        if let Some(w) = &within {
+            // The files outside the window were not fetched: they are not missing, and the
+            // tables must not list a copy an earlier query left in the mirror either.
+            live.retain(|p| {
+                crate::sinks::lake::rel_path(&abs, p).is_none_or(|r| partition_may_hold(&r, w))
+            });
+        }
         let damage = crate::sinks::lake::check::damaged(&live, false);
         let store_path = |p: &std::path::Path| {
             datafusion::object_store::path::Path::from_filesystem_path(p)
@@ -417,6 +474,7 @@ impl LakeQuery {
             root: abs,
             stats,
             window: Window::default(),
+            within,
         };
         lake.create_views(&lake.window).await?;
         Ok(lake)
@@ -444,6 +502,14 @@ impl LakeQuery {
 
     /// Restrict `audit`, `audit_events` and `requests` to `window`.
     pub async fn set_window(&mut self, window: &Window) -> Result<(), QueryError> {
+        if let Some(w) = &self.within {
+            if !window_inside(window, w) {
+                return Err(QueryError::OutsideFetched {
+                    fetched: window::describe(w),
+                    asked: window::describe(window),
+                });
+            }
+        }
         if *window != self.window {
             self.create_views(window).await?;
             self.window = window.clone();
@@ -874,5 +940,69 @@ impl<W: std::io::Write> BatchSink<W> {
             w.finish()?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{partition_may_hold, window_inside, Window};
+
+    const H: i64 = 3_600_000_000;
+    /// 2026-11-20T08:00:00Z in microseconds.
+    const T8: i64 = 1_795_161_600_000_000;
+
+    fn w(since: Option<i64>, until: Option<i64>) -> Window {
+        Window {
+            cluster: None,
+            since,
+            until,
+        }
+    }
+
+    #[test]
+    fn a_partition_is_fetched_when_its_hour_meets_the_window() {
+        let p = "dt=2026-11-20/hour=08/f.parquet";
+        for (window, want) in [
+            (w(None, None), true),
+            (w(Some(T8), Some(T8 + H)), true),
+            (w(Some(T8 + H - 1), None), true),
+            (w(Some(T8 + H), None), false),
+            (w(None, Some(T8)), false),
+            (w(None, Some(T8 + 1)), true),
+            (w(Some(T8 - 5 * H), Some(T8 - H)), false),
+        ] {
+            assert_eq!(partition_may_hold(p, &window), want, "{window:?}");
+        }
+        // Not a partition path: kept.
+        for odd in [
+            "f.parquet",
+            "dt=x/hour=08/f.parquet",
+            "dt=2026-11-20/hour=zz/f",
+        ] {
+            assert!(partition_may_hold(odd, &w(Some(T8 + H), None)), "{odd}");
+        }
+    }
+
+    #[test]
+    fn a_window_is_inside_another_only_if_both_bounds_are() {
+        for (inner, outer, want) in [
+            (w(None, None), w(None, None), true),
+            (w(Some(T8), Some(T8 + H)), w(None, None), true),
+            (w(Some(T8), Some(T8 + H)), w(Some(T8), Some(T8 + H)), true),
+            (w(None, Some(T8 + H)), w(Some(T8), Some(T8 + H)), false),
+            (w(Some(T8 - 1), Some(T8 + H)), w(Some(T8), None), false),
+            (w(Some(T8), None), w(Some(T8), Some(T8 + H)), false),
+            (
+                w(Some(T8), Some(T8 + 2 * H)),
+                w(Some(T8), Some(T8 + H)),
+                false,
+            ),
+        ] {
+            assert_eq!(
+                window_inside(&inner, &outer),
+                want,
+                "{inner:?} in {outer:?}"
+            );
+        }
     }
 }

@@ -63,6 +63,16 @@ pub fn parse_time(flag: &'static str, value: &str, now_us: i64) -> Result<i64, W
 }
 
 /// RFC 3339 with microseconds, UTC.
+/// `w`'s span in words: `--since … --until …`, `everything before …`, `the whole lake`.
+pub fn describe(w: &Window) -> String {
+    match (w.since, w.until) {
+        (None, None) => "the whole lake".to_string(),
+        (Some(s), None) => format!("--since {}", format_us(s)),
+        (None, Some(u)) => format!("--until {}", format_us(u)),
+        (Some(s), Some(u)) => format!("--since {} --until {}", format_us(s), format_us(u)),
+    }
+}
+
 pub fn format_us(us: i64) -> String {
     DateTime::<Utc>::from_timestamp_micros(us)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())

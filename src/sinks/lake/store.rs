@@ -320,10 +320,15 @@ impl Remote {
         Ok(mirror)
     }
 
-    /// Make the mirror hold the files live at `version` (the newest when `None`), each
-    /// checked against the SHA-256 its commit recorded; with `None`, files the table no
-    /// longer names are removed from the mirror. Call [`Remote::sync_log`] first.
-    pub fn sync_files(&self, version: Option<u64>) -> Result<SyncReport, LakeError> {
+    /// Make the mirror hold the files live at `version` (the newest when `None`) that `keep`
+    /// takes (by lake-relative path: a query's window leaves the other partitions on the
+    /// store), each checked against the SHA-256 its commit recorded; with `None`, files the
+    /// table no longer names are removed from the mirror. Call [`Remote::sync_log`] first.
+    pub fn sync_files(
+        &self,
+        version: Option<u64>,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<SyncReport, LakeError> {
         let mirror = self.mirror_dir();
         let live = match version {
             None => match delta::Log::open(&mirror, false)? {
@@ -332,7 +337,8 @@ impl Remote {
             },
             Some(v) => delta::Log::live_at(&mirror, v)?,
         };
-        let mut report = self.fetch(&live)?;
+        let wanted: Vec<delta::LiveFile> = live.iter().filter(|f| keep(&f.rel)).cloned().collect();
+        let mut report = self.fetch(&wanted)?;
         if version.is_none() {
             let wanted: HashSet<&str> = live.iter().map(|f| f.rel.as_str()).collect();
             for p in super::parquet_files(&mirror) {
