@@ -377,6 +377,13 @@ fn a_window_fetches_only_the_partitions_it_can_read() {
         ),
         "lake.audit holds the fetched partitions only"
     );
+    // Time travel with a window fetches the window of that version, and finds nothing missing.
+    let past = dir.path().join("past-reader");
+    let mut args = vec!["query", "--lake", lake.as_str(), "--as-of", "0"];
+    args.extend_from_slice(&window);
+    args.push("SELECT count(*) FROM audit");
+    s3.run(&past, &args);
+    assert_eq!(cached_files_of_day(&past, "2025-01-01"), 0);
     // Without a window, everything is fetched and answered.
     assert_eq!(
         on_store(&["SELECT count(*) AS n FROM audit"]),

@@ -186,8 +186,13 @@ pub enum AsOf {
     Time(i64),
 }
 
-/// The files of the lake at `root` as it stood at `as_of`, and the version that is.
-pub fn files_as_of(root: &Path, as_of: AsOf) -> Result<(u64, Vec<PathBuf>), QueryError> {
+/// The files of the lake at `root` as it stood at `as_of` that `keep` takes (by lake-relative
+/// path), and the version that is.
+pub fn files_as_of(
+    root: &Path,
+    as_of: AsOf,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<(u64, Vec<PathBuf>), QueryError> {
     use crate::sinks::lake::{delta, verify};
     if !delta::exists(root) {
         return Err(QueryError::AsOf(format!(
@@ -220,7 +225,7 @@ pub fn files_as_of(root: &Path, as_of: AsOf) -> Result<(u64, Vec<PathBuf>), Quer
     };
     let files = delta::Log::live_at(root, version).map_err(QueryError::Lake)?;
     let mut out = Vec::with_capacity(files.len());
-    for f in files {
+    for f in files.into_iter().filter(|f| keep(&f.rel)) {
         let path = root.join(&f.rel);
         if !path.exists() {
             return Err(QueryError::AsOf(format!(
@@ -384,7 +389,13 @@ impl LakeQuery {
         let ctx = SessionContext::new_with_state(state);
         let mut live = match opts.as_of {
             None => crate::sinks::lake::live_files(&abs).map_err(QueryError::Lake)?,
-            Some(at) => files_as_of(&abs, at)?.1,
+            // Of a mirror, only the files of the window were fetched.
+            Some(at) => {
+                files_as_of(&abs, at, &|rel| {
+                    within.as_ref().is_none_or(|w| partition_may_hold(rel, w))
+                })?
+                .1
+            }
         };
         if let Some(w) = &within {
             // The files outside the window were not fetched: they are not missing, and the
