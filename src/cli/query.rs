@@ -163,8 +163,8 @@ pub fn run(a: Args) -> Result<()> {
     // On an object store only the window's partitions are fetched (a named query that reads
     // the history before the window fetches that too).
     let fetch_within = match &named {
-        Some(q) if q.needs_history => window.without_since(),
-        _ => window.clone(),
+        Some(q) => q.relations_window(&window),
+        None => window.clone(),
     };
     let opts = query::OpenOptions {
         memory_limit: usize::try_from(a.memory_limit).unwrap_or(usize::MAX),

@@ -291,25 +291,14 @@ fn window_inside(inner: &Window, outer: &Window) -> bool {
 }
 
 /// Whether the hour partition that `rel` (`dt=YYYY-MM-DD/hour=HH/…`, lake-relative) names can
-/// hold a row received in `w`'s `since`..`until`. A path that names no partition is kept.
+/// hold a row received in `w`'s `since`..`until` (the rule `reresolve` and `compact` visit hours
+/// by). A path that names no partition is kept.
 pub fn partition_may_hold(rel: &str, w: &Window) -> bool {
-    let mut parts = rel.split('/');
-    let (Some(dt), Some(hour)) = (parts.next(), parts.next()) else {
-        return true;
+    let hours = crate::sinks::lake::reresolve::Hours {
+        since_us: w.since,
+        until_us: w.until,
     };
-    let (Some(dt), Some(hour)) = (dt.strip_prefix("dt="), hour.strip_prefix("hour=")) else {
-        return true;
-    };
-    let start = chrono::NaiveDate::parse_from_str(dt, "%Y-%m-%d")
-        .ok()
-        .zip(hour.parse::<u32>().ok())
-        .and_then(|(d, h)| d.and_hms_opt(h, 0, 0))
-        .map(|t| t.and_utc().timestamp_micros());
-    let Some(start) = start else {
-        return true;
-    };
-    let end = start + 3_600_000_000;
-    w.since.is_none_or(|s| end > s) && w.until.is_none_or(|u| start < u)
+    hours.admits_hour_of(Path::new(rel)).unwrap_or(true)
 }
 
 impl Default for OpenOptions {
@@ -553,15 +542,6 @@ impl LakeQuery {
         Ok(with_schema(df.collect().await?, schema))
     }
 
-    /// Run one statement, keeping its first `n` rows and counting the
-    /// others as they stream past: a report shows a few hundred rows of
-    /// answers that may hold hundreds of thousands (the overview's
-    /// privileged-impersonation: 336,000 on 10M events, each turned into
-    /// strings before this).
-    pub async fn head(&self, sql: &str, n: usize) -> Result<(Vec<RecordBatch>, u64), QueryError> {
-        head(&self.ctx, sql, n).await
-    }
-
     /// What the executed `plan` read and skipped.
     fn report(&self, plan: &dyn datafusion::physical_plan::ExecutionPlan) -> LakeReport {
         self.stats.absorb(plan);
@@ -666,17 +646,12 @@ impl LakeQuery {
             OutputFormat::Line => {
                 let mut stream =
                     datafusion::physical_plan::execute_stream(plan.clone(), self.ctx.task_ctx())?;
-                let mut sink = BatchSink::new(format, out);
+                let mut sink = LineSink { out, rows: 0 };
                 while let Some(batch) = stream.next().await {
                     let batch = batch?;
                     rows += batch.num_rows() as u64;
                     sink.write(&batch)?;
                 }
-                if rows == 0 {
-                    // A header, even for no rows.
-                    sink.write(&RecordBatch::new_empty(schema))?;
-                }
-                sink.finish()?;
             }
         }
         Ok((rows, stats.then(|| self.report(plan.as_ref()))))
@@ -691,17 +666,15 @@ impl LakeQuery {
         window: &Window,
     ) -> Result<String, QueryError> {
         let sql = q.render(params, window)?;
-        let relations = if q.needs_history {
-            window.without_since()
-        } else {
-            window.clone()
-        };
-        self.set_window(&relations).await?;
+        self.set_window(&q.relations_window(window)).await?;
         Ok(sql)
     }
 }
 
-/// [`LakeQuery::head`] in any session (a report's spooled rows).
+/// Run one statement in `ctx`, keeping its first `n` rows and counting the others as they
+/// stream past: a report shows a few hundred rows of answers that may hold hundreds of
+/// thousands (the overview's privileged-impersonation: 336,000 on 10M events, each turned into
+/// strings before this).
 pub async fn head(
     ctx: &SessionContext,
     sql: &str,
@@ -847,12 +820,19 @@ pub fn render(batches: &[RecordBatch], format: OutputFormat) -> Result<String, Q
         return Ok(arrow::util::pretty::pretty_format_batches(batches)?.to_string());
     }
     let mut buf = Vec::new();
-    let mut sink = BatchSink::new(format, &mut buf);
-    for b in batches {
-        sink.write(b)?;
+    if format == OutputFormat::Line {
+        let mut sink = LineSink {
+            out: &mut buf,
+            rows: 0,
+        };
+        for b in batches {
+            sink.write(b)?;
+        }
+    } else {
+        for (i, b) in batches.iter().enumerate() {
+            buf.extend(encode_batch(format, i == 0, b)?);
+        }
     }
-    sink.finish()?;
-    drop(sink);
     Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
@@ -890,65 +870,37 @@ fn write_encoded(
     Ok(())
 }
 
-/// CSV (header first, nested columns as text) or JSON lines, batch by
-/// batch.
-enum BatchSink<W: std::io::Write> {
-    Csv(Box<arrow::csv::Writer<W>>),
-    Json(arrow::json::LineDelimitedWriter<W>),
-    /// The writer and how many rows it has written.
-    Line(W, u64),
+/// `--format line`: one `column = value` line per column, a blank line between rows.
+struct LineSink<W: std::io::Write> {
+    out: W,
+    /// Rows written so far.
+    rows: u64,
 }
 
-impl<W: std::io::Write> BatchSink<W> {
-    /// `format` is CSV or JSON (a table is rendered whole).
-    fn new(format: OutputFormat, out: W) -> BatchSink<W> {
-        match format {
-            OutputFormat::Json => BatchSink::Json(arrow::json::LineDelimitedWriter::new(out)),
-            OutputFormat::Line => BatchSink::Line(out, 0),
-            _ => BatchSink::Csv(Box::new(
-                arrow::csv::WriterBuilder::new()
-                    .with_header(true)
-                    .build(out),
-            )),
-        }
-    }
-
+impl<W: std::io::Write> LineSink<W> {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), QueryError> {
-        match self {
-            BatchSink::Csv(w) => w.write(&flatten_nested(batch)?)?,
-            BatchSink::Json(w) => w.write(batch)?,
-            BatchSink::Line(w, rows) => {
-                let schema = batch.schema();
-                let width = schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().chars().count())
-                    .max()
-                    .unwrap_or(0);
-                let opts = arrow::util::display::FormatOptions::default().with_null("NULL");
-                let cols = batch
-                    .columns()
-                    .iter()
-                    .map(|c| arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &opts))
-                    .collect::<Result<Vec<_>, _>>()?;
-                for r in 0..batch.num_rows() {
-                    if *rows > 0 {
-                        writeln!(w).map_err(arrow::error::ArrowError::from)?;
-                    }
-                    *rows += 1;
-                    for (f, c) in schema.fields().iter().zip(&cols) {
-                        writeln!(w, "{:>width$} = {}", f.name(), c.value(r))
-                            .map_err(arrow::error::ArrowError::from)?;
-                    }
-                }
+        let schema = batch.schema();
+        let width = schema
+            .fields()
+            .iter()
+            .map(|f| f.name().chars().count())
+            .max()
+            .unwrap_or(0);
+        let opts = arrow::util::display::FormatOptions::default().with_null("NULL");
+        let cols = batch
+            .columns()
+            .iter()
+            .map(|c| arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &opts))
+            .collect::<Result<Vec<_>, _>>()?;
+        for r in 0..batch.num_rows() {
+            if self.rows > 0 {
+                writeln!(self.out).map_err(arrow::error::ArrowError::from)?;
             }
-        }
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<(), QueryError> {
-        if let BatchSink::Json(w) = self {
-            w.finish()?;
+            self.rows += 1;
+            for (f, c) in schema.fields().iter().zip(&cols) {
+                writeln!(self.out, "{:>width$} = {}", f.name(), c.value(r))
+                    .map_err(arrow::error::ArrowError::from)?;
+            }
         }
         Ok(())
     }

@@ -117,6 +117,16 @@ pub struct NamedQuery {
 const IMPLICIT: &[&str] = &["since", "until"];
 
 impl NamedQuery {
+    /// The window its relations read under `window`: a query that needs history sees
+    /// everything before `--until`.
+    pub fn relations_window(&self, window: &Window) -> Window {
+        if self.needs_history {
+            window.without_since()
+        } else {
+            window.clone()
+        }
+    }
+
     pub fn parse(name: &'static str, text: &'static str) -> NamedQuery {
         let mut question = String::new();
         let mut params = Vec::new();

@@ -157,24 +157,19 @@ pub async fn gather(
     let who = super::sql_literal(actor);
     let spool = Spool::new()?;
     let ctx = lq.context();
-    ctx.sql(&format!(
-        "SELECT {SPOOLED}, coalesce(actor_username = {who}, false) AS mine FROM requests \
-         WHERE actor_username = {who} OR (claim_status IN ('spoofed', 'malformed') \
-         AND (original_username = {who} OR strpos(original_claim_raw, {who}) > 0))"
-    ))
-    .await?
-    .write_parquet(
-        &spool.url,
-        datafusion::dataframe::DataFrameWriteOptions::new(),
-        None,
-    )
-    .await?;
+    let written = spool
+        .fill(
+            ctx.sql(&format!(
+                "SELECT {SPOOLED}, coalesce(actor_username = {who}, false) AS mine FROM requests \
+                 WHERE actor_username = {who} OR (claim_status IN ('spoofed', 'malformed') \
+                 AND (original_username = {who} OR strpos(original_claim_raw, {who}) > 0))"
+            ))
+            .await?,
+        )
+        .await?;
     // Nothing matched: no file was written (so none can be registered), and every section is
     // empty.
-    let written = std::fs::read_dir(&spool.dir)
-        .map(|d| d.flatten().count())
-        .unwrap_or(0);
-    let gathered = if written == 0 {
+    let gathered = if !written {
         Ok(Sections::default())
     } else {
         ctx.register_parquet(
@@ -238,6 +233,17 @@ impl Spool {
         })?;
         let url = format!("{}/", dir.display());
         Ok(Spool { dir, url })
+    }
+
+    /// Write `df`'s rows into the spool; whether any file was written (none is for no rows).
+    async fn fill(&self, df: datafusion::dataframe::DataFrame) -> Result<bool, QueryError> {
+        df.write_parquet(
+            &self.url,
+            datafusion::dataframe::DataFrameWriteOptions::new(),
+            None,
+        )
+        .await?;
+        Ok(std::fs::read_dir(&self.dir).is_ok_and(|mut d| d.any(|e| e.is_ok())))
     }
 }
 
@@ -416,17 +422,9 @@ pub async fn overview(
         ))
         .await?;
     let schema = Arc::new(df.schema().as_arrow().clone());
-    df.write_parquet(
-        &spool.url,
-        datafusion::dataframe::DataFrameWriteOptions::new(),
-        None,
-    )
-    .await?;
+    let written = spool.fill(df).await?;
     let ctx = lq.scratch();
-    let written = std::fs::read_dir(&spool.dir)
-        .map(|d| d.flatten().count())
-        .unwrap_or(0);
-    if written == 0 {
+    if !written {
         // Nothing matched and no file was written: the queries answer on no rows.
         let empty = datafusion::datasource::MemTable::try_new(schema, vec![Vec::new()])?;
         ctx.register_table("requests", Arc::new(empty))?;

@@ -67,20 +67,22 @@ impl Hours {
         if self.since_us.is_none() && self.until_us.is_none() {
             return true;
         }
+        self.admits_hour_of(path) == Some(true)
+    }
+
+    /// Whether the hour partition `path` lies in (`dt=…/hour=…` among its components) may
+    /// hold rows of the window; `None` when `path` names no hour partition.
+    pub fn admits_hour_of(&self, path: &Path) -> Option<bool> {
         let part = |key: &str| {
             path.ancestors()
                 .filter_map(|p| p.file_name()?.to_str()?.strip_prefix(key))
                 .next()
                 .map(str::to_string)
         };
-        let (Some(dt), Some(hour)) = (part("dt="), part("hour=")) else {
-            return false;
-        };
-        let Some(start) = crate::decode::parse_timestamp_us(&format!("{dt}T{hour}:00:00Z")) else {
-            return false;
-        };
+        let (dt, hour) = (part("dt=")?, part("hour=")?);
+        let start = crate::decode::parse_timestamp_us(&format!("{dt}T{hour}:00:00Z"))?;
         let end = start + 3_600_000_000;
-        self.since_us.is_none_or(|s| end > s) && self.until_us.is_none_or(|u| start < u)
+        Some(self.since_us.is_none_or(|s| end > s) && self.until_us.is_none_or(|u| start < u))
     }
 }
 
